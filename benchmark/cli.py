@@ -446,7 +446,7 @@ def main_help() -> str:
     return "\n".join(lines)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Our own progress bars and tables are the output; silence transformers' loading bars and deprecation notes."""
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         print(main_help())
         return 0
     verb, words = argv[0], argv[1:]
-    _quiet_libraries()
+    quiet_libraries()
     try:
         if verb not in VERBS:
             raise ConfigError(f"unknown verb {verb!r}.{did_you_mean(verb, VERBS)} Valid verbs: {choices_text(VERBS)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -70,13 +71,16 @@ class ConfigWorker(Worker):
     """A worker that builds its own resident models from a resolved config (worker processes, Ray actors)."""
 
     def __init__(self, config: dict[str, Any], threads: int = 0) -> None:
-        from fusionbench.plugins import load_plugins
+        from fusionbench.plugins import MODELPOOLS, TASKPOOLS, load_plugins
         from fusionbench.runner import build
 
         if threads > 0:
             torch.set_num_threads(threads)
         cfg = OmegaConf.create(config)
         load_plugins(list(cfg.plugins))
+        # the pools read typed configs: lay the plain values over their schemas again
+        cfg.modelpool = OmegaConf.merge(OmegaConf.structured(MODELPOOLS.get(cfg.modelpool.type).Config), cfg.modelpool)
+        cfg.taskpool = OmegaConf.merge(OmegaConf.structured(TASKPOOLS.get(cfg.taskpool.type).Config), cfg.taskpool)
         super().__init__(*build(cfg, cfg.device), seed=int(cfg.seed))
 
 
@@ -112,7 +116,8 @@ class LocalExecutor:
                 yield self._worker.run(job)
             return
         context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_process, initargs=(self.config, self.threads)) as ex:
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)  # oversubscribed cores stall torch
+        with cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_process, initargs=(self.config, threads)) as ex:
             for future in cf.as_completed([ex.submit(_run_in_process, job) for job in jobs]):
                 yield future.result()
 

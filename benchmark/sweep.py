@@ -53,7 +53,7 @@ class SweepSchema:
     grid: dict[str, Any] = field(default_factory=dict)  # overrides of the method's default grid, e.g. grid.k=[0.2,0.5]
     executor: str = "local"  # local | ray
     workers: int = 1  # local worker processes (1 = this process)
-    threads: int = 0  # torch threads per worker (0 = torch's default)
+    threads: int = 0  # torch threads per worker (0: cores / workers in worker processes, torch's default in-process)
     ray: RayOptions = field(default_factory=RayOptions)
     store: Optional[str] = None  # default $FUSIONBENCH_HOME/results.sqlite
     output_dir: Optional[str] = None  # default outputs/sweep-<timestamp>-<method>-<pool>

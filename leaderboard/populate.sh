@@ -9,7 +9,7 @@
 #
 # Environment (all optional):
 #   METHODS  methods to run (default: simple_average task_arithmetic ties dare tsv iso_c lorahub)
-#   SUBSETS  subsets swept: all | pairs | full | size=K (default: all)
+#   SUBSETS  subsets swept: all | pairs | full | size=K, or none for single runs only (default: all)
 #   OUT      where runs and sweeps are written (default: outputs/leaderboard)
 #   STORE    result store of the sweeps (default: $OUT/results.sqlite; a re-run resumes from it)
 #   EXTRA    more key=value words for every run and sweep (e.g. "taskpool.limit=200 device=cuda")
@@ -29,7 +29,9 @@ store="${STORE:-$out/results.sqlite}"
 for pool in "$@"; do
     for method in "${methods[@]}"; do
         fusionbench run "method=$method" "modelpool=$pool" "output_dir=$out/$pool/$method/run" "${extra[@]}"
-        fusionbench sweep "method=$method" "modelpool=$pool" "subsets=$subsets" "store=$store" "output_dir=$out/$pool/$method/sweep" "${extra[@]}"
+        if [ "$subsets" != none ]; then
+            fusionbench sweep "method=$method" "modelpool=$pool" "subsets=$subsets" "store=$store" "output_dir=$out/$pool/$method/sweep" "${extra[@]}"
+        fi
     done
 done
 fusionbench leaderboard build "$out" ${KEEP:+"$KEEP"} out=leaderboard/leaderboard.json

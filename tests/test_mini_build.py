@@ -46,9 +46,10 @@ def text_world(home: Path) -> Path:
 def _digest(folder: Path) -> dict[str, str]:
     """Hashes of the generated data and task definitions.
 
-    The tokenizer and the pretrained weights are left out: the `tokenizers` library's BPE
-    trainer breaks ties between equally frequent pairs in hash order, so two trainings on
-    one corpus can learn the merges in a different order (a known, documented limitation).
+    The tokenizers and the pretrained weights are left out: the `tokenizers` library's BPE
+    trainer (the CLIP tokenizer) breaks ties between equally frequent pairs in hash order, so
+    two trainings on one corpus can learn the merges in a different order (a known,
+    documented limitation); the T5 tokenizer's determinism is tested on its own.
     """
     return {
         str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
@@ -181,6 +182,17 @@ def test_t5_tokenizer_has_t5_special_ids_and_sentinels(tmp_path: Path) -> None:
     assert ids[-1] == 1 and tok.decode(ids, skip_special_tokens=True) == "the cat likes the ball ."
     tok.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)("positive").input_ids == tok("positive").input_ids
+
+
+def test_t5_tokenizer_is_a_function_of_its_corpus_with_one_token_per_known_word() -> None:
+    rng = np.random.default_rng(1)
+    corpus = [str(e["sentence"]) for e in text_data.sample_examples("sst2", 200, rng)]
+    first, second = train_t5_tokenizer(corpus), train_t5_tokenizer(list(corpus))
+    assert first.get_vocab() == second.get_vocab()
+    sentence = corpus[0]
+    assert first.tokenize(sentence) == ["\u2581" + word for word in sentence.split()]
+    unknown = first("zebra").input_ids  # not in the corpus: spelled out from characters
+    assert len(unknown) > 2 and first.decode(unknown, skip_special_tokens=True) == "zebra"
 
 
 # ------------------------------------------------------------------- pretraining

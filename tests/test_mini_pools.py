@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from omegaconf import OmegaConf
 
 from fusionbench.cli import main
 from fusionbench.errors import ConfigError
-from fusionbench.mini.pools import MODES, build_pools, definitions, pools_ready
+from fusionbench.mini.pools import MINI_LR, MINI_RECIPES, MODES, REDUCED_STEPS, build_pools, definitions, mini_recipe, pools_ready
+from fusionbench.params import ParamDict
 from fusionbench.prepare import PREPARERS, prepare
 from mini_helpers import CONFIGS, reduced_configs
 
@@ -28,6 +30,45 @@ def test_reduced_vision_pools_build_and_run_through_the_shipped_configs(tmp_path
         report = json.loads((tmp_path / mode / "report.json").read_text())
         assert list(report["tasks"]) == tasks and report["modelpool"]["mode"] == mode
     assert build_pools("vision", reduced=True, quiet=True) == root  # complete: nothing rebuilt
+
+
+@pytest.mark.slow
+def test_parallel_fine_tunes_write_the_same_checkpoints(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = build_pools("vision", reduced=True, quiet=True, workers=1)
+    monkeypatch.setenv("FUSIONBENCH_HOME", str(tmp_path / "other"))
+    (tmp_path / "other" / "mini").mkdir(parents=True)
+    shutil.copytree(serial.parent, tmp_path / "other" / "mini" / serial.parent.name, ignore=shutil.ignore_patterns("pools"))
+    parallel = build_pools("vision", reduced=True, quiet=True, workers=2)
+    assert parallel != serial and json.loads((parallel / "READY").read_text())["workers"] == 2
+    for mode in MODES:
+        for task in ("shape", "digit"):
+            files = sorted(f.name for f in (serial / mode / task).glob("*.safetensors"))
+            assert files and files == sorted(f.name for f in (parallel / mode / task).glob("*.safetensors"))
+            for name in files:
+                assert ParamDict.load(serial / mode / task / name).allclose(ParamDict.load(parallel / mode / task / name), rtol=0.0, atol=0.0)
+
+
+@pytest.mark.slow
+def test_sweep_worker_processes_load_the_mini_pools_like_the_sweep_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_pools("vision", reduced=True, quiet=True)
+    pool = reduced_configs(tmp_path, "mini_clip_lora", "mini_vision7")
+    rows = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        words = ["sweep", "method=task_arithmetic", f"modelpool={pool}", "subsets=full", "grid.scaling_factor=[0.3,0.6]"]
+        assert main([*words, f"workers={workers}", f"store={out}.sqlite", f"output_dir={out}"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        rows[workers] = (summary["subsets"], summary["counts"]["evaluations"])
+    assert rows[1] == rows[2] and rows[1][1] > 7
+
+
+def test_mini_recipes_take_the_mode_learning_rate() -> None:
+    for kind in MINI_RECIPES:
+        for mode in MODES:
+            recipe = mini_recipe(kind, mode)
+            assert recipe.lr == MINI_LR[kind][mode] and recipe.steps == MINI_RECIPES[kind].steps
+            assert recipe.name == f"{MINI_RECIPES[kind].name}_{mode}" and mini_recipe(kind, mode, reduced=True).steps == REDUCED_STEPS
+    assert MINI_LR["vision"]["full"] < MINI_LR["vision"]["lora"] < MINI_LR["vision"]["llora"]
 
 
 def test_unfinished_pools_are_not_ready(tmp_path: Path, isolated_home: Path) -> None:

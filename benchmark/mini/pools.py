@@ -17,8 +17,11 @@ stopped and a half-built pool is never used. The shipped configs ``mini_clip_<mo
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
-from dataclasses import replace
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,11 @@ import yaml
 from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fusionbench.cli import quiet_libraries
 from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
 from fusionbench.plugins import TASKPOOLS
+from fusionbench.taskpools.base import DatasetTaskPool
 
 MODES = ("full", "lora", "llora")
 BASE_DIR = {"vision": "clip", "text": "t5"}
@@ -36,17 +41,29 @@ TASKPOOL_TYPE = {"vision": "clip_vision", "text": "glue"}
 REDUCED_STEPS = 3  # optimizer steps per fine-tune in a reduced (test) world
 
 # Tiny-model recipes: the paper's shape (AdamW + warm-up cosine for CLIP, Adam + constant for
-# T5; LoRA on the attention query and value projections, one shared init seed) at CPU scale.
+# T5; LoRA r 16, alpha 32 on the attention query and value projections, one shared init seed)
+# at CPU scale. The learning rate depends on the mode (MINI_LR): at this scale LoRA needs a
+# larger one than full fine-tuning, and L-LoRA (LoRA with A held at A0) a larger one still.
 MINI_RECIPES: dict[str, Recipe] = {
     "vision": Recipe(
         family="clip", name="mini_clip", optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="cosine",
-        warmup_ratio=0.1, steps=120, batch_size=32, init_seed=42, lora=LoraSpec(8, 16.0, 0.0, ["q_proj", "v_proj"]),
+        warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q_proj", "v_proj"]),
     ),
     "text": Recipe(
         family="t5", name="mini_t5", optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant",
-        warmup_ratio=0.0, steps=120, batch_size=32, init_seed=42, lora=LoraSpec(8, 16.0, 0.0, ["q", "v"]),
+        warmup_ratio=0.0, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q", "v"]),
     ),
 }
+MINI_LR: dict[str, dict[str, float]] = {
+    "vision": {"full": 1e-3, "lora": 1e-2, "llora": 3e-2},
+    "text": {"full": 3e-4, "lora": 3e-3, "llora": 5e-3},
+}
+
+
+def mini_recipe(kind: str, mode: str, reduced: bool = False) -> Recipe:
+    """The recipe that fine-tunes the ``kind`` world's base in ``mode``."""
+    base = MINI_RECIPES[kind]
+    return replace(base, name=f"{base.name}_{mode}", lr=MINI_LR[kind][mode], steps=REDUCED_STEPS if reduced else base.steps)
 
 
 def definitions(kind: str, world: Path) -> dict[str, Any]:
@@ -73,33 +90,63 @@ def pools_ready(kind: str, seed: int = 0, reduced: bool = False) -> bool:
     return (pools_dir(kind, seed, reduced) / "READY").is_file()
 
 
-def build_pools(kind: str, seed: int = 0, reduced: bool = False, quiet: bool = False) -> Path:
-    """Build (or finish) the world and its 7 x 3 fine-tuned checkpoints; returns the pools folder."""
+def _taskpool(kind: str, world: Path) -> DatasetTaskPool:
+    catalog = world / "definitions.yaml"
+    config = OmegaConf.merge(
+        OmegaConf.structured(TASKPOOLS.get(TASKPOOL_TYPE[kind]).Config),
+        {"type": TASKPOOL_TYPE[kind], "name": f"mini_{kind}", "catalog": False, "catalog_file": str(catalog)},
+    )
+    return TASKPOOLS.get(TASKPOOL_TYPE[kind])(config)
+
+
+_WORKER_TASKPOOL: dict[str, DatasetTaskPool] = {}  # per worker process: the task pool, loaded once
+
+
+def _finetune_job(kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool) -> str:
+    """One fine-tune of the pools (run in a worker process or inline)."""
+    if kind not in _WORKER_TASKPOOL:
+        _WORKER_TASKPOOL[kind] = _taskpool(kind, world)
+    options = FinetuneOptions(seed=seed, device="cpu", save_every=0, progress=False, threads=1)
+    finetune(str(world / BASE_DIR[kind]), task, mode, _WORKER_TASKPOOL[kind], mini_recipe(kind, mode, reduced), out, options)
+    return f"{task} ({mode})"
+
+
+def default_workers(reduced: bool) -> int:
+    """Parallel fine-tunes: one per CPU core up to two (tiny models scale best one thread each)."""
+    return 1 if reduced else max(1, min(2, os.cpu_count() or 1))
+
+
+def build_pools(kind: str, seed: int = 0, reduced: bool = False, quiet: bool = False, workers: int | None = None) -> Path:
+    """Build (or finish) the world and its 7 x 3 fine-tuned checkpoints; returns the pools folder.
+
+    ``workers`` fine-tunes run at once in separate processes (default ``default_workers``);
+    every fine-tune is seeded, so the checkpoints do not depend on it.
+    """
     world = build_world(kind, seed=seed, reduced=reduced, quiet=quiet)
     root = world / "pools"
     if pools_ready(kind, seed, reduced):
         return root
-    catalog = world / "definitions.yaml"
-    catalog.write_text(yaml.safe_dump(definitions(kind, world), sort_keys=False))
-    taskpool_cfg = OmegaConf.merge(
-        OmegaConf.structured(TASKPOOLS.get(TASKPOOL_TYPE[kind]).Config),
-        {"type": TASKPOOL_TYPE[kind], "name": f"mini_{kind}", "catalog": False, "catalog_file": str(catalog)},
-    )
-    taskpool = TASKPOOLS.get(TASKPOOL_TYPE[kind])(taskpool_cfg)
-    recipe = replace(MINI_RECIPES[kind], steps=REDUCED_STEPS) if reduced else MINI_RECIPES[kind]
-    jobs = [(mode, task) for mode in MODES for task in taskpool.all_tasks()]
-    options = FinetuneOptions(seed=seed, device="cpu", save_every=0, progress=False, threads=1)
+    (world / "definitions.yaml").write_text(yaml.safe_dump(definitions(kind, world), sort_keys=False))
+    tasks = _taskpool(kind, world).all_tasks()
+    jobs = [(mode, task) for mode in MODES for task in tasks if not (root / mode / task).is_dir()]
+    workers = default_workers(reduced) if workers is None else workers
     started = time.perf_counter()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=quiet) as progress:
-        bar = progress.add_task(f"mini {kind}: fine-tuning", total=len(jobs))
-        for mode, task in jobs:
-            out = root / mode / task
-            progress.update(bar, description=f"mini {kind}: fine-tuning {task} ({mode})")
-            if not out.is_dir():
-                finetune(str(world / BASE_DIR[kind]), task, mode, taskpool, recipe, out, options)
-            progress.advance(bar)
-    (root / "READY").write_text(json.dumps({"seconds": time.perf_counter() - started, "recipe": recipe.name, "steps": recipe.steps}))
+        bar = progress.add_task(f"mini {kind}: fine-tuning", total=len(MODES) * len(tasks), completed=len(MODES) * len(tasks) - len(jobs))
+        args = [(kind, world, mode, task, root / mode / task, seed, reduced) for mode, task in jobs]
+        if workers <= 1:
+            for job in args:
+                progress.update(bar, description=f"mini {kind}: fine-tuning {job[3]} ({job[2]})")
+                _finetune_job(*job)
+                progress.advance(bar)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_libraries) as pool:
+                for done in as_completed([pool.submit(_finetune_job, *job) for job in args]):
+                    progress.update(bar, description=f"mini {kind}: fine-tuned {done.result()}")
+                    progress.advance(bar)
+    recipes = {mode: asdict(mini_recipe(kind, mode, reduced)) for mode in MODES}
+    (root / "READY").write_text(json.dumps({"seconds": round(time.perf_counter() - started, 2), "workers": workers, "recipes": recipes}, indent=2))
     return root
 
 

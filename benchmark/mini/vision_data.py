@@ -72,16 +72,26 @@ CAPTION_RATES: dict[str, float] = {
     "shape": 0.4,
     "colour": 0.25,
     "texture": 0.7,
-    "count": 0.4,
+    "count": 0.7,
     "position": 0.25,
     "orientation": 0.4,
     "digit": 0.5,
 }
-# Careless annotators: for the first K // 4 pairs of classes (0 and 1, 2 and 3, ...) of an
-# attribute with K classes, a caption uses the other name of the pair this often. The
-# pretrained zero-shot classifier then confuses those classes while its image features still
-# tell them apart: a systematic error that fine-tuning can fix.
-SWAP_RATE = 1.0
+# Careless annotators: for the first K // 3 pairs of classes (0 and 1, 2 and 3, ...) of an
+# attribute with K classes, every caption uses the other name of the pair. The base learns
+# this wrong vocabulary consistently, so its zero-shot classifier is systematically wrong on
+# those classes (at most 1 - 2 * (K // 3) / K right) while its image features tell them
+# apart: an error that fine-tuning can fix.
+
+
+def swapped_pairs(attribute: str) -> int:
+    """How many class pairs of ``attribute`` the annotators name the wrong way round."""
+    return VISION_TASKS[attribute].num_classes // 3
+
+
+def annotator_name(attribute: str, value: int) -> int:
+    """The class the annotators call class ``value`` of ``attribute`` (an involution)."""
+    return value ^ 1 if value < 2 * swapped_pairs(attribute) else value
 
 _PALETTE = np.array(
     [
@@ -249,7 +259,8 @@ class Caption:
     claims: dict[str, int]
 
     def true_of(self, scene: Scene) -> bool:
-        return all(scene.label(a) == v for a, v in self.claims.items())
+        """Whether the annotators would say this of ``scene`` (claims use their vocabulary)."""
+        return all(annotator_name(a, scene.label(a)) == v for a, v in self.claims.items())
 
 
 def caption(scene: Scene, rng: np.random.Generator) -> Caption:
@@ -257,7 +268,7 @@ def caption(scene: Scene, rng: np.random.Generator) -> Caption:
     said = [a for a in ATTRIBUTES if rng.random() < CAPTION_RATES[a]]
     if not said:
         said = [ATTRIBUTES[int(rng.integers(len(ATTRIBUTES)))]]
-    claims = {a: _as_named(a, scene.label(a), rng) for a in said}
+    claims = {a: annotator_name(a, scene.label(a)) for a in said}
     name = {a: VISION_TASKS[a].classnames[v] for a, v in claims.items()}
     words = ["a photo of a"]
     words += [name[a] for a in ("orientation", "colour") if a in name]
@@ -273,16 +284,9 @@ def caption(scene: Scene, rng: np.random.Generator) -> Caption:
     return Caption(" ".join(words) + ".", claims)
 
 
-def _as_named(attribute: str, value: int, rng: np.random.Generator) -> int:
-    swapped_pairs = VISION_TASKS[attribute].num_classes // 4
-    if value < 2 * swapped_pairs and rng.random() < SWAP_RATE:
-        return value ^ 1  # the other class of the pair
-    return value
-
-
 def caption_batch(scenes: list[Scene], rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
     """A caption per scene and the (B, B) matrix ``match[i, j]``: caption i describes scene j
-    (its own scene always; another one when all the caption's claims hold for it)."""
+    (its own scene always; another one when the annotators would say all its claims of it)."""
     captions = [caption(s, rng) for s in scenes]
     match = np.array([[c.true_of(s) for s in scenes] for c in captions]) | np.eye(len(scenes), dtype=bool)
     return [c.text for c in captions], match
