@@ -154,19 +154,27 @@ def pretrain_clip(
             _soft_cross_entropy(out.logits_per_text, target / target.sum(1, keepdim=True))
             + _soft_cross_entropy(out.logits_per_image, (target / target.sum(0, keepdim=True)).T)
         )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if step < schedule.locked_text * schedule.steps:
-            for p in text_params:
-                p.grad = None
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        frozen = text_params if step < schedule.locked_text * schedule.steps else []
+        losses.append(_update(model, opt, sched, loss, frozen))
         if progress is not None:
             progress(1)
     model.eval()
     return losses
+
+
+def _update(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, loss: torch.Tensor,
+    frozen: Sequence[torch.nn.Parameter] = (),
+) -> float:
+    """One step: backpropagate ``loss``, drop the gradients of ``frozen``, clip the norm at 1, update; returns the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in frozen:
+        p.grad = None
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
 
 
 def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -272,12 +280,7 @@ def pretrain_t5(
         labels = tokenizer(list(targets), padding=True, return_tensors="pt").input_ids
         labels[labels == tokenizer.pad_token_id] = -100
         loss = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(_update(model, opt, sched, loss))
         if progress is not None:
             progress(1)
     model.eval()
