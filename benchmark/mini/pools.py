@@ -99,15 +99,19 @@ def _taskpool(kind: str, world: Path) -> DatasetTaskPool:
     return TASKPOOLS.get(TASKPOOL_TYPE[kind])(config)
 
 
-_WORKER_TASKPOOL: dict[str, DatasetTaskPool] = {}  # per worker process: the task pool, loaded once
+_WORKER_TASKPOOL: dict[Path, DatasetTaskPool] = {}  # in a worker process (one build): the task pool, loaded once
 
 
-def _finetune_job(kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool) -> str:
-    """One fine-tune of the pools (run in a worker process or inline)."""
-    if kind not in _WORKER_TASKPOOL:
-        _WORKER_TASKPOOL[kind] = _taskpool(kind, world)
+def _finetune_job(
+    kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool, taskpool: DatasetTaskPool | None = None
+) -> str:
+    """One fine-tune of the pools, with ``taskpool`` or (in a worker process) the worker's own."""
+    if taskpool is None:
+        if world not in _WORKER_TASKPOOL:
+            _WORKER_TASKPOOL[world] = _taskpool(kind, world)
+        taskpool = _WORKER_TASKPOOL[world]
     options = FinetuneOptions(seed=seed, device="cpu", save_every=0, progress=False, threads=1)
-    finetune(str(world / BASE_DIR[kind]), task, mode, _WORKER_TASKPOOL[kind], mini_recipe(kind, mode, reduced), out, options)
+    finetune(str(world / BASE_DIR[kind]), task, mode, taskpool, mini_recipe(kind, mode, reduced), out, options)
     return f"{task} ({mode})"
 
 
@@ -127,7 +131,8 @@ def build_pools(kind: str, seed: int = 0, reduced: bool = False, quiet: bool = F
     if pools_ready(kind, seed, reduced):
         return root
     (world / "definitions.yaml").write_text(yaml.safe_dump(definitions(kind, world), sort_keys=False))
-    tasks = _taskpool(kind, world).all_tasks()
+    taskpool = _taskpool(kind, world)
+    tasks = taskpool.all_tasks()
     jobs = [(mode, task) for mode in MODES for task in tasks if not (root / mode / task).is_dir()]
     workers = default_workers(reduced) if workers is None else workers
     started = time.perf_counter()
@@ -138,7 +143,7 @@ def build_pools(kind: str, seed: int = 0, reduced: bool = False, quiet: bool = F
         if workers <= 1:
             for job in args:
                 progress.update(bar, description=f"mini {kind}: fine-tuning {job[3]} ({job[2]})")
-                _finetune_job(*job)
+                _finetune_job(*job, taskpool=taskpool)
                 progress.advance(bar)
         else:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_libraries) as pool:
