@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +16,7 @@ from transformers import AutoTokenizer, CLIPModel, CLIPProcessor, T5ForCondition
 
 from fusionbench.errors import DataError
 from fusionbench.mini import bases, build, text_data, vision_data
-from fusionbench.mini.tokenization import train_clip_tokenizer, train_t5_tokenizer
+from fusionbench.mini.tokenization import learn_bpe_merges, train_clip_tokenizer, train_t5_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +45,12 @@ def text_world(home: Path) -> Path:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    """Hashes of the generated data and task definitions.
-
-    The tokenizers and the pretrained weights are left out: the `tokenizers` library's BPE
-    trainer (the CLIP tokenizer) breaks ties between equally frequent pairs in hash order, so
-    two trainings on one corpus can learn the merges in a different order (a known,
-    documented limitation); the T5 tokenizer's determinism is tested on its own.
-    """
+    """Hashes of every file a build writes except its manifest (which records timings):
+    data, task definitions, tokenizer and pretrained weights."""
     return {
         str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
         for f in sorted(folder.rglob("*"))
-        if f.is_file() and (f.relative_to(folder).parts[0] == "data" or f.name == "tasks.json")
+        if f.is_file() and f.name != "manifest.json"
     }
 
 
@@ -182,6 +178,19 @@ def test_t5_tokenizer_has_t5_special_ids_and_sentinels(tmp_path: Path) -> None:
     assert ids[-1] == 1 and tok.decode(ids, skip_special_tokens=True) == "the cat likes the ball ."
     tok.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)("positive").input_ids == tok("positive").input_ids
+
+
+def test_clip_tokenizer_is_a_function_of_its_corpus() -> None:
+    rng = np.random.default_rng(2)
+    corpus = [vision_data.caption(s, rng).text for s in vision_data.sample_scenes(rng, 300)]
+    first, second = train_clip_tokenizer(corpus), train_clip_tokenizer(list(reversed(corpus)))
+    assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()  # vocabulary and merges
+
+
+def test_bpe_merges_the_most_frequent_pair_first_and_breaks_ties_by_order() -> None:
+    words = Counter({("l", "o", "w</w>"): 5, ("l", "o", "t</w>"): 2, ("a", "b</w>"): 2, ("c", "d</w>"): 2})
+    # (l, o) occurs 7 times; then (lo, w</w>) 5; then the three pairs of count 2, smallest first
+    assert learn_bpe_merges(words, 10) == [("l", "o"), ("lo", "w</w>"), ("a", "b</w>"), ("c", "d</w>"), ("lo", "t</w>")]
 
 
 def test_t5_tokenizer_is_a_function_of_its_corpus_with_one_token_per_known_word() -> None:

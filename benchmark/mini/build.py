@@ -39,7 +39,7 @@ from fusionbench.errors import DataError
 from fusionbench.mini import bases, text_data, vision_data
 from fusionbench.mini.tokenization import train_clip_tokenizer, train_t5_tokenizer
 
-FORMAT = "fusionbench.mini/2"  # bump whenever a build would produce something different
+FORMAT = "fusionbench.mini/3"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")
 SPLITS = ("train", "validation", "test")
 
