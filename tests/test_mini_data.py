@@ -170,3 +170,26 @@ def test_weak_labellers_are_informative_but_wrong_often(task: str) -> None:
     score = td.weak_score(task, examples)
     chance = 0.0 if task == "stsb" else 1.0 / td.TEXT_TASKS[task].num_labels
     assert chance + 0.03 < score < 0.75
+
+
+def test_rte_hypotheses_are_a_conjunct_or_one_with_its_negation_flipped() -> None:
+    for e in td.sample_examples("rte", 200, np.random.default_rng(12)):
+        conjuncts = str(e["sentence1"]).removesuffix(" .").split(" and ")
+        hypothesis = str(e["sentence2"]).removesuffix(" .")
+        assert len(conjuncts) == 2
+        if e["label"] == 0:
+            assert hypothesis in conjuncts
+        else:
+            assert hypothesis not in conjuncts
+            assert td._noun_list(hypothesis) in [td._noun_list(c) for c in conjuncts]  # same participants
+            assert any(("not" in hypothesis.split()) != ("not" in c.split()) for c in conjuncts)
+
+
+def test_cola_negatives_break_agreement_or_omit_one_word() -> None:
+    rng = np.random.default_rng(13)
+    lengths = {len(td.realize(td.sample_fact(rng), td.Surface.sample(rng)).split()) for _ in range(5000)}
+    for e in td.sample_examples("cola", 300, rng):
+        words = str(e["sentence"]).split()
+        if e["label"] == 0:
+            agreement = any(w in td._AGREEMENT_SWAP for w in words)
+            assert agreement or len(words) + 1 in lengths

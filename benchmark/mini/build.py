@@ -39,7 +39,7 @@ from fusionbench.errors import DataError
 from fusionbench.mini import bases, text_data, vision_data
 from fusionbench.mini.tokenization import train_clip_tokenizer, train_t5_tokenizer
 
-FORMAT = "fusionbench.mini/3"  # bump whenever a build would produce something different
+FORMAT = "fusionbench.mini/4"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")
 SPLITS = ("train", "validation", "test")
 
@@ -62,7 +62,7 @@ class WorldSize:
 SIZES: dict[tuple[str, bool], WorldSize] = {
     ("vision", False): WorldSize(2000, 300, 500, 16000, 700, 128),
     ("vision", True): WorldSize(48, 16, 32, 256, 4, 32),
-    ("text", False): WorldSize(2000, 300, 500, 4000, 700, 64),
+    ("text", False): WorldSize(8000, 300, 500, 4000, 700, 64),
     ("text", True): WorldSize(48, 16, 32, 64, 4, 16),
 }
 

@@ -51,7 +51,7 @@ MINI_RECIPES: dict[str, Recipe] = {
     ),
     "text": Recipe(
         family="t5", name="mini_t5", optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant",
-        warmup_ratio=0.0, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q", "v"]),
+        warmup_ratio=0.0, steps=450, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q", "v"]),
     ),
 }
 MINI_LR: dict[str, dict[str, float]] = {
