@@ -55,7 +55,7 @@ MINI_RECIPES: dict[str, Recipe] = {
     ),
 }
 MINI_LR: dict[str, dict[str, float]] = {
-    "vision": {"full": 1e-3, "lora": 1e-2, "llora": 3e-2},
+    "vision": {"full": 1e-3, "lora": 5e-3, "llora": 3e-2},
     "text": {"full": 3e-4, "lora": 3e-3, "llora": 5e-3},
 }
 
