@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionbench.errors import ConfigError, FusionBenchError, choices_text, did_you_mean
+from fusionbench.quiet import quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -445,15 +445,6 @@ def main_help() -> str:
         "Example: fusionbench run method=task_arithmetic modelpool=dummy method.scaling_factor=0.3",
     ]
     return "\n".join(lines)
-
-
-def quiet_libraries() -> None:
-    """Our own progress bars and tables are the output; silence transformers' loading bars and deprecation notes."""
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:

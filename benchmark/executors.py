@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from fusionbench.errors import ConfigError, FusionBenchError
 from fusionbench.method import Method
 from fusionbench.modelpool import ModelPool
+from fusionbench.quiet import quiet_libraries
 from fusionbench.taskpool import TaskPool
 
 FINETUNED, PRETRAINED = "__finetuned__", "__pretrained__"
@@ -89,6 +90,7 @@ _WORKER: Optional[Worker] = None
 
 def _init_process(config: dict[str, Any], threads: int) -> None:
     global _WORKER
+    quiet_libraries()
     _WORKER = ConfigWorker(config, threads)
 
 

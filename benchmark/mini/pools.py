@@ -29,7 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusionbench.cli import quiet_libraries
+from fusionbench.quiet import quiet_libraries
 from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
 from fusionbench.plugins import TASKPOOLS

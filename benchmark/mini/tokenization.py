@@ -12,7 +12,6 @@ Both save with ``save_pretrained`` and are deterministic functions of their corp
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from typing import Iterable
