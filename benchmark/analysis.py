@@ -7,8 +7,11 @@ weight disentanglement error (Eq. 3, Fig. 6).
   xi(l1, l2) = sum_{i in (a, b)} P_{x ~ task i}[ f(x; theta_0 + l1 tau_a + l2 tau_b) != f(x; theta_0 + l_i tau_i) ],
   the prediction disagreement of the two-task model with each single-task model (0 = perfectly
   disentangled). Predictions come from the task pool's ``predict``.
+* ``scaling``: the score on task t of theta_0 + lambda tau_t (each task vector alone) and of
+  theta_0 + lambda sum_s tau_s (task arithmetic over the whole pool) for a list of lambdas: where
+  along its task vector a task's gain appears, and where the sum starts to interfere.
 
-Each analysis writes its numbers (CSV / JSON), a heatmap PNG and the resolved config.yaml.
+Each analysis writes its numbers (CSV / JSON), a PNG figure and the resolved config.yaml.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ PAPER_COSINE_MEAN_OFFDIAG: dict[str, dict[str, float]] = {
     "clip-vit-base-patch16": {"full": 0.202, "lora": 0.233, "llora": 0.102},
 }
 DEFAULT_GRID = [round(-1.0 + 0.2 * i, 1) for i in range(11)]  # -1.0, -0.8, ..., 1.0
+DEFAULT_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]  # 0.0, 0.1, ..., 1.0
 _CHUNK = 1 << 22  # elements per task and step when accumulating the Gram matrix
 
 
@@ -65,6 +69,19 @@ class DisentanglementSchema:
     grid: list[float] = field(default_factory=lambda: list(DEFAULT_GRID))  # coefficients for both l1 and l2
     split: str = "test"
     output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-disentanglement-<pool>
+    device: str = "auto"
+    plugins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScalingSchema:
+    """Top-level keys of ``fusionbench analyze scaling``."""
+
+    modelpool: Any = None
+    taskpool: Any = None
+    lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+    split: str = "test"
+    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-scaling-<pool>
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
 
@@ -129,6 +146,24 @@ def disentanglement_error(pool: ModelPool, taskpool: Any, tasks: tuple[str, str]
     return {"xi": terms[a] + terms[b], a: terms[a], b: terms[b]}
 
 
+def scaling_curves(pool: ModelPool, taskpool: Any, lambdas: list[float], split: str) -> dict[str, np.ndarray]:
+    """Scores (rows: the pool's tasks, columns: lambdas) of theta_0 + lambda tau_t on task t ("alone")
+    and of theta_0 + lambda sum_s tau_s on task t ("sum"); one task vector is held at a time."""
+    base, tasks = pool.base(), pool.tasks
+    alone, summed = np.zeros((len(tasks), len(lambdas))), np.zeros((len(tasks), len(lambdas)))
+    total: Optional[ParamDict] = None
+    for i, task in enumerate(tasks):
+        tau = pool.task_vector(task)
+        for j, lam in enumerate(lambdas):
+            alone[i, j] = taskpool.evaluate(pool.model(base + tau * lam), [task], split)[task].value
+        total = tau if total is None else total + tau
+    assert total is not None
+    for j, lam in enumerate(lambdas):
+        scores = taskpool.evaluate(pool.model(base + total * lam), tasks, split)
+        summed[:, j] = [scores[t].value for t in tasks]
+    return {"alone": alone, "sum": summed}
+
+
 # ------------------------------------------------------------------ outputs
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Let ``write`` fill a temporary file beside ``path``, then rename it into place."""
@@ -172,6 +207,39 @@ def _heatmap(path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[s
             for j in range(matrix.shape[1]):
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8, color="black" if matrix[i, j] > middle else "white")
     fig.colorbar(image, ax=ax, label=colorbar, shrink=0.8)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def curves_csv(tasks: list[str], lambdas: list[float], curves: dict[str, np.ndarray]) -> str:
+    """One row per curve and task: curve, task, then the score at each lambda."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["curve", "task", *(f"{lam:g}" for lam in lambdas)])
+    for name, matrix in curves.items():
+        for task, row in zip(tasks, matrix):
+            writer.writerow([name, task, *(f"{v:.6f}" for v in row)])
+    return buffer.getvalue()
+
+
+def _curves_plot(path: Path, tasks: list[str], lambdas: list[float], curves: dict[str, np.ndarray], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, (name, matrix), heading in zip(axes, curves.items(), ("each task vector alone", "sum of all task vectors")):
+        for task, row in zip(tasks, matrix):
+            ax.plot(lambdas, row, marker="o", markersize=3, linewidth=1, label=task)
+        ax.plot(lambdas, matrix.mean(axis=0), color="black", linewidth=2.5, label="mean")
+        ax.set_title(heading)
+        ax.set_xlabel("λ")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score on the task")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
@@ -233,20 +301,36 @@ def _two_tasks(value: Any, pool: ModelPool) -> tuple[str, str]:
     return names[0], names[1]
 
 
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is not a split; choose one of {', '.join(SPLITS)}")
+
+
+def _coefficients(values: Any, key: str, example: str) -> list[float]:
+    """The list of task-vector coefficients under ``key``, checked non-empty and finite."""
+    coefficients = [float(v) for v in values]
+    if not coefficients or not all(np.isfinite(coefficients)):
+        raise ConfigError(f"{key} must be a non-empty list of finite coefficients, e.g. {key}={example}")
+    return coefficients
+
+
+def _taskpool_for(cfg: DictConfig, device: str, tasks: list[str]) -> Any:
+    """The configured task pool, checked to evaluate every task in ``tasks``."""
+    taskpool = TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
+    for task in tasks:
+        if task not in taskpool.all_tasks():
+            raise ConfigError(f"task pool {cfg.taskpool.name!r} cannot evaluate task {task!r}; pick the task pool of pool {cfg.modelpool.name!r}")
+    return taskpool
+
+
 def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
     """Weight disentanglement error of two tasks over a grid: disentanglement.json and disentanglement.png."""
-    if cfg.split not in SPLITS:
-        raise ConfigError(f"split={cfg.split!r} is not a split; choose one of {', '.join(SPLITS)}")
-    grid = [float(v) for v in cfg.grid]
-    if not grid or not all(np.isfinite(grid)):
-        raise ConfigError("grid must be a non-empty list of finite coefficients, e.g. grid=[-1,-0.5,0,0.5,1]")
+    _check_split(cfg.split)
+    grid = _coefficients(cfg.grid, "grid", "[-1,-0.5,0,0.5,1]")
     device, out = _prepare(cfg, "disentanglement")
     pool = _pool(cfg, device)
     a, b = _two_tasks(cfg.tasks, pool)
-    taskpool = TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
-    for task in (a, b):
-        if task not in taskpool.all_tasks():
-            raise ConfigError(f"task pool {cfg.taskpool.name!r} cannot evaluate task {task!r}; pick the task pool of pool {cfg.modelpool.name!r}")
+    taskpool = _taskpool_for(cfg, device, [a, b])
     error = disentanglement_error(pool, taskpool, (a, b), grid, cfg.split)
     result = {
         "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
@@ -257,4 +341,24 @@ def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
     ticks = [f"{v:g}" for v in grid]
     title = f"weight disentanglement error, {cfg.modelpool.name} ({pool.mode})\n{a} vs {b}, mean {result['mean_xi']:.3f}"
     _heatmap(out / "disentanglement.png", error["xi"], ticks, ticks, title, f"λ2 ({b})", f"λ1 ({a})", "ξ(λ1, λ2)", annotate=False)
+    return {**result, "output_dir": str(out)}
+
+
+def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
+    """Scores along each task vector and along their sum: scaling.json, scaling.csv and scaling.png."""
+    _check_split(cfg.split)
+    lambdas = _coefficients(cfg.lambdas, "lambdas", "[0,0.25,0.5,0.75,1]")
+    device, out = _prepare(cfg, "scaling")
+    pool = _pool(cfg, device)
+    taskpool = _taskpool_for(cfg, device, pool.tasks)
+    curves = scaling_curves(pool, taskpool, lambdas, cfg.split)
+    result = {
+        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
+        "tasks": pool.tasks, "lambdas": lambdas,
+        **{name: {t: row.tolist() for t, row in zip(pool.tasks, matrix)} for name, matrix in curves.items()},
+        **{f"mean_{name}": matrix.mean(axis=0).tolist() for name, matrix in curves.items()},
+    }
+    _finish(out, cfg, "scaling.json", result)
+    _atomic(out / "scaling.csv", lambda tmp: tmp.write_text(curves_csv(pool.tasks, lambdas, curves)))
+    _curves_plot(out / "scaling.png", pool.tasks, lambdas, curves, f"scores along the task vectors, {cfg.modelpool.name} ({pool.mode}), {cfg.split} split")
     return {**result, "output_dir": str(out)}

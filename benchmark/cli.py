@@ -164,7 +164,7 @@ def _analyze(words: list[str]) -> int:
     from fusionbench import analysis
     from fusionbench.config import compose
 
-    action, rest = _subcommand(words, "analyze", ("cosine", "disentanglement"))
+    action, rest = _subcommand(words, "analyze", ("cosine", "disentanglement", "scaling"))
     if action == "cosine":
         result = analysis.analyze_cosine(compose(rest, analysis.CosineSchema, groups=("modelpool",)))
         table = Table(title=f"task-vector cosine similarity: {result['modelpool']} ({result['mode']})")
@@ -178,6 +178,16 @@ def _analyze(words: list[str]) -> int:
         beside = f" (paper, {result['family']} {result['mode']}: {paper:.3f})" if paper is not None else ""
         print(f"mean off-diagonal cosine similarity: {result['mean_offdiag']:.3f}{beside}")
         print(f"written to {result['output_dir']}: cosine.csv, cosine.png, cosine.json")
+        return 0
+    if action == "scaling":
+        result = analysis.analyze_scaling(compose(rest, analysis.ScalingSchema, groups=("modelpool", "taskpool")))
+        table = Table(title=f"mean score over the {len(result['tasks'])} tasks of {result['modelpool']} ({result['mode']}), {result['split']} split")
+        for column in ("λ", "each task vector alone", "sum of all task vectors"):
+            table.add_column(column, justify="right")
+        for lam, alone, summed in zip(result["lambdas"], result["mean_alone"], result["mean_sum"]):
+            table.add_row(f"{lam:g}", f"{alone:.4f}", f"{summed:.4f}")
+        Console().print(table)
+        print(f"written to {result['output_dir']}: scaling.json, scaling.csv (every task), scaling.png")
         return 0
     result = analysis.analyze_disentanglement(compose(rest, analysis.DisentanglementSchema, groups=("modelpool", "taskpool")))
     a, b = result["tasks"]
@@ -332,6 +342,7 @@ View it: python -m http.server -d leaderboard, then open http://localhost:8000/
 ANALYZE_HELP = """\
 usage: fusionbench analyze cosine modelpool=P [output_dir=PATH] [device=auto]
        fusionbench analyze disentanglement modelpool=P tasks=A,B [taskpool=T] [grid=[-1,-0.5,0,0.5,1]] [split=test] [taskpool.limit=N]
+       fusionbench analyze scaling modelpool=P [taskpool=T] [lambdas=[0,0.25,0.5,0.75,1]] [split=test] [taskpool.limit=N]
 
 cosine            cosine similarity of every pair of task vectors (L-LoRA paper, Figs. 2/8):
                   cosine.csv, cosine.png (heatmap), cosine.json, with the mean off-diagonal
@@ -341,8 +352,13 @@ disentanglement   weight disentanglement error xi(l1, l2) of tasks A and B over 
                   theta_0 + l1 tau_A + l2 tau_B predicts differently from theta_0 + l_i tau_i,
                   summed over both tasks. Default grid -1.0, -0.8, ..., 1.0.
                   Writes disentanglement.json and disentanglement.png.
+scaling           the score on each task t of theta_0 + lambda tau_t (its task vector alone) and
+                  of theta_0 + lambda sum_s tau_s (all task vectors, task arithmetic) for each
+                  lambda (default 0, 0.1, ..., 1): where a task's gain appears along its task
+                  vector and where the sum starts to interfere. Writes scaling.json,
+                  scaling.csv and scaling.png (one panel per curve).
 
-Both save config.yaml beside; output_dir defaults to outputs/analysis-<timestamp>-<kind>-<pool>.
+All save config.yaml beside; output_dir defaults to outputs/analysis-<timestamp>-<kind>-<pool>.
 """
 
 PROFILE_HELP = """\
@@ -417,7 +433,7 @@ VERBS: dict[str, Verb] = {
     "results": Verb("query / export the result store; compare sweeps in the Table-1 layout", RESULTS_HELP, _results),
     "list": Verb("list registered methods, model pools or task pools", LIST_HELP, _list),
     "leaderboard": Verb("build, validate and publish the leaderboard (leaderboard/)", LEADERBOARD_HELP, _leaderboard),
-    "analyze": Verb("task-vector cosine matrix; weight disentanglement error", ANALYZE_HELP, _analyze),
+    "analyze": Verb("task-vector cosine matrix; weight disentanglement error; scores along task vectors", ANALYZE_HELP, _analyze),
     "profile": Verb("cost tables: parameters, checkpoint size, it/s, peak memory (paper tables 3-4)", PROFILE_HELP, _profile),
     "mini": Verb("build / inspect / remove the embedded CPU-scale benchmark world", MINI_HELP, _mini),
     "finetune": Verb("fine-tune a CLIP / T5 base on one task: full, lora, llora or linearized", FINETUNE_HELP, _finetune),

@@ -1,4 +1,4 @@
-"""fusionbench analyze: task-vector cosine matrices and weight disentanglement error on the dummy pool."""
+"""fusionbench analyze: task-vector cosine matrices, weight disentanglement error and scaling curves on the dummy pool."""
 
 from __future__ import annotations
 
@@ -160,6 +160,9 @@ def test_tasks_may_be_a_list(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "grid=[]"], r"grid must be a non-empty list"),
         (["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "grid=[a]"], r"invalid value for grid"),
         (["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "split=dev"], r"split='dev' is not a split"),
+        (["analyze", "scaling", "modelpool=dummy", "lambdas=[]"], r"lambdas must be a non-empty list"),
+        (["analyze", "scaling", "modelpool=dummy", "split=dev"], r"split='dev' is not a split"),
+        (["analyze", "scalng", "modelpool=dummy"], r"Did you mean 'scaling'\?"),
     ],
 )
 def test_bad_input_is_one_clear_line(words: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,6 +190,41 @@ class NoPredictions(TaskPool):
 
     def loss(self, model: Any, batch: Any, task: str) -> torch.Tensor:
         return torch.zeros(())
+
+
+# ------------------------------------------------------------------ scaling
+def test_scaling_curves_match_a_hand_computation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lambdas = [0.0, 0.3, 1.0]
+    code, out, err = cli(capsys, "analyze", "scaling", "modelpool=dummy", "lambdas=[0,0.3,1]", "split=validation", f"output_dir={tmp_path}")
+    assert code == 0, err
+    result = json.loads((tmp_path / "scaling.json").read_text())
+    taskpool = DummyTaskPool(DummyTaskPoolConfig(type="dummy", name="dummy"))
+    base = teacher(None, 0)
+    tau = {t: {k: teacher(t, 0)[k] - base[k] for k in base} for t in DUMMY_TASKS}
+
+    def accuracy(params: dict[str, torch.Tensor], task: str) -> float:
+        x, y = taskpool._data(task, "validation")
+        return float((predictions(params, x) == y).float().mean())
+
+    for task in DUMMY_TASKS:
+        alone = [accuracy({k: base[k] + lam * tau[task][k] for k in base}, task) for lam in lambdas]
+        summed = [accuracy({k: base[k] + lam * sum(tau[t][k] for t in DUMMY_TASKS) for k in base}, task) for lam in lambdas]
+        np.testing.assert_allclose(result["alone"][task], alone, atol=1e-6)
+        np.testing.assert_allclose(result["sum"][task], summed, atol=1e-6)
+        assert result["alone"][task][0] == result["sum"][task][0]  # lambda 0: both are the base
+        assert result["alone"][task][-1] == 1.0  # lambda 1 alone: the fine-tuned teacher itself
+    assert result["mean_sum"][1] == pytest.approx(np.mean([result["sum"][t][1] for t in DUMMY_TASKS]))
+    rows = list(csv.reader((tmp_path / "scaling.csv").read_text().splitlines()))
+    assert rows[0] == ["curve", "task", "0", "0.3", "1"] and len(rows) == 1 + 2 * len(DUMMY_TASKS)
+    assert (tmp_path / "scaling.png").read_bytes().startswith(PNG_MAGIC)
+    assert "written to" in out and "scaling.png" in out
+
+
+def test_scaling_of_a_one_task_pool_has_equal_curves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "analyze", "scaling", "modelpool=dummy", "modelpool.tasks=[gamma]", "lambdas=[0,0.5,1]", f"output_dir={tmp_path}")
+    assert code == 0, err
+    result = json.loads((tmp_path / "scaling.json").read_text())
+    assert result["tasks"] == ["gamma"] and result["alone"] == result["sum"]
 
 
 def test_task_pools_without_predictions_say_so() -> None:
