@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fusionbench.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.leaderboard import model_family
@@ -146,9 +147,12 @@ def disentanglement_error(pool: ModelPool, taskpool: Any, tasks: tuple[str, str]
     return {"xi": terms[a] + terms[b], a: terms[a], b: terms[b]}
 
 
-def scaling_curves(pool: ModelPool, taskpool: Any, lambdas: list[float], split: str) -> dict[str, np.ndarray]:
+def scaling_curves(
+    pool: ModelPool, taskpool: Any, lambdas: list[float], split: str, step: Callable[[], None] = lambda: None
+) -> dict[str, np.ndarray]:
     """Scores (rows: the pool's tasks, columns: lambdas) of theta_0 + lambda tau_t on task t ("alone")
-    and of theta_0 + lambda sum_s tau_s on task t ("sum"); one task vector is held at a time."""
+    and of theta_0 + lambda sum_s tau_s on task t ("sum"); one task vector is held at a time.
+    ``step()`` runs after each of the (tasks + 1) x lambdas merged models is evaluated."""
     base, tasks = pool.base(), pool.tasks
     alone, summed = np.zeros((len(tasks), len(lambdas))), np.zeros((len(tasks), len(lambdas)))
     total: Optional[ParamDict] = None
@@ -156,11 +160,13 @@ def scaling_curves(pool: ModelPool, taskpool: Any, lambdas: list[float], split: 
         tau = pool.task_vector(task)
         for j, lam in enumerate(lambdas):
             alone[i, j] = taskpool.evaluate(pool.model(base + tau * lam), [task], split)[task].value
+            step()
         total = tau if total is None else total + tau
     assert total is not None
     for j, lam in enumerate(lambdas):
         scores = taskpool.evaluate(pool.model(base + total * lam), tasks, split)
         summed[:, j] = [scores[t].value for t in tasks]
+        step()
     return {"alone": alone, "sum": summed}
 
 
@@ -351,7 +357,9 @@ def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
     device, out = _prepare(cfg, "scaling")
     pool = _pool(cfg, device)
     taskpool = _taskpool_for(cfg, device, pool.tasks)
-    curves = scaling_curves(pool, taskpool, lambdas, cfg.split)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+        bar = progress.add_task(f"scaling {cfg.modelpool.name}", total=(len(pool.tasks) + 1) * len(lambdas))
+        curves = scaling_curves(pool, taskpool, lambdas, cfg.split, lambda: progress.advance(bar))
     result = {
         "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
         "tasks": pool.tasks, "lambdas": lambdas,
