@@ -129,21 +129,27 @@ def disagreement(x: torch.Tensor, y: torch.Tensor) -> float:
     return int((~same).sum()) / len(y)
 
 
-def disentanglement_error(pool: ModelPool, taskpool: Any, tasks: tuple[str, str], grid: list[float], split: str) -> dict[str, np.ndarray]:
-    """xi(l1, l2) on the grid (row: l1 for tasks[0], column: l2 for tasks[1]) and its two per-task terms."""
+def disentanglement_error(
+    pool: ModelPool, taskpool: Any, tasks: tuple[str, str], grid: list[float], split: str, step: Callable[[], None] = lambda: None
+) -> dict[str, np.ndarray]:
+    """xi(l1, l2) on the grid (row: l1 for tasks[0], column: l2 for tasks[1]) and its two per-task terms.
+    ``step()`` runs after each of the (grid + 2) x grid merged models is evaluated."""
     a, b = tasks
     base, tau = pool.base(), {t: pool.task_vector(t) for t in tasks}
 
-    def predict(params: ParamDict, task: str) -> torch.Tensor:
-        return taskpool.predict(pool.model(params), task, split)
+    def predict_each(params: ParamDict, *names: str) -> list[torch.Tensor]:
+        model = pool.model(params)
+        predictions = [taskpool.predict(model, name, split) for name in names]
+        step()
+        return predictions
 
-    single = {t: [predict(base + tau[t] * lam, t) for lam in grid] for t in tasks}
+    single = {t: [predict_each(base + tau[t] * lam, t)[0] for lam in grid] for t in tasks}
     terms = {t: np.zeros((len(grid), len(grid))) for t in tasks}
     for i, l1 in enumerate(grid):
         for j, l2 in enumerate(grid):
-            both = base + tau[a] * l1 + tau[b] * l2
-            terms[a][i, j] = disagreement(predict(both, a), single[a][i])
-            terms[b][i, j] = disagreement(predict(both, b), single[b][j])
+            on_a, on_b = predict_each(base + tau[a] * l1 + tau[b] * l2, a, b)
+            terms[a][i, j] = disagreement(on_a, single[a][i])
+            terms[b][i, j] = disagreement(on_b, single[b][j])
     return {"xi": terms[a] + terms[b], a: terms[a], b: terms[b]}
 
 
@@ -307,6 +313,10 @@ def _two_tasks(value: Any, pool: ModelPool) -> tuple[str, str]:
     return names[0], names[1]
 
 
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not a split; choose one of {', '.join(SPLITS)}")
@@ -337,7 +347,9 @@ def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
     pool = _pool(cfg, device)
     a, b = _two_tasks(cfg.tasks, pool)
     taskpool = _taskpool_for(cfg, device, [a, b])
-    error = disentanglement_error(pool, taskpool, (a, b), grid, cfg.split)
+    with _progress() as progress:
+        bar = progress.add_task(f"disentanglement {cfg.modelpool.name}", total=(len(grid) + 2) * len(grid))
+        error = disentanglement_error(pool, taskpool, (a, b), grid, cfg.split, lambda: progress.advance(bar))
     result = {
         "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
         "tasks": [a, b], "grid": grid, "xi": error["xi"].tolist(), "per_task": {a: error[a].tolist(), b: error[b].tolist()},
@@ -357,7 +369,7 @@ def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
     device, out = _prepare(cfg, "scaling")
     pool = _pool(cfg, device)
     taskpool = _taskpool_for(cfg, device, pool.tasks)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+    with _progress() as progress:
         bar = progress.add_task(f"scaling {cfg.modelpool.name}", total=(len(pool.tasks) + 1) * len(lambdas))
         curves = scaling_curves(pool, taskpool, lambdas, cfg.split, lambda: progress.advance(bar))
     result = {
