@@ -1,5 +1,5 @@
-"""Analyses of a model pool: task-vector cosine similarity (L-LoRA paper, Figs. 2 and 8) and
-weight disentanglement error (Eq. 3, Fig. 6).
+"""Analyses of a model pool: task-vector cosine similarity (L-LoRA paper, Figs. 2 and 8), weight
+disentanglement error (Eq. 3, Fig. 6) and scores along the task vectors (task arithmetic's scaling).
 
 * ``cosine``: the cosine similarity of every pair of task vectors tau_t = phi_t - phi_0
   (flattened over the pool's whole trainable parameter space), and its mean off-diagonal value.
