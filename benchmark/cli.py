@@ -423,7 +423,7 @@ The embedded mini world: seven procedurally generated image tasks and seven GLUE
 text tasks, tiny CLIP and T5 bases pretrained on them, and their full / LoRA / L-LoRA
 fine-tuned pools, built on this CPU under $FUSIONBENCH_HOME/mini (default
 ~/.cache/fusionbench/mini). `build` builds (or finishes) the worlds; the mini_* model
-pools also build them on first use (vision about 4 minutes, text about 3.5, on 2 CPU
+pools also build them on first use (vision about 4 minutes, text about 4.5, on 2 CPU
 cores). `status` lists built worlds; `clean` removes them.
 """
 

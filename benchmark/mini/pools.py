@@ -29,10 +29,10 @@ import yaml
 from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusionbench.quiet import quiet_libraries
 from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
 from fusionbench.plugins import TASKPOOLS
+from fusionbench.quiet import quiet_libraries
 from fusionbench.taskpools.base import DatasetTaskPool
 
 MODES = ("full", "lora", "llora")
