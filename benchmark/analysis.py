@@ -10,6 +10,10 @@ disentanglement error (Eq. 3, Fig. 6) and scores along the task vectors (task ar
 * ``scaling``: the score on task t of theta_0 + lambda tau_t (each task vector alone) and of
   theta_0 + lambda sum_s tau_s (task arithmetic over the whole pool) for a list of lambdas: where
   along its task vector a task's gain appears, and where the sum starts to interfere.
+* ``interference``: at one lambda, the change of every task's score under each task vector alone
+  (own gain on the diagonal, cost to the other tasks off it), the additive prediction
+  base + own gain + sum of the costs, and the score under the sum (task arithmetic): whether a
+  merge fails because the own gains are small or because the vectors hurt each other.
 
 Each analysis writes its numbers (CSV / JSON), a PNG figure and the resolved config.yaml.
 """
@@ -83,6 +87,19 @@ class ScalingSchema:
     lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
     split: str = "test"
     output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-scaling-<pool>
+    device: str = "auto"
+    plugins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InterferenceSchema:
+    """Top-level keys of ``fusionbench analyze interference``."""
+
+    modelpool: Any = None
+    taskpool: Any = None
+    scaling_factor: float = 0.3  # lambda, as task arithmetic's (the paper's default 0.3)
+    split: str = "test"
+    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-interference-<pool>
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
 
@@ -176,6 +193,35 @@ def scaling_curves(
     return {"alone": alone, "sum": summed}
 
 
+def interference(
+    pool: ModelPool, taskpool: Any, lam: float, split: str, step: Callable[[], None] = lambda: None
+) -> dict[str, np.ndarray]:
+    """Scores on every task of the pool: ``base`` (theta_0), ``single`` (row t: theta_0 + lam tau_t)
+    and ``sum`` (theta_0 + lam sum_t tau_t), with the additive decomposition of the sum:
+    ``own`` = single[t, t] - base[t], ``cross`` = sum over s != t of (single[s, t] - base[t]),
+    ``additive`` = base + own + cross. One task vector is held at a time; ``step()`` runs after
+    each of the tasks + 2 evaluated models."""
+    base, tasks = pool.base(), pool.tasks
+
+    def scores(params: ParamDict) -> np.ndarray:
+        result = taskpool.evaluate(pool.model(params), tasks, split)
+        step()
+        return np.array([result[t].value for t in tasks])
+
+    at_base = scores(base)
+    single = np.zeros((len(tasks), len(tasks)))
+    total: Optional[ParamDict] = None
+    for i, task in enumerate(tasks):
+        tau = pool.task_vector(task)
+        single[i] = scores(base + tau * lam)
+        total = tau if total is None else total + tau
+    assert total is not None
+    change = single - at_base  # row: the vector added, column: the task scored
+    own = np.diag(change).copy()
+    cross = change.sum(axis=0) - own
+    return {"base": at_base, "single": single, "sum": scores(base + total * lam), "own": own, "cross": cross, "additive": at_base + own + cross}
+
+
 # ------------------------------------------------------------------ outputs
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Let ``write`` fill a temporary file beside ``path``, then rename it into place."""
@@ -199,7 +245,11 @@ def matrix_csv(labels: list[str], matrix: np.ndarray) -> str:
     return buffer.getvalue()
 
 
-def _heatmap(path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[str], title: str, xlabel: str, ylabel: str, colorbar: str, annotate: bool) -> None:
+def _heatmap(
+    path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[str], title: str, xlabel: str, ylabel: str, colorbar: str, annotate: bool,
+    diverging: bool = False,
+) -> None:
+    """A heatmap PNG; ``diverging``: a blue-white-red scale centred on zero (for changes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,7 +257,9 @@ def _heatmap(path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[s
 
     size = max(4.0, 0.55 * max(len(xlabels), len(ylabels)) + 2.0)
     fig, ax = plt.subplots(figsize=(size + 1.0, size))
-    image = ax.imshow(matrix, cmap="viridis", origin="upper" if annotate else "lower", aspect="equal")
+    reach = float(np.nanmax(np.abs(matrix))) or 1.0
+    scale: dict[str, Any] = {"cmap": "coolwarm", "vmin": -reach, "vmax": reach} if diverging else {"cmap": "viridis"}
+    image = ax.imshow(matrix, origin="upper" if annotate else "lower", aspect="equal", **scale)
     ax.set_xticks(range(len(xlabels)), xlabels, rotation=45 if annotate else 0, ha="right" if annotate else "center")
     ax.set_yticks(range(len(ylabels)), ylabels)
     ax.set_xlabel(xlabel)
@@ -217,7 +269,8 @@ def _heatmap(path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[s
         middle = (np.nanmin(matrix) + np.nanmax(matrix)) / 2
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8, color="black" if matrix[i, j] > middle else "white")
+                light = diverging or matrix[i, j] > middle
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8, color="black" if light else "white")
     fig.colorbar(image, ax=ax, label=colorbar, shrink=0.8)
     fig.tight_layout()
     _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
@@ -255,6 +308,19 @@ def _curves_plot(path: Path, tasks: list[str], lambdas: list[float], curves: dic
     fig.tight_layout()
     _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
+
+
+def interference_csv(tasks: list[str], numbers: dict[str, np.ndarray]) -> str:
+    """One row per task scored: base, the change under each task vector alone, own gain, cost
+    from the others, additive prediction and the score under the sum."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["task", "base", *(f"change_by_{t}" for t in tasks), "own_gain", "cross_change", "additive", "sum"])
+    change = numbers["single"] - numbers["base"]
+    for j, task in enumerate(tasks):
+        row = [numbers["base"][j], *change[:, j], numbers["own"][j], numbers["cross"][j], numbers["additive"][j], numbers["sum"][j]]
+        writer.writerow([task, *(f"{v:.6f}" for v in row)])
+    return buffer.getvalue()
 
 
 def _output_dir(cfg: DictConfig, kind: str) -> Path:
@@ -381,4 +447,32 @@ def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
     _finish(out, cfg, "scaling.json", result)
     _atomic(out / "scaling.csv", lambda tmp: tmp.write_text(curves_csv(pool.tasks, lambdas, curves)))
     _curves_plot(out / "scaling.png", pool.tasks, lambdas, curves, f"scores along the task vectors, {cfg.modelpool.name} ({pool.mode}), {cfg.split} split")
+    return {**result, "output_dir": str(out)}
+
+
+def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
+    """Own gains and cross-task changes of the task vectors at one lambda: interference.json,
+    interference.csv and interference.png."""
+    _check_split(cfg.split)
+    lam = float(cfg.scaling_factor)
+    if not np.isfinite(lam):
+        raise ConfigError(f"scaling_factor={lam} must be a finite number, e.g. scaling_factor=0.3")
+    device, out = _prepare(cfg, "interference")
+    pool = _pool(cfg, device)
+    taskpool = _taskpool_for(cfg, device, pool.tasks)
+    with _progress() as progress:
+        bar = progress.add_task(f"interference {cfg.modelpool.name}", total=len(pool.tasks) + 2)
+        numbers = interference(pool, taskpool, lam, cfg.split, lambda: progress.advance(bar))
+    tasks = pool.tasks
+    result = {
+        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
+        "tasks": tasks, "scaling_factor": lam,
+        "single": {t: dict(zip(tasks, row.tolist())) for t, row in zip(tasks, numbers["single"])},
+        **{name: dict(zip(tasks, numbers[name].tolist())) for name in ("base", "own", "cross", "additive", "sum")},
+        **{f"mean_{name}": float(numbers[name].mean()) for name in ("base", "own", "cross", "additive", "sum")},
+    }
+    _finish(out, cfg, "interference.json", result)
+    _atomic(out / "interference.csv", lambda tmp: tmp.write_text(interference_csv(tasks, numbers)))
+    title = f"score change under one task vector (λ={lam:g}), {cfg.modelpool.name} ({pool.mode}), {cfg.split} split"
+    _heatmap(out / "interference.png", numbers["single"] - numbers["base"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
     return {**result, "output_dir": str(out)}

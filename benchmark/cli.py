@@ -164,7 +164,7 @@ def _analyze(words: list[str]) -> int:
     from fusionbench import analysis
     from fusionbench.config import compose
 
-    action, rest = _subcommand(words, "analyze", ("cosine", "disentanglement", "scaling"))
+    action, rest = _subcommand(words, "analyze", ("cosine", "disentanglement", "scaling", "interference"))
     if action == "cosine":
         result = analysis.analyze_cosine(compose(rest, analysis.CosineSchema, groups=("modelpool",)))
         table = Table(title=f"task-vector cosine similarity: {result['modelpool']} ({result['mode']})")
@@ -188,6 +188,19 @@ def _analyze(words: list[str]) -> int:
             table.add_row(f"{lam:g}", f"{alone:.4f}", f"{summed:.4f}")
         Console().print(table)
         print(f"written to {result['output_dir']}: scaling.json, scaling.csv (every task), scaling.png")
+        return 0
+    if action == "interference":
+        result = analysis.analyze_interference(compose(rest, analysis.InterferenceSchema, groups=("modelpool", "taskpool")))
+        table = Table(title=f"task vectors at λ={result['scaling_factor']:g} on {result['modelpool']} ({result['mode']}), {result['split']} split")
+        columns = ("base", "own", "cross", "additive", "sum")
+        headings = ("base", "own gain", "change by the others", "additive prediction", "sum of all (measured)")
+        for column in ("task", *headings):
+            table.add_column(column, justify="right")
+        for task in result["tasks"]:
+            table.add_row(task, *(f"{result[c][task]:+.4f}" if c in ("own", "cross") else f"{result[c][task]:.4f}" for c in columns))
+        table.add_row("mean", *(f"{result['mean_' + c]:+.4f}" if c in ("own", "cross") else f"{result['mean_' + c]:.4f}" for c in columns))
+        Console().print(table)
+        print(f"written to {result['output_dir']}: interference.json, interference.csv (every change), interference.png")
         return 0
     result = analysis.analyze_disentanglement(compose(rest, analysis.DisentanglementSchema, groups=("modelpool", "taskpool")))
     a, b = result["tasks"]
@@ -343,6 +356,7 @@ ANALYZE_HELP = """\
 usage: fusionbench analyze cosine modelpool=P [output_dir=PATH] [device=auto]
        fusionbench analyze disentanglement modelpool=P tasks=A,B [taskpool=T] [grid=[-1,-0.5,0,0.5,1]] [split=test] [taskpool.limit=N]
        fusionbench analyze scaling modelpool=P [taskpool=T] [lambdas=[0,0.25,0.5,0.75,1]] [split=test] [taskpool.limit=N]
+       fusionbench analyze interference modelpool=P [taskpool=T] [scaling_factor=0.3] [split=test] [taskpool.limit=N]
 
 cosine            cosine similarity of every pair of task vectors (L-LoRA paper, Figs. 2/8):
                   cosine.csv, cosine.png (heatmap), cosine.json, with the mean off-diagonal
@@ -357,6 +371,11 @@ scaling           the score on each task t of theta_0 + lambda tau_t (its task v
                   lambda (default 0, 0.1, ..., 1): where a task's gain appears along its task
                   vector and where the sum starts to interfere. Writes scaling.json,
                   scaling.csv and scaling.png (one panel per curve).
+interference      at one lambda (default 0.3): how each task vector alone changes every task's
+                  score (its own gain, and its cost to the others), the additive prediction
+                  base + own gain + changes by the others, and the measured score of the sum
+                  (task arithmetic). Writes interference.json, interference.csv and
+                  interference.png (heatmap of the changes).
 
 All save config.yaml beside; output_dir defaults to outputs/analysis-<timestamp>-<kind>-<pool>.
 """

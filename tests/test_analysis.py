@@ -1,4 +1,4 @@
-"""fusionbench analyze: task-vector cosine matrices, weight disentanglement error and scaling curves on the dummy pool."""
+"""fusionbench analyze: task-vector cosine matrices, weight disentanglement error, scaling curves and interference on the dummy pool."""
 
 from __future__ import annotations
 
@@ -36,6 +36,18 @@ def task_vector(task: str) -> np.ndarray:
 
 def predictions(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return (x @ params["weight"].T + params["bias"]).argmax(-1)
+
+
+def dummy_base_and_task_vectors() -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """The dummy pool's theta_0 and its task vectors, from the teachers directly."""
+    base = teacher(None, 0)
+    return base, {t: {k: teacher(t, 0)[k] - base[k] for k in base} for t in DUMMY_TASKS}
+
+
+def validation_accuracy(params: dict[str, torch.Tensor], task: str) -> float:
+    """Accuracy of the dummy linear model ``params`` on ``task``'s validation split, by hand."""
+    x, y = DummyTaskPool(DummyTaskPoolConfig(type="dummy", name="dummy"))._data(task, "validation")
+    return float((predictions(params, x) == y).float().mean())
 
 
 # ------------------------------------------------------------------ cosine
@@ -163,6 +175,10 @@ def test_tasks_may_be_a_list(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["analyze", "scaling", "modelpool=dummy", "lambdas=[]"], r"lambdas must be a non-empty list"),
         (["analyze", "scaling", "modelpool=dummy", "split=dev"], r"split='dev' is not a split"),
         (["analyze", "scalng", "modelpool=dummy"], r"Did you mean 'scaling'\?"),
+        (["analyze", "interferance", "modelpool=dummy"], r"Did you mean 'interference'\?"),
+        (["analyze", "interference", "modelpool=dummy", "scaling_factor=nan"], r"scaling_factor=nan must be a finite number"),
+        (["analyze", "interference", "modelpool=dummy", "scaling_factor=[0.3]"], r"scaling_factor"),
+        (["analyze", "interference", "modelpool=dummy", "split=dev"], r"split='dev' is not a split"),
     ],
 )
 def test_bad_input_is_one_clear_line(words: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,17 +214,11 @@ def test_scaling_curves_match_a_hand_computation(tmp_path: Path, capsys: pytest.
     code, out, err = cli(capsys, "analyze", "scaling", "modelpool=dummy", "lambdas=[0,0.3,1]", "split=validation", f"output_dir={tmp_path}")
     assert code == 0, err
     result = json.loads((tmp_path / "scaling.json").read_text())
-    taskpool = DummyTaskPool(DummyTaskPoolConfig(type="dummy", name="dummy"))
-    base = teacher(None, 0)
-    tau = {t: {k: teacher(t, 0)[k] - base[k] for k in base} for t in DUMMY_TASKS}
-
-    def accuracy(params: dict[str, torch.Tensor], task: str) -> float:
-        x, y = taskpool._data(task, "validation")
-        return float((predictions(params, x) == y).float().mean())
+    base, tau = dummy_base_and_task_vectors()
 
     for task in DUMMY_TASKS:
-        alone = [accuracy({k: base[k] + lam * tau[task][k] for k in base}, task) for lam in lambdas]
-        summed = [accuracy({k: base[k] + lam * sum(tau[t][k] for t in DUMMY_TASKS) for k in base}, task) for lam in lambdas]
+        alone = [validation_accuracy({k: base[k] + lam * tau[task][k] for k in base}, task) for lam in lambdas]
+        summed = [validation_accuracy({k: base[k] + lam * sum(tau[t][k] for t in DUMMY_TASKS) for k in base}, task) for lam in lambdas]
         np.testing.assert_allclose(result["alone"][task], alone, atol=1e-6)
         np.testing.assert_allclose(result["sum"][task], summed, atol=1e-6)
         assert result["alone"][task][0] == result["sum"][task][0]  # lambda 0: both are the base
@@ -225,6 +235,40 @@ def test_scaling_of_a_one_task_pool_has_equal_curves(tmp_path: Path, capsys: pyt
     assert code == 0, err
     result = json.loads((tmp_path / "scaling.json").read_text())
     assert result["tasks"] == ["gamma"] and result["alone"] == result["sum"]
+
+
+# ------------------------------------------------------------------ interference
+def test_interference_matches_a_hand_computation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "analyze", "interference", "modelpool=dummy", "scaling_factor=0.4", "split=validation", f"output_dir={tmp_path}")
+    assert code == 0, err
+    result = json.loads((tmp_path / "interference.json").read_text())
+    base, tau = dummy_base_and_task_vectors()
+
+    merged = {k: base[k] + 0.4 * sum(tau[t][k] for t in DUMMY_TASKS) for k in base}
+    for scored in DUMMY_TASKS:
+        at_base = validation_accuracy(base, scored)
+        single = {t: validation_accuracy({k: base[k] + 0.4 * tau[t][k] for k in base}, scored) for t in DUMMY_TASKS}
+        assert result["base"][scored] == pytest.approx(at_base)
+        assert result["single"][scored] == pytest.approx(
+            {t: validation_accuracy({k: base[k] + 0.4 * tau[scored][k] for k in base}, t) for t in DUMMY_TASKS}
+        )
+        assert result["own"][scored] == pytest.approx(single[scored] - at_base)
+        assert result["cross"][scored] == pytest.approx(sum(single[t] - at_base for t in DUMMY_TASKS if t != scored))
+        assert result["additive"][scored] == pytest.approx(at_base + sum(single[t] - at_base for t in DUMMY_TASKS))
+        assert result["sum"][scored] == pytest.approx(validation_accuracy(merged, scored))
+    assert result["mean_sum"] == pytest.approx(np.mean(list(result["sum"].values())))
+    rows = list(csv.reader((tmp_path / "interference.csv").read_text().splitlines()))
+    assert rows[0][:3] == ["task", "base", f"change_by_{DUMMY_TASKS[0]}"] and len(rows) == 1 + len(DUMMY_TASKS)
+    assert (tmp_path / "interference.png").read_bytes().startswith(PNG_MAGIC)
+    assert "additive" in out and "interference.png" in out
+
+
+def test_interference_of_a_one_task_pool_is_its_own_gain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "analyze", "interference", "modelpool=dummy", "modelpool.tasks=[gamma]", f"output_dir={tmp_path}")
+    assert code == 0, err
+    result = json.loads((tmp_path / "interference.json").read_text())
+    assert result["scaling_factor"] == 0.3 and result["cross"] == {"gamma": 0.0}
+    assert result["additive"]["gamma"] == pytest.approx(result["sum"]["gamma"]) == pytest.approx(result["single"]["gamma"]["gamma"])
 
 
 def test_task_pools_without_predictions_say_so() -> None:
