@@ -7,8 +7,10 @@ import warnings
 
 
 def quiet_libraries() -> None:
-    """Silence transformers' loading bars and deprecation notes (in this process; worker processes call it too)."""
+    """Silence transformers' loading bars and deprecation notes, and torch's notice that its own jvp
+    decompositions use ``torch.jit.script`` (in this process; worker processes call it too)."""
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
 
