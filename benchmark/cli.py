@@ -196,9 +196,10 @@ def _analyze(words: list[str]) -> int:
         headings = ("base", "own gain", "change by the others", "additive prediction", "sum of all (measured)")
         for column in ("task", *headings):
             table.add_column(column, justify="right")
+        signed = ("own", "cross")  # changes, shown with their sign
         for task in result["tasks"]:
-            table.add_row(task, *(f"{result[c][task]:+.4f}" if c in ("own", "cross") else f"{result[c][task]:.4f}" for c in columns))
-        table.add_row("mean", *(f"{result['mean_' + c]:+.4f}" if c in ("own", "cross") else f"{result['mean_' + c]:.4f}" for c in columns))
+            table.add_row(task, *(f"{result[c][task]:{'+' if c in signed else ''}.4f}" for c in columns))
+        table.add_row("mean", *(f"{result['mean_' + c]:{'+' if c in signed else ''}.4f}" for c in columns))
         Console().print(table)
         print(f"written to {result['output_dir']}: interference.json, interference.csv (every change), interference.png")
         return 0
