@@ -55,53 +55,48 @@ _CHUNK = 1 << 22  # elements per task and step when accumulating the Gram matrix
 
 
 @dataclass
-class CosineSchema:
+class _AnalysisSchema:
+    """Top-level keys every ``fusionbench analyze`` command takes."""
+
+    modelpool: Any = None
+    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-<kind>-<pool>
+    device: str = "auto"
+    plugins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CosineSchema(_AnalysisSchema):
     """Top-level keys of ``fusionbench analyze cosine``."""
 
-    modelpool: Any = None
-    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-cosine-<pool>
-    device: str = "auto"
-    plugins: list[str] = field(default_factory=list)
+
+@dataclass
+class _EvaluatingSchema(_AnalysisSchema):
+    """Keys of the analyses that evaluate merged models on a task pool."""
+
+    taskpool: Any = None
+    split: str = "test"
 
 
 @dataclass
-class DisentanglementSchema:
+class DisentanglementSchema(_EvaluatingSchema):
     """Top-level keys of ``fusionbench analyze disentanglement``."""
 
-    modelpool: Any = None
-    taskpool: Any = None
     tasks: Any = None  # two tasks of the pool: a,b (or [a,b])
     grid: list[float] = field(default_factory=lambda: list(DEFAULT_GRID))  # coefficients for both l1 and l2
-    split: str = "test"
-    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-disentanglement-<pool>
-    device: str = "auto"
-    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass
-class ScalingSchema:
+class ScalingSchema(_EvaluatingSchema):
     """Top-level keys of ``fusionbench analyze scaling``."""
 
-    modelpool: Any = None
-    taskpool: Any = None
     lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
-    split: str = "test"
-    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-scaling-<pool>
-    device: str = "auto"
-    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass
-class InterferenceSchema:
+class InterferenceSchema(_EvaluatingSchema):
     """Top-level keys of ``fusionbench analyze interference``."""
 
-    modelpool: Any = None
-    taskpool: Any = None
     scaling_factor: float = 0.3  # lambda, as task arithmetic's (the paper's default 0.3)
-    split: str = "test"
-    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-interference-<pool>
-    device: str = "auto"
-    plugins: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ numbers
