@@ -192,7 +192,8 @@ def interference(
     pool: ModelPool, taskpool: Any, lam: float, split: str, step: Callable[[], None] = lambda: None
 ) -> dict[str, np.ndarray]:
     """Scores on every task of the pool: ``base`` (theta_0), ``single`` (row t: theta_0 + lam tau_t)
-    and ``sum`` (theta_0 + lam sum_t tau_t), with the additive decomposition of the sum:
+    and ``sum`` (theta_0 + lam sum_t tau_t), ``change`` = single - base, and the additive
+    decomposition of the sum:
     ``own`` = single[t, t] - base[t], ``cross`` = sum over s != t of (single[s, t] - base[t]),
     ``additive`` = base + own + cross. One task vector is held at a time; ``step()`` runs after
     each of the tasks + 2 evaluated models."""
@@ -214,7 +215,10 @@ def interference(
     change = single - at_base  # row: the vector added, column: the task scored
     own = np.diag(change).copy()
     cross = change.sum(axis=0) - own
-    return {"base": at_base, "single": single, "sum": scores(base + total * lam), "own": own, "cross": cross, "additive": at_base + own + cross}
+    return {
+        "base": at_base, "single": single, "change": change, "sum": scores(base + total * lam),
+        "own": own, "cross": cross, "additive": at_base + own + cross,
+    }
 
 
 # ------------------------------------------------------------------ outputs
@@ -311,9 +315,8 @@ def interference_csv(tasks: list[str], numbers: dict[str, np.ndarray]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["task", "base", *(f"change_by_{t}" for t in tasks), "own_gain", "cross_change", "additive", "sum"])
-    change = numbers["single"] - numbers["base"]
     for j, task in enumerate(tasks):
-        row = [numbers["base"][j], *change[:, j], numbers["own"][j], numbers["cross"][j], numbers["additive"][j], numbers["sum"][j]]
+        row = [numbers["base"][j], *numbers["change"][:, j], numbers["own"][j], numbers["cross"][j], numbers["additive"][j], numbers["sum"][j]]
         writer.writerow([task, *(f"{v:.6f}" for v in row)])
     return buffer.getvalue()
 
@@ -469,5 +472,5 @@ def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
     _finish(out, cfg, "interference.json", result)
     _atomic(out / "interference.csv", lambda tmp: tmp.write_text(interference_csv(tasks, numbers)))
     title = f"score change under one task vector (λ={lam:g}), {cfg.modelpool.name} ({pool.mode}), {cfg.split} split"
-    _heatmap(out / "interference.png", numbers["single"] - numbers["base"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
+    _heatmap(out / "interference.png", numbers["change"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
     return {**result, "output_dir": str(out)}

@@ -453,7 +453,7 @@ VERBS: dict[str, Verb] = {
     "results": Verb("query / export the result store; compare sweeps in the Table-1 layout", RESULTS_HELP, _results),
     "list": Verb("list registered methods, model pools or task pools", LIST_HELP, _list),
     "leaderboard": Verb("build, validate and publish the leaderboard (leaderboard/)", LEADERBOARD_HELP, _leaderboard),
-    "analyze": Verb("task-vector cosine matrix; weight disentanglement error; scores along task vectors", ANALYZE_HELP, _analyze),
+    "analyze": Verb("task-vector cosine matrix; weight disentanglement error; scores along task vectors; interference", ANALYZE_HELP, _analyze),
     "profile": Verb("cost tables: parameters, checkpoint size, it/s, peak memory (paper tables 3-4)", PROFILE_HELP, _profile),
     "mini": Verb("build / inspect / remove the embedded CPU-scale benchmark world", MINI_HELP, _mini),
     "finetune": Verb("fine-tune a CLIP / T5 base on one task: full, lora, llora or linearized", FINETUNE_HELP, _finetune),
