@@ -1,27 +1,11 @@
 """FusionBench: a benchmark suite for multi-task model fusion.
 
-The public API a plugin needs is importable from here.
+The public API a plugin needs is importable from here; it lives in ``fusionbench.api``.
 """
 
-from fusionbench.errors import FusionBenchError
-from fusionbench.method import Method, NoParams, check_range, param
-from fusionbench.modelpool import ModelPool, ModelPoolConfig
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool, TaskPoolConfig, TaskScore
+from fusionbench import api
+from fusionbench.api import *  # noqa: F401,F403  (the public API, re-exported)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FusionBenchError",
-    "Method",
-    "ModelPool",
-    "ModelPoolConfig",
-    "NoParams",
-    "ParamDict",
-    "TaskPool",
-    "TaskPoolConfig",
-    "TaskScore",
-    "check_range",
-    "param",
-    "__version__",
-]
+__all__ = [*api.__all__, "__version__"]

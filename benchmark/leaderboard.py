@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -24,17 +23,17 @@ from typing import Any, Mapping
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from fusionbench.cache import content_hash
-from fusionbench.errors import FusionBenchError
-from fusionbench.report import SCHEMA as REPORT_SCHEMA
-from fusionbench.report import averages, write_json_atomic
+from fusionbench.api.errors import FusionBenchError
+from fusionbench.engine.report import SCHEMA as REPORT_SCHEMA
+from fusionbench.engine.report import averages, benchmark_family
+from fusionbench.utils.cache import content_hash
+from fusionbench.utils.jsonio import write_json_atomic
 
 LEADERBOARD_SCHEMA = "fusionbench.leaderboard/1"
 ENTRY_SCHEMA = "fusionbench.leaderboard-entry/1"
-SUMMARY_SCHEMA = "fusionbench.sweep/1"  # fusionbench.aggregate.SUMMARY_SCHEMA, without importing the sweep machinery
+SUMMARY_SCHEMA = "fusionbench.sweep/1"  # fusionbench.sweep.aggregate.SUMMARY_SCHEMA, without importing the sweep machinery
 DEFAULT_FILE = "leaderboard/leaderboard.json"
 SOURCE_NAMES = ("report.json", "summary.json")
-_MODE_SUFFIX = re.compile(r"[_-](full|lora|llora)$")
 _TASK_FIELDS = ("metric", "score", "n", "stderr", "normalized", "finetuned", "pretrained")
 
 
@@ -112,12 +111,6 @@ def entry_key(entry: Mapping[str, Any]) -> str:
 
 
 # -------------------------------------------------------------- conversion
-def model_family(modelpool: Mapping[str, Any]) -> str:
-    """A pool config's model family: its ``variant`` when set, else its name without a mode suffix."""
-    variant = modelpool.get("variant")
-    return str(variant) if variant else _MODE_SUFFIX.sub("", str(modelpool["name"]))
-
-
 def _provenance(source: str, prov: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("packages", "git_revision", "device", "date", "seed", "config_hash")
     return {"source": source, **{k: prov[k] for k in keys}}
@@ -129,7 +122,7 @@ def entry_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "schema": ENTRY_SCHEMA,
         "benchmark": {
-            "family": model_family(config["modelpool"]),
+            "family": benchmark_family(config["modelpool"]),
             "mode": report["modelpool"]["mode"],
             "modelpool": report["modelpool"]["name"],
             "taskpool": report["taskpool"]["name"],
@@ -166,7 +159,7 @@ def entry_from_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "schema": ENTRY_SCHEMA,
         "benchmark": {
-            "family": model_family(summary["provenance"]["config"]["modelpool"]),
+            "family": benchmark_family(summary["provenance"]["config"]["modelpool"]),
             "mode": summary["modelpool"]["mode"],
             "modelpool": summary["modelpool"]["name"],
             "taskpool": summary["taskpool"]["name"],

@@ -83,8 +83,8 @@ def side_by_side(benchmark: Any, calls: Mapping[str, Callable[[], Any]], rounds:
 
 def vit_b16_recipe(batch_size: int = 2) -> Any:
     """The shipped clip-vit-b16 profile recipe (AdamW, LoRA r16 on q_proj + v_proj) at ``batch_size``."""
-    from fusionbench.profiling import model_config
-    from fusionbench.profiling_workload import Recipe
+    from fusionbench.profiling.measure import model_config
+    from fusionbench.profiling.workload import Recipe
 
     spec = model_config("clip-vit-b16")
     recipe = dict(spec["recipe"], preset=spec["preset"], batch_size=batch_size)

@@ -22,13 +22,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from bench_helpers import side_by_side
 from PIL import Image
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import CLIPImageProcessor, CLIPTokenizer
 
-from bench_helpers import side_by_side
-from fusionbench.families import ZeroShotImageModel
-from fusionbench.modelpools.presets import build_preset
+from fusionbench.api.families import ZeroShotImageModel
+from fusionbench.models.presets import build_preset
 from fusionbench.taskpools.vision import CLIPVisionTaskPool, CLIPVisionTaskPoolConfig, VisionTask
 
 CLASSES = [f"class {i}" for i in range(10)]

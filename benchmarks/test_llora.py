@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import torch
-
 from bench_helpers import run, side_by_side, vit_b16_recipe
-from fusionbench.linearize import LinearizedModel
-from fusionbench.profiling_workload import Workload
+
+from fusionbench.models.linearize import LinearizedModel
+from fusionbench.profiling.workload import Workload
 
 BATCH = int(os.environ.get("FUSIONBENCH_BENCH_BATCH", "2"))
 

@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 import pytest
 import torch
-
 from bench_helpers import run, vit_b16_recipe
+
+from fusionbench.api.params import ParamDict
 from fusionbench.methods.cart import cart_merge
 from fusionbench.methods.common import per_matrix_merge
 from fusionbench.methods.dare import dare_merge
@@ -23,8 +24,7 @@ from fusionbench.methods.iso_c import iso_c_matrix
 from fusionbench.methods.task_arithmetic import task_arithmetic_merge
 from fusionbench.methods.ties import ties_merge
 from fusionbench.methods.tsv import tsv_matrix
-from fusionbench.params import ParamDict
-from fusionbench.profiling_workload import build_model
+from fusionbench.profiling.workload import build_model
 
 TASKS = 8
 

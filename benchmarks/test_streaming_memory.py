@@ -1,7 +1,7 @@
 """Peak memory of task arithmetic over eight full ViT-B/16 checkpoints: streamed against loaded all at once.
 
 Nine safetensors files (a base and eight fine-tuned vision transformers, 327 MiB each) are
-merged in a fresh process either by ``fusionbench.streaming.stream_task_arithmetic``
+merged in a fresh process either by ``fusionbench.methods.task_arithmetic.stream_task_arithmetic``
 (tensor by tensor) or by loading every checkpoint as a ``ParamDict`` and calling
 ``task_arithmetic_merge``. Peak memory is each process's peak RSS (``run_measured``);
 the floor of a process that only imports the same modules is measured beside them.
@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 import torch
-
 from bench_helpers import BYTES, run, vit_b16_recipe
-from fusionbench.params import ParamDict
-from fusionbench.profiling import run_measured
-from fusionbench.profiling_workload import build_model
+
+from fusionbench.api.params import ParamDict
+from fusionbench.profiling.measure import run_measured
+from fusionbench.profiling.workload import build_model
 
 TASKS = 8
-IMPORTS = "import fusionbench.streaming, fusionbench.params, fusionbench.methods.task_arithmetic"
-STREAM = "from fusionbench.streaming import stream_task_arithmetic as merge; merge(base, tasks, out, 0.3)"
+IMPORTS = "import fusionbench.models.streaming, fusionbench.api.params, fusionbench.methods.task_arithmetic"
+STREAM = "from fusionbench.methods.task_arithmetic import stream_task_arithmetic as merge; merge(base, tasks, out, 0.3)"
 LOAD_ALL = (
-    "from fusionbench.params import ParamDict; from fusionbench.methods.task_arithmetic import task_arithmetic_merge; "
+    "from fusionbench.api.params import ParamDict; from fusionbench.methods.task_arithmetic import task_arithmetic_merge; "
     "theta0 = ParamDict.load(base); thetas = [ParamDict.load(t) for t in tasks]; "
     "task_arithmetic_merge(theta0, [t - theta0 for t in thetas], 0.3).save(out)"
 )

@@ -18,11 +18,11 @@ from typing import Sequence
 
 import torch
 
-from fusionbench.method import Method, check_range, param
+from fusionbench.api.method import Method, check_range, param
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import compute_dtype, is_weight_matrix, load_finetuned, low_rank, mean_vector
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool
 
 
 def cart_rank(rho: float, shape: Sequence[int]) -> int:

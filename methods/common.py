@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from fusionbench.errors import ConfigError, ParamMismatchError, choices_text, did_you_mean
-from fusionbench.method import Method
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
+from fusionbench.api.errors import ConfigError, ParamMismatchError, choices_text, did_you_mean
+from fusionbench.api.method import Method
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
 
 NON_MATRIX_MARKERS = ("embed", "shared.weight", "_projection")
 

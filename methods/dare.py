@@ -21,13 +21,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from fusionbench.method import Method, check_range, param
+from fusionbench.api.method import Method, check_range, param
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_task_vectors
 from fusionbench.methods.task_arithmetic import TaskArithmeticParams, task_arithmetic_merge
 from fusionbench.methods.ties import MERGE_FUNCS, TiesParams, ties_merge
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool
 
 BASE_METHODS = ("task_arithmetic", "ties")
 DEFAULT_SCALING = {"task_arithmetic": TaskArithmeticParams().scaling_factor, "ties": TiesParams().scaling_factor}

@@ -25,12 +25,12 @@ import nevergrad as ng
 import numpy as np
 import torch
 
-from fusionbench.errors import ConfigError, DataError
-from fusionbench.method import Method, check_range, param
+from fusionbench.api.errors import ConfigError, DataError
+from fusionbench.api.method import Method, check_range, param
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.methods.common import check_choice, load_task_vectors
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import SPLITS, TaskPool
 
 
 def lorahub_weights(

@@ -5,11 +5,17 @@ theta = (1/T) sum_t theta_t, i.e. task arithmetic with lambda = 1/T. No paramete
 
 from __future__ import annotations
 
-from fusionbench.method import Method
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from fusionbench.api.method import Method
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import load_finetuned
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool
+from fusionbench.models.streaming import stream_merge
 
 
 class SimpleAverage(Method):
@@ -22,3 +28,8 @@ class SimpleAverage(Method):
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         return ParamDict.mean(load_finetuned(self, pool))
+
+
+def stream_average(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
+    """The element-wise mean of safetensors checkpoints, streamed tensor by tensor."""
+    return stream_merge(checkpoints, out, lambda tensors: torch.stack(tensors).mean(dim=0))

@@ -7,15 +7,17 @@ theta = theta_0 + lambda * sum_t tau_t with tau_t = theta_t - theta_0. Default l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from fusionbench.method import Method, check_range, param
+from fusionbench.api.method import Method, check_range, param
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import load_task_vectors
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool
+from fusionbench.models.streaming import stream_merge
 
 
 def task_arithmetic_tensor(base: torch.Tensor, vectors: Sequence[torch.Tensor], scaling_factor: float) -> torch.Tensor:
@@ -54,3 +56,13 @@ class TaskArithmetic(Method):
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         base, vectors = load_task_vectors(self, pool)
         return task_arithmetic_merge(base, vectors, self.params.scaling_factor)
+
+
+def stream_task_arithmetic(base: str | Path, finetuned: Sequence[str | Path], out: str | Path, scaling_factor: float) -> Path:
+    """theta_0 + lambda * sum_t (theta_t - theta_0) over safetensors checkpoints, streamed tensor by tensor."""
+
+    def combine(tensors: list[torch.Tensor]) -> torch.Tensor:
+        theta0 = tensors[0]
+        return task_arithmetic_tensor(theta0, [theta - theta0 for theta in tensors[1:]], scaling_factor)
+
+    return stream_merge([base, *finetuned], out, combine)

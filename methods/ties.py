@@ -23,11 +23,11 @@ from typing import Sequence
 
 import torch
 
-from fusionbench.method import Method, check_range, param
+from fusionbench.api.method import Method, check_range, param
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_task_vectors
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool
 
 MERGE_FUNCS = ("mean", "sum")
 

@@ -19,11 +19,11 @@ from typing import Sequence
 
 import torch
 
-from fusionbench.method import Method, check_range, param
+from fusionbench.api.method import Method, check_range, param
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import compute_dtype, load_task_vectors, orthogonalise, per_matrix_merge, svd
-from fusionbench.modelpool import ModelPool
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool
 
 
 def tsv_matrix(vectors: Sequence[torch.Tensor]) -> torch.Tensor:

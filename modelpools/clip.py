@@ -17,10 +17,10 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from fusionbench.errors import ParamMismatchError
-from fusionbench.families import ZeroShotImageModel
-from fusionbench.modelpools.checkpoints import entry_id, match_state_keys
+from fusionbench.api.errors import ParamMismatchError
+from fusionbench.api.families import ModelFamily, ZeroShotImageModel
 from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
+from fusionbench.models.checkpoints import entry_id, match_state_keys
 
 PROJECTION = "visual_projection.weight"
 _ARCH_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size")
@@ -122,3 +122,21 @@ class CLIPModelPool(TransformersModelPool):
             preprocess_fingerprint=pre_fp,
             device=self.device,
         )
+
+
+class CLIPFamily(ModelFamily):
+    """CLIP dual encoders (``model_type`` clip): the vision tower is fine-tuned and merged, the text tower is the zero-shot head."""
+
+    name = "clip"
+    label = "CLIP"
+    description = "CLIP (transformers CLIPModel): vision tower merged, text tower as the zero-shot head"
+    reference = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
+    modelpool = "clip"
+    taskpool = "clip_vision"
+    default_taskpool = "clip_ta8"
+    default_recipe = "clip_paper"
+    presets = {
+        "clip-vit-b32": "openai/clip-vit-base-patch32",
+        "clip-vit-b16": "openai/clip-vit-base-patch16",
+        "clip-vit-l14": "openai/clip-vit-large-patch14",
+    }

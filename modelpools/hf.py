@@ -23,11 +23,11 @@ import torch
 from omegaconf import MISSING, OmegaConf
 from torch import nn
 
-from fusionbench.errors import CheckpointError, ConfigError, ParamMismatchError, choices_text
-from fusionbench.linearize import llora_delta, lora_delta
-from fusionbench.modelpool import MODES, ModelPool, ModelPoolConfig
-from fusionbench.modelpools.adapters import PEFT_PREFIX, AdapterCheckpoint, generate_init, read_adapter
-from fusionbench.modelpools.checkpoints import (
+from fusionbench.api.errors import CheckpointError, ConfigError, ParamMismatchError, choices_text
+from fusionbench.api.modelpool import MODES, ModelPool, ModelPoolConfig
+from fusionbench.api.params import ParamDict
+from fusionbench.models.adapters import PEFT_PREFIX, AdapterCheckpoint, generate_init, read_adapter
+from fusionbench.models.checkpoints import (
     Entry,
     Resolved,
     entry_id,
@@ -38,7 +38,7 @@ from fusionbench.modelpools.checkpoints import (
     resolve_entries,
     tensor_shapes,
 )
-from fusionbench.params import ParamDict
+from fusionbench.models.linearize import llora_delta, lora_delta
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MERGE_SPACES = ("adapter", "delta")
@@ -69,7 +69,6 @@ class TransformersModelPool(ModelPool):
 
     Config = TransformersPoolConfig
     offline_hint: ClassVar[str] = ""  # how to run offline, appended to hub-unreachable errors ({mode} filled in)
-    adapter_prefix: ClassVar[str] = ""  # resident-module path of the module peft wraps ("" = the resident itself)
 
     def __init__(self, config: Any, device: str = "cpu") -> None:
         super().__init__(config, device)

@@ -20,10 +20,12 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from fusionbench.errors import CheckpointError, ConfigError, choices_text, did_you_mean
-from fusionbench.families import ZeroShotImageModel
-from fusionbench.modelpool import ModelPool, ModelPoolConfig
-from fusionbench.modelpools.checkpoints import (
+from fusionbench.api.errors import CheckpointError, ConfigError, choices_text, did_you_mean
+from fusionbench.api.families import ZeroShotImageModel
+from fusionbench.api.modelpool import ModelPool, ModelPoolConfig
+from fusionbench.api.params import ParamDict
+from fusionbench.modelpools.hf import DTYPES
+from fusionbench.models.checkpoints import (
     Resolved,
     content_digest,
     entry_id,
@@ -33,8 +35,6 @@ from fusionbench.modelpools.checkpoints import (
     match_state_keys,
     tensor_shapes,
 )
-from fusionbench.modelpools.hf import DTYPES
-from fusionbench.params import ParamDict
 
 _SAFE_ALTERNATIVE = {"open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
 _TEXT_BATCH = 256

@@ -15,9 +15,9 @@ from typing import Any, Optional
 
 from torch import nn
 
-from fusionbench.families import TextToTextModel
-from fusionbench.modelpools.checkpoints import entry_id
+from fusionbench.api.families import ModelFamily, TextToTextModel
 from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
+from fusionbench.models.checkpoints import entry_id
 
 _ARCH_FIELDS = ("d_model", "d_ff", "d_kv", "num_heads", "num_layers", "num_decoder_layers", "vocab_size", "feed_forward_proj")
 
@@ -59,3 +59,18 @@ class FlanT5ModelPool(TransformersModelPool):
     def _wrap(self) -> TextToTextModel:
         fingerprint = hashlib.sha256(json.dumps(["t5-tokenizer", entry_id(self._base_loc)]).encode()).hexdigest()
         return TextToTextModel(module=self._resident, tokenizer=self._tokenizer, tokenizer_fingerprint=fingerprint, device=self.device)
+
+
+class T5Family(ModelFamily):
+    """T5 / Flan-T5 seq2seq models (``model_type`` t5): the whole model is fine-tuned and merged."""
+
+    name = "t5"
+    label = "T5"
+    description = "T5 / Flan-T5 (transformers T5ForConditionalGeneration), text-to-text"
+    reference = "Chung et al., Scaling Instruction-Finetuned Language Models, 2022"
+    modelpool = "t5"
+    taskpool = "glue"
+    default_taskpool = "glue8"
+    default_recipe = "t5_paper"
+    checkpoint_task_prefix = "glue-"
+    presets = {"flan-t5-base": "google/flan-t5-base", "flan-t5-large": "google/flan-t5-large"}

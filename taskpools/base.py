@@ -18,11 +18,10 @@ from typing import Any, ClassVar, Optional
 import datasets
 from omegaconf import DictConfig, OmegaConf
 
-from fusionbench.cache import content_hash
-from fusionbench.errors import ConfigError, choices_text, did_you_mean
-from fusionbench.prepare import prepare
-from fusionbench.taskpool import TaskPool, TaskPoolConfig
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.taskpool import TaskPool, TaskPoolConfig
 from fusionbench.taskpools.datasets_io import Selection, SplitPlan, expand_path, folder_fingerprint, load_dataset_dict, local_folder, select_rows
+from fusionbench.utils.cache import content_hash
 
 
 @dataclass
@@ -85,7 +84,6 @@ class DatasetTaskPool(TaskPool):
     offline_hint: ClassVar[str]  # how to run without the hub, for error messages
 
     def __init__(self, config: Any, device: str = "cpu") -> None:
-        prepare(config.requires)  # a required artefact may be what writes the catalog file
         if config.catalog_file:
             config = with_catalog_file(config)
         plain: Any = OmegaConf.to_object(config) if isinstance(config, DictConfig) else config

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from fusionbench.cache import content_hash, home
+from fusionbench.utils.cache import content_hash, home
 
 
 def cached_chunks(namespace: str, key: Any, build: Callable[[], Iterable[dict[str, torch.Tensor]]]) -> list[Path]:

@@ -22,9 +22,9 @@ from typing import Any, Optional
 import datasets
 import numpy as np
 
-from fusionbench.cache import content_hash, home
-from fusionbench.errors import ConfigError, DataError, choices_text
-from fusionbench.taskpool import SPLITS
+from fusionbench.api.errors import ConfigError, DataError, choices_text
+from fusionbench.api.taskpool import SPLITS
+from fusionbench.utils.cache import content_hash, home
 
 _LOCAL_PREFIXES = ("/", "~", ".", "$")
 _HOME_VARIABLE = re.compile(r"^\$(\{FUSIONBENCH_HOME\}|FUSIONBENCH_HOME)(?=/|$)")

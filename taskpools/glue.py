@@ -21,9 +21,9 @@ from typing import Any, Iterator, Optional
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from fusionbench.errors import ConfigError, DataError, choices_text
-from fusionbench.families import TextToTextModel
-from fusionbench.taskpool import TaskScore, binomial_stderr
+from fusionbench.api.errors import ConfigError, DataError, choices_text
+from fusionbench.api.families import TextToTextModel
+from fusionbench.api.taskpool import TaskScore, binomial_stderr
 from fusionbench.taskpools.base import DatasetTaskPool, DatasetTaskPoolConfig, TaskDefinition, packaged_json, template_fields
 from fusionbench.taskpools.cache import cached_chunks, load_chunks
 from fusionbench.taskpools.datasets_io import Selection, check_label_column, check_label_range

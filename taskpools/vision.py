@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from PIL.Image import Image
 
-from fusionbench.cache import content_hash
-from fusionbench.errors import ConfigError, DataError, choices_text
-from fusionbench.families import ZeroShotImageModel
-from fusionbench.taskpool import TaskScore, binomial_stderr
+from fusionbench.api.errors import ConfigError, DataError, choices_text
+from fusionbench.api.families import ZeroShotImageModel
+from fusionbench.api.taskpool import TaskScore, binomial_stderr
 from fusionbench.taskpools.base import DatasetTaskPool, DatasetTaskPoolConfig, TaskDefinition, packaged_json, template_fields
 from fusionbench.taskpools.cache import cached_chunks, iter_batches, load_chunks
 from fusionbench.taskpools.datasets_io import Selection, check_label_column, check_label_range
+from fusionbench.utils.cache import content_hash
 
 CHUNK_SIZE = 256  # images per preprocessing call and per cache file
 

@@ -21,7 +21,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 @pytest.fixture(autouse=True)
 def restore_registries() -> object:
     """Plugins registered by a test are forgotten after it."""
-    from fusionbench.plugins import REGISTRIES
+    from fusionbench.api.plugins import REGISTRIES
 
     saved = {kind: dict(reg._entries) for kind, reg in REGISTRIES.items() if reg._discovered}
     yield

@@ -6,9 +6,10 @@ from typing import Any, Mapping
 
 import torch
 
-from fusionbench.dummy import DummyModelPool, DummyModelPoolConfig, DummyTaskPool, DummyTaskPoolConfig
-from fusionbench.modelpool import ModelPool, ModelPoolConfig
-from fusionbench.params import ParamDict
+from fusionbench.api.modelpool import ModelPool, ModelPoolConfig
+from fusionbench.api.params import ParamDict
+from fusionbench.modelpools.dummy import DummyModelPool, DummyModelPoolConfig
+from fusionbench.taskpools.dummy import DummyTaskPool, DummyTaskPoolConfig
 
 # Two linear layers, their biases and an embedding-like 2-D tensor (not a weight matrix).
 SHAPES: dict[str, tuple[int, ...]] = {

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from fusionbench import analysis
-from fusionbench.cli import main
-from fusionbench.dummy import DUMMY_TASKS, DummyTaskPool, DummyTaskPoolConfig, teacher
-from fusionbench.errors import FusionBenchError
-from fusionbench.params import ParamDict
-from fusionbench.taskpool import TaskPool, TaskPoolConfig
+from fusionbench.analysis import analyses as analysis
+from fusionbench.api.errors import FusionBenchError
+from fusionbench.api.params import ParamDict
+from fusionbench.api.taskpool import TaskPool, TaskPoolConfig
+from fusionbench.cli.main import main
+from fusionbench.taskpools.dummy import DummyTaskPool, DummyTaskPoolConfig
+from fusionbench.utils.dummy_world import DUMMY_TASKS, teacher
 
 ANCHORS = Path("/work/shared/reference/anchors.json")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

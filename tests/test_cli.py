@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import torch
 
-from fusionbench.cli import main
-from fusionbench.dummy import teacher
+from fusionbench.cli.main import main
+from fusionbench.utils.dummy_world import teacher
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -56,7 +56,7 @@ def test_merged_score_is_computed_from_the_merged_parameters(tmp_path: Path, cap
     base = teacher(None, 0)
     tasks = ["alpha", "beta", "gamma", "delta"]
     merged = {k: base[k] + 0.3 * sum(teacher(t, 0)[k] - base[k] for t in tasks) for k in base}
-    from fusionbench.dummy import DummyTaskPool, DummyTaskPoolConfig
+    from fusionbench.taskpools.dummy import DummyTaskPool, DummyTaskPoolConfig
 
     x, y = DummyTaskPool(DummyTaskPoolConfig(type="dummy", name="dummy"))._data("alpha", "test")
     expected = float(((x @ merged["weight"].T + merged["bias"]).argmax(-1) == y).float().mean())

@@ -1,4 +1,4 @@
-"""fusionbench.finetune on tiny CLIP / T5 bases and tiny datasets built here (the hub is never used).
+"""fusionbench.finetune.loop on tiny CLIP / T5 bases and tiny datasets built here (the hub is never used).
 
 Checked against expectations computed independently of the fine-tuning code: task vectors
 read back from the safetensors files, phi_0 regenerated with peft, the pools' own outputs,
@@ -14,22 +14,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tiny_data as td
+import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
 from safetensors.torch import load_file
 
-import tiny_data as td
-import tiny_models as tm
-from fusionbench.cli import main
-from fusionbench.config import load_option, validate
-from fusionbench.errors import ConfigError, OutputError
-from fusionbench.families import TextToTextModel
-from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune, load_recipe, load_taskpool
-from fusionbench.finetune_model import read_linearized
-from fusionbench.linearize import LinearizedLoraLinear, LinearizedModel
+from fusionbench.api.errors import ConfigError, OutputError
+from fusionbench.api.families import TextToTextModel
+from fusionbench.api.plugins import MODELPOOLS
+from fusionbench.cli.main import main
+from fusionbench.config.compose import load_option, validate
+from fusionbench.finetune.loop import FinetuneOptions, LoraSpec, Recipe, finetune, load_recipe, load_taskpool
+from fusionbench.finetune.trainee import read_linearized
 from fusionbench.modelpools.clip import CLIPVisionTower
-from fusionbench.plugins import MODELPOOLS
+from fusionbench.models.linearize import LinearizedLoraLinear, LinearizedModel
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 220), "yellow": (200, 200, 40)}
 SHADES = {"dark": (40, 40, 40), "light": (215, 215, 215)}
@@ -367,12 +367,12 @@ def test_full_disk_during_a_save_leaves_no_partial_files(world: dict[str, Path],
     out = world["root"] / "full-disk"
     partial = out.with_name("full-disk.partial")
     with monkeypatch.context() as patch:  # a periodic checkpoint
-        patch.setattr("fusionbench.finetune_io.save_file", full_disk)
+        patch.setattr("fusionbench.finetune.io.save_file", full_disk)
         with pytest.raises(OutputError, match=r"cannot write the checkpoint of step 2 .*no space left on device.*free disk space"):
             run(world, "clip", "lora", "full-disk", options=quiet(save_every=2))
     assert list((partial / "checkpoints").iterdir()) == [] and not out.exists()
     with monkeypatch.context() as patch:  # the final checkpoint
-        patch.setattr("fusionbench.modelpools.adapters.save_file", full_disk)
+        patch.setattr("fusionbench.models.adapters.save_file", full_disk)
         with pytest.raises(OutputError, match=r"cannot write the fine-tuned checkpoint .*no space left on device"):
             run(world, "clip", "lora", "full-disk", steps=3)
     assert not out.exists() and not list(world["root"].glob(".full-disk*"))

@@ -13,8 +13,10 @@ import jsonschema
 import pytest
 
 from fusionbench import leaderboard as lb
-from fusionbench.cli import main
-from fusionbench.dummy import DUMMY_TASKS, DummyTaskPool, DummyTaskPoolConfig, teacher
+from fusionbench.cli.main import main
+from fusionbench.engine.report import benchmark_family
+from fusionbench.taskpools.dummy import DummyTaskPool, DummyTaskPoolConfig
+from fusionbench.utils.dummy_world import DUMMY_TASKS, teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD_DIR = ROOT / "leaderboard"
@@ -127,11 +129,11 @@ def test_sweep_provenance_hash_ignores_where_a_sweep_ran(sources: Path, tmp_path
     assert load_json(tmp_path / "changed" / "summary.json")["provenance"]["config_hash"] != first["config_hash"]
 
 
-def test_model_family() -> None:
-    assert lb.model_family({"name": "clip_llora", "variant": "clip-vit-base-patch16"}) == "clip-vit-base-patch16"
-    assert lb.model_family({"name": "mini_t5_lora"}) == "mini_t5"
-    assert lb.model_family({"name": "my-pool-full", "variant": ""}) == "my-pool"
-    assert lb.model_family({"name": "dummy"}) == "dummy"
+def test_benchmark_family() -> None:
+    assert benchmark_family({"name": "clip_llora", "variant": "clip-vit-base-patch16"}) == "clip-vit-base-patch16"
+    assert benchmark_family({"name": "mini_t5_lora"}) == "mini_t5"
+    assert benchmark_family({"name": "my-pool-full", "variant": ""}) == "my-pool"
+    assert benchmark_family({"name": "dummy"}) == "dummy"
 
 
 @pytest.mark.parametrize(

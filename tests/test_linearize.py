@@ -1,4 +1,4 @@
-"""Closed-form L-LoRA (fusionbench.linearize) against the torch.func.jvp reference and hand algebra."""
+"""Closed-form L-LoRA (fusionbench.models.linearize) against the torch.func.jvp reference and hand algebra."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import Linear as LoraLinear
 from torch import nn
 
-from fusionbench.errors import CheckpointError
-from fusionbench.linearize import (
+from fusionbench.api.errors import CheckpointError
+from fusionbench.models.linearize import (
     LinearizedLoraLinear,
     LinearizedModel,
     linearize_lora_,

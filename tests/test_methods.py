@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from method_helpers import StaticPool, dummy_pools, random_params, random_pool
 
-from fusionbench.cli import main
-from fusionbench.dummy import DummyModelPool
-from fusionbench.errors import ConfigError, ParamMismatchError
-from fusionbench.method import Method, param_help
+from fusionbench.api.errors import ConfigError, ParamMismatchError
+from fusionbench.api.method import Method, param_help
+from fusionbench.api.params import ParamDict
+from fusionbench.api.plugins import METHODS
+from fusionbench.cli.main import main
 from fusionbench.methods import BUILTINS
-from fusionbench.params import ParamDict
-from fusionbench.plugins import METHODS
+from fusionbench.modelpools.dummy import DummyModelPool
 
 ALL_METHODS = sorted(BUILTINS)
 TEN = {"simple_average", "task_arithmetic", "ties", "dare", "lorahub", "awd", "cart", "tsv", "iso_c", "iso_cts"}

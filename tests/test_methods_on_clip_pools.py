@@ -7,12 +7,13 @@ from typing import Iterator
 
 import pytest
 import torch
-
-from fusionbench.config import compose
-from fusionbench.mini.pools import build_pools
-from fusionbench.plugins import METHODS
-from fusionbench.runner import RunSchema, build
 from mini_helpers import reduced_configs
+
+from fusionbench.api.plugins import METHODS
+from fusionbench.config.compose import compose
+from fusionbench.engine.build import build
+from fusionbench.mini.pools import build_pools
+from fusionbench.run import RunSchema
 
 
 @pytest.fixture(scope="module")

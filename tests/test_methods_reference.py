@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from method_helpers import MATRICES, SHAPES, StaticPool, dummy_pools, pool_from_vectors, random_params, random_pool
 from peft.utils import merge_utils
 
-from fusionbench.method import Method
+from fusionbench.api.method import Method
+from fusionbench.api.params import ParamDict
 from fusionbench.methods.awd import Awd, AwdParams, awd_objective, orthogonality_loss, redundant_vector
 from fusionbench.methods.cart import Cart, CartParams
 from fusionbench.methods.common import is_weight_matrix
@@ -23,9 +24,8 @@ from fusionbench.methods.iso_cts import IsoCts, IsoCtsParams, subspace_sizes
 from fusionbench.methods.lorahub import LoraHub, LoraHubParams, lorahub_weights
 from fusionbench.methods.simple_average import SimpleAverage
 from fusionbench.methods.task_arithmetic import TaskArithmetic, TaskArithmeticParams, task_arithmetic_tensor
+from fusionbench.methods.ties import Ties, TiesParams, disjoint_merge, ties_merge, trim
 from fusionbench.methods.tsv import Tsv, TsvParams
-from fusionbench.methods.ties import Ties, TiesParams, disjoint_merge, trim, ties_merge
-from fusionbench.params import ParamDict
 
 
 def np_vectors(pool: StaticPool) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, CLIPModel, CLIPProcessor, T5ForConditionalGeneration
 
-from fusionbench.errors import DataError
+from fusionbench.api.errors import DataError
 from fusionbench.mini import bases, build, text_data, vision_data
 from fusionbench.mini.tokenization import learn_bpe_merges, train_clip_tokenizer, train_t5_tokenizer
 

@@ -7,14 +7,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mini_helpers import CONFIGS, reduced_configs
 from omegaconf import OmegaConf
 
-from fusionbench.cli import main
-from fusionbench.errors import ConfigError
+from fusionbench.api.errors import ConfigError
+from fusionbench.api.params import ParamDict
+from fusionbench.cli.main import main
+from fusionbench.api.plugins import REQUIREMENTS
+from fusionbench.api.requirement import Requirement
+from fusionbench.engine.prepare import prepare
 from fusionbench.mini.pools import MINI_LR, MINI_RECIPES, MODES, REDUCED_STEPS, build_pools, definitions, mini_recipe, pools_ready
-from fusionbench.params import ParamDict
-from fusionbench.prepare import PREPARERS, prepare
-from mini_helpers import CONFIGS, reduced_configs
+
 
 @pytest.mark.slow
 def test_reduced_vision_pools_build_and_run_through_the_shipped_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,12 +80,24 @@ def test_unfinished_pools_are_not_ready(tmp_path: Path, isolated_home: Path) -> 
     assert not pools_ready("vision", reduced=True)  # no READY marker: never used as complete
 
 
-def test_requirements_are_built_through_their_preparer(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requirements_are_built_through_their_registered_class() -> None:
     calls: list[str] = []
-    monkeypatch.setitem(PREPARERS, "mini_vision", lambda: calls.append("vision"))
-    prepare("mini_vision")
+
+    class Fake(Requirement):
+        name, description = "fake_world", "a requirement that records its builds"
+
+        def ready(self) -> bool:
+            return bool(calls)
+
+        def build(self) -> None:
+            calls.append("built")
+
+    REQUIREMENTS.register("fake_world", Fake, source="test")
+    prepare("fake_world")
+    prepare("fake_world")  # ready now: not built again
     prepare(None)
-    assert calls == ["vision"]
+    assert calls == ["built"]
+    assert {"mini_vision", "mini_text"} <= set(REQUIREMENTS.names())
     with pytest.raises(ConfigError, match=r"unknown requirement 'mini_vison'\. Did you mean 'mini_vision'\?"):
         prepare("mini_vison")
 

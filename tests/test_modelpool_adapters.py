@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import tiny_models as tm
 import torch
 from peft import LoraConfig, PeftModel
 from safetensors import safe_open
 
-import tiny_models as tm
-from fusionbench.errors import CheckpointError
-from fusionbench.modelpools.adapters import generate_init, normalise_key, read_adapter, save_adapter
+from fusionbench.api.errors import CheckpointError
+from fusionbench.models.adapters import generate_init, normalise_key, read_adapter, save_adapter
 
 
 @pytest.fixture(scope="module")

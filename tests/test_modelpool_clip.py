@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-import tiny_models as tm
-from fusionbench.linearize import LinearizedModel
+from fusionbench.api.params import ParamDict
 from fusionbench.modelpools.clip import CLIPModelPool
-from fusionbench.params import ParamDict
+from fusionbench.models.linearize import LinearizedModel
 
 TASKS = ["sun397", "dtd", "svhn"]
 PIXELS = torch.randn(3, 3, tm.IMAGE_SIZE, tm.IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
@@ -162,7 +162,7 @@ def test_lora_delta_space_holds_per_layer_products(world: dict[str, Any]) -> Non
 
 
 def test_stored_lora_init_is_used(world: dict[str, Any], tmp_path: Path) -> None:
-    from fusionbench.modelpools.adapters import read_adapter, save_adapter
+    from fusionbench.models.adapters import read_adapter, save_adapter
 
     models = {}
     fake_init = {k: v + 1.0 for k, v in world["phi0"].items()}

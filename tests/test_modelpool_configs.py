@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_models as tm
 from omegaconf import OmegaConf
 
-import tiny_models as tm
-from fusionbench.cli import main
-from fusionbench.config import compose
-from fusionbench.errors import CheckpointError
-from fusionbench.plugins import MODELPOOLS
+from fusionbench.api.errors import CheckpointError
+from fusionbench.api.plugins import MODELPOOLS
+from fusionbench.cli.main import main
+from fusionbench.config.compose import compose
 
 CLIP_TASKS = ["sun397", "stanford-cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd"]
 GLUE_TASKS = ["cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb"]

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
 
-import tiny_models as tm
+from fusionbench.api.params import ParamDict
 from fusionbench.modelpools.clip import CLIPModelPool
-from fusionbench.params import ParamDict
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

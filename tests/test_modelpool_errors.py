@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-import tiny_models as tm
-from fusionbench.errors import CheckpointError, ConfigError, ParamMismatchError
+from fusionbench.api.errors import CheckpointError, ConfigError, ParamMismatchError
 from fusionbench.modelpools.clip import CLIPModelPool
 
 

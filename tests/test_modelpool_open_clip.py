@@ -7,14 +7,14 @@ from typing import Any
 
 import open_clip
 import pytest
+import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-import tiny_models as tm
-from fusionbench.errors import CheckpointError, ConfigError
+from fusionbench.api.errors import CheckpointError, ConfigError
+from fusionbench.api.params import ParamDict
 from fusionbench.modelpools.open_clip_pool import OpenCLIPModelPool
-from fusionbench.params import ParamDict
 
 PIXELS = torch.randn(2, 3, tm.IMAGE_SIZE, tm.IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fusionbench.errors import ConfigError
-from fusionbench.modelpools.presets import PRESETS, build_preset, lora_trainable_params
+from fusionbench.api.errors import ConfigError
+from fusionbench.models.presets import PRESETS, build_preset, lora_trainable_params
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-import tiny_models as tm
-from fusionbench.linearize import linearize_lora_
+from fusionbench.api.params import ParamDict
 from fusionbench.modelpools.t5 import FlanT5ModelPool
-from fusionbench.params import ParamDict
+from fusionbench.models.linearize import linearize_lora_
 
 TASKS = ["cola", "rte"]
 INPUT_IDS = torch.tensor([[5, 9, 12, 7, 1], [8, 8, 20, 1, 0]])

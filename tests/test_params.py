@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusionbench.errors import ParamMismatchError
-from fusionbench.params import ParamDict
+from fusionbench.api.errors import ParamMismatchError
+from fusionbench.api.params import ParamDict
 
 
 def pd(**tensors: list) -> ParamDict:

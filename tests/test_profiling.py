@@ -11,11 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from fusionbench import profiling
-from fusionbench.cli import main
-from fusionbench.config import compose
-from fusionbench.errors import ConfigError
-from fusionbench.profiling_workload import (
+from fusionbench.api.errors import ConfigError
+from fusionbench.cli.main import main
+from fusionbench.config.compose import compose
+from fusionbench.profiling import measure as profiling
+from fusionbench.profiling.workload import (
     PARADIGMS,
     Recipe,
     Spec,

@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fusionbench.errors import ParamMismatchError
-from fusionbench.methods.task_arithmetic import task_arithmetic_merge
-from fusionbench.params import ParamDict
-from fusionbench.streaming import SafetensorsWriter, stream_average, stream_task_arithmetic, tensor_layout
+from fusionbench.api.errors import ParamMismatchError
+from fusionbench.api.params import ParamDict
+from fusionbench.methods.simple_average import stream_average
+from fusionbench.methods.task_arithmetic import stream_task_arithmetic, task_arithmetic_merge
+from fusionbench.models.streaming import SafetensorsWriter, tensor_layout
 
 
 def checkpoints(tmp_path: Path, count: int = 4) -> tuple[list[ParamDict], list[Path]]:

@@ -6,8 +6,8 @@ import sys
 import pytest
 from transformers.utils import logging as hf_logging
 
-from fusionbench import executors
-from fusionbench.quiet import quiet_libraries
+from fusionbench.engine import executors
+from fusionbench.utils.quiet import quiet_libraries
 
 
 def test_quiet_libraries_turns_transformers_progress_bars_off() -> None:
@@ -32,5 +32,5 @@ def test_torch_jvp_decomposition_notice_is_silenced() -> None:
     strict = [sys.executable, "-W", "error::FutureWarning", "-c"]
     if subprocess.run([*strict, load], capture_output=True).returncode == 0:
         pytest.skip("this torch version does not warn when loading its jvp decompositions")
-    quiet = subprocess.run([*strict, f"from fusionbench.quiet import quiet_libraries; quiet_libraries(); {load}"], capture_output=True, text=True)
+    quiet = subprocess.run([*strict, f"from fusionbench.utils.quiet import quiet_libraries; quiet_libraries(); {load}"], capture_output=True, text=True)
     assert quiet.returncode == 0, quiet.stderr

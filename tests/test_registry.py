@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fusionbench.errors import PluginError, RegistryError
-from fusionbench.method import Method
-from fusionbench.plugins import METHODS, load_plugins
-from fusionbench.registry import Registry
+from fusionbench.api.errors import PluginError, RegistryError
+from fusionbench.api.method import Method
+from fusionbench.api.plugins import METHODS, load_plugins
+from fusionbench.api.registry import Registry
 
 PLUGIN_SOURCE = '''
 from fusionbench import Method, ParamDict

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fusionbench.cli import main
-from fusionbench.errors import ConfigError
-from fusionbench.store import ResultStore
-from fusionbench.sweep import enumerate_subsets
+from fusionbench.api.errors import ConfigError
+from fusionbench.cli.main import main
+from fusionbench.engine.store import ResultStore
+from fusionbench.sweep.plan import enumerate_subsets
 
 WORLD = Path(__file__).with_name("scalar_world.py")
 POOL_YAML = "type: scalar\ntaskpool: scalar_tasks\n"
@@ -93,22 +93,35 @@ def test_rerun_computes_nothing(world: list[str], tmp_path: Path, capsys: pytest
     assert first["subsets"] == second["subsets"]
 
 
+def test_a_sweep_after_a_run_evaluates_no_reference_model_again(world: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], isolated_home: Path) -> None:
+    from fusionbench.api.plugins import TASKPOOLS
+
+    run_words = [w for w in world if not w.startswith("grid.")] + ["method.scaling_factor=0.1", f"output_dir={tmp_path / 'run'}"]
+    assert main(["run", *run_words]) == 0, capsys.readouterr().err
+    plugin = sys.modules[TASKPOOLS.get("scalar").__module__]  # the loaded plugin file counts its evaluations
+    after_run = plugin._EVALUATIONS
+    assert len(list((isolated_home / "cache" / "reference-scores").glob("*.json"))) == 8  # fine-tuned and pretrained, four tasks
+    summary = sweep(capsys, world, tmp_path / "s.sqlite", tmp_path / "out", "subsets=pairs")
+    assert plugin._EVALUATIONS - after_run == 6 * 3 + 6  # grid points on validation, then the selected points on test
+    assert summary["counts"] == {"evaluations": 8 + 6 * 3 + 6, "computed": 6 * 3 + 6, "cached": 8}
+
+
 def test_resume_after_a_killed_process_gives_exactly_the_expected_rows(world: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "s.sqlite"
     env = {**os.environ, "FUSIONBENCH_TEST_CRASH_AFTER": "13"}
     killed = subprocess.run(
-        [sys.executable, "-m", "fusionbench.cli", "sweep", *world, f"store={store}", f"output_dir={tmp_path / 'k'}", "subsets=pairs"],
+        [sys.executable, "-m", "fusionbench.cli.main", "sweep", *world, f"store={store}", f"output_dir={tmp_path / 'k'}", "subsets=pairs"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == 17, killed.stderr
     with ResultStore(store) as s:
-        assert s.count() == 8 + 5 * 2  # 8 single-task reference rows, then 5 two-task evaluations
+        assert s.count() == 5 * 2  # the 8 reference scores went to the shared reference cache; then 5 two-task evaluations
     resumed = sweep(capsys, world, store, tmp_path / "r", "subsets=pairs")
     assert resumed["counts"]["computed"] == 32 - 13
     fresh_store = tmp_path / "fresh.sqlite"
     sweep(capsys, world, fresh_store, tmp_path / "f", "subsets=pairs")
     resumed_rows = {r[:-1] + (r[-1],) for r in store_rows(store)}
-    assert len(resumed_rows) == 8 + 6 * 3 * 2 + 6 * 2
+    assert len(resumed_rows) == 6 * 3 * 2 + 6 * 2
     assert {r[0] for r in resumed_rows} == {r[0] for r in store_rows(fresh_store)}  # same keys, none duplicated
     assert resumed_rows == store_rows(fresh_store)
 
@@ -119,7 +132,7 @@ def test_local_processes_and_ray_give_identical_stores(world: list[str], tmp_pat
     sweep(capsys, world, tmp_path / "procs.sqlite", tmp_path / "p", "subsets=pairs", "workers=2")
     sweep(capsys, world, tmp_path / "ray.sqlite", tmp_path / "r", "subsets=pairs", "executor=ray", "ray.actors=2")
     local = store_rows(tmp_path / "local.sqlite")
-    assert len(local) == 8 + 6 * 3 * 2 + 6 * 2  # rows: references, validation grid, test
+    assert len(local) == 6 * 3 * 2 + 6 * 2  # rows: validation grid, test (references live in the shared reference cache)
     assert local == store_rows(tmp_path / "procs.sqlite") == store_rows(tmp_path / "ray.sqlite")
 
 
@@ -179,7 +192,7 @@ def test_results_export_and_compare(world: list[str], tmp_path: Path, capsys: py
     for r in rows:
         assert r["value"] == pytest.approx(sum(CONSTANTS[t] for t in r["subset"]) / 2 / 10)
     assert main(["results", f"store={store}", "format=csv", "task=alpha", "split=test", f"out={tmp_path / 'r.csv'}"]) == 0
-    assert (tmp_path / "r.csv").read_text().count("\n") == 1 + 2 + 3 + 3  # header, two references, 3 pairs x 2 methods
+    assert (tmp_path / "r.csv").read_text().count("\n") == 1 + 3 + 3  # header, 3 pairs x 2 methods (references live in the reference cache)
     capsys.readouterr()
     assert main(["results", "compare", f"summaries=[{tmp_path / 'ta'},{tmp_path / 'sa'}]"]) == 0
     out = capsys.readouterr().out

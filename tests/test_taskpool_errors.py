@@ -10,13 +10,13 @@ import datasets
 import pytest
 import torch
 from omegaconf import OmegaConf
-
-from fusionbench.config import compose
-from fusionbench.errors import ConfigError, DataError, FusionBenchError
-from fusionbench.plugins import TASKPOOLS
-from fusionbench.taskpool import TaskPool
-from fusionbench.taskpools.datasets_io import SplitPlan, select_rows
 from tiny_data import TinyCLIP, random_images, save_image_dataset, save_text_dataset, tiny_clip, tiny_t5
+
+from fusionbench.api.errors import ConfigError, DataError, FusionBenchError
+from fusionbench.api.plugins import TASKPOOLS
+from fusionbench.api.taskpool import TaskPool
+from fusionbench.config.compose import compose
+from fusionbench.taskpools.datasets_io import SplitPlan, select_rows
 
 CLASSES = ["circle", "square", "triangle"]
 TEMPLATES = ["a photo of a {c} ."]

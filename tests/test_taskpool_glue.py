@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-
-from fusionbench.config import compose
-from fusionbench.families import TextToTextModel
-from fusionbench.plugins import TASKPOOLS
-from fusionbench.taskpool import TaskPool
-from fusionbench.taskpools.glue import GlueTaskPool, GlueTaskPoolConfig, TextTask
 from tiny_data import save_text_dataset, tiny_t5
+
+from fusionbench.api.families import TextToTextModel
+from fusionbench.api.plugins import TASKPOOLS
+from fusionbench.api.taskpool import TaskPool
+from fusionbench.config.compose import compose
+from fusionbench.taskpools.glue import GlueTaskPool, GlueTaskPoolConfig, TextTask
 
 WORDS = ["red", "blue", "cat", "dog", "runs", "sleeps", "big", "small", "the", "a"]
 TEMPLATE = "premise: {sentence1} hypothesis: {sentence2}"

@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-
-from fusionbench.config import compose
-from fusionbench.plugins import TASKPOOLS
-from fusionbench.taskpool import TaskPool
-from fusionbench.taskpools import vision
 from tiny_data import CallCounter, TinyCLIP, random_images, save_image_dataset, save_image_folder, tiny_clip
+
+from fusionbench.api.plugins import TASKPOOLS
+from fusionbench.api.taskpool import TaskPool
+from fusionbench.config.compose import compose
+from fusionbench.taskpools import vision
 
 CLASSES = ["circle", "square", "triangle"]
 TEMPLATES = ["a photo of a {c} .", "a drawing of the {c} ."]

@@ -19,8 +19,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from torch import nn
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
-from fusionbench.cache import content_hash
-from fusionbench.families import TextToTextModel, ZeroShotImageModel
+from fusionbench.api.families import TextToTextModel, ZeroShotImageModel
+from fusionbench.utils.cache import content_hash
 
 PAD, EOS, UNK = "[PAD]", "[EOS]", "[UNK]"
 IMAGE_SIZE = 32

@@ -21,9 +21,9 @@ from tokenizers.pre_tokenizers import ByteLevel
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer, T5ForConditionalGeneration, T5Tokenizer
 
-from fusionbench.linearize import linearize_lora_
-from fusionbench.modelpools.adapters import save_llora_model
-from fusionbench.modelpools.presets import build_preset
+from fusionbench.models.adapters import save_llora_model
+from fusionbench.models.linearize import linearize_lora_
+from fusionbench.models.presets import build_preset
 
 IMAGE_SIZE = 32
 _T5_PIECES = "▁abcdefghijklmnopqrstuvwxyz0123456789.,:;'\"?!-"

@@ -8,36 +8,12 @@ Two worlds, each built deterministically from a seed under ``$FUSIONBENCH_HOME/m
   (``text_data``) and a tiny ``T5ForConditionalGeneration`` pretrained on span corruption
   and weakly labelled task prompts.
 
-``build_world`` / ``build_vision_world`` / ``build_text_world`` build or reuse a world,
-``require_world`` finds a built one, ``status`` and ``clean`` inspect and remove them.
+``fusionbench.mini.build`` builds, finds, inspects and removes worlds; ``fusionbench.mini.pools``
+fine-tunes their pools. The worlds are the requirements ``mini_vision`` and ``mini_text``
+(``REQUIREMENTS``, found by the requirement registry), which the shipped mini configs name.
 """
 
-from fusionbench.mini.build import (
-    KINDS,
-    build_text_world,
-    build_vision_world,
-    build_world,
-    clean,
-    mini_home,
-    read_manifest,
-    require_world,
-    status,
-    world_dir,
-)
-from fusionbench.mini.text_data import TEXT_TASKS
-from fusionbench.mini.vision_data import VISION_TASKS
-
-__all__ = [
-    "KINDS",
-    "TEXT_TASKS",
-    "VISION_TASKS",
-    "build_text_world",
-    "build_vision_world",
-    "build_world",
-    "clean",
-    "mini_home",
-    "read_manifest",
-    "require_world",
-    "status",
-    "world_dir",
-]
+REQUIREMENTS: dict[str, str] = {
+    "mini_vision": "fusionbench.mini.requirements:MiniVision",
+    "mini_text": "fusionbench.mini.requirements:MiniText",
+}

@@ -34,10 +34,10 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusionbench.cache import home
-from fusionbench.errors import DataError
+from fusionbench.api.errors import DataError
 from fusionbench.mini import bases, text_data, vision_data
 from fusionbench.mini.tokenization import train_clip_tokenizer, train_t5_tokenizer
+from fusionbench.utils.cache import home
 
 FORMAT = "fusionbench.mini/4"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")

@@ -29,11 +29,11 @@ import yaml
 from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
+from fusionbench.api.plugins import TASKPOOLS
+from fusionbench.api.taskpool import TaskPool
+from fusionbench.finetune.loop import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
-from fusionbench.plugins import TASKPOOLS
-from fusionbench.quiet import quiet_libraries
-from fusionbench.taskpools.base import DatasetTaskPool
+from fusionbench.utils.quiet import quiet_libraries
 
 MODES = ("full", "lora", "llora")
 BASE_DIR = {"vision": "clip", "text": "t5"}
@@ -90,7 +90,7 @@ def pools_ready(kind: str, seed: int = 0, reduced: bool = False) -> bool:
     return (pools_dir(kind, seed, reduced) / "READY").is_file()
 
 
-def _taskpool(kind: str, world: Path) -> DatasetTaskPool:
+def _taskpool(kind: str, world: Path) -> TaskPool:
     catalog = world / "definitions.yaml"
     config = OmegaConf.merge(
         OmegaConf.structured(TASKPOOLS.get(TASKPOOL_TYPE[kind]).Config),
@@ -99,11 +99,11 @@ def _taskpool(kind: str, world: Path) -> DatasetTaskPool:
     return TASKPOOLS.get(TASKPOOL_TYPE[kind])(config)
 
 
-_WORKER_TASKPOOL: dict[Path, DatasetTaskPool] = {}  # in a worker process (one build): the task pool, loaded once
+_WORKER_TASKPOOL: dict[Path, TaskPool] = {}  # in a worker process (one build): the task pool, loaded once
 
 
 def _finetune_job(
-    kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool, taskpool: DatasetTaskPool | None = None
+    kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool, taskpool: TaskPool | None = None
 ) -> str:
     """One fine-tune of the pools, with ``taskpool`` or (in a worker process) the worker's own."""
     if taskpool is None:
@@ -154,8 +154,3 @@ def build_pools(kind: str, seed: int = 0, reduced: bool = False, quiet: bool = F
     (root / "READY").write_text(json.dumps({"seconds": round(time.perf_counter() - started, 2), "workers": workers, "recipes": recipes}, indent=2))
     return root
 
-
-def ensure_pools(kind: str) -> None:
-    """Build the default (seed 0) world and pools unless they are complete (used by ``requires:``)."""
-    if not pools_ready(kind):
-        build_pools(kind)

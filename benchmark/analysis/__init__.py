@@ -1,0 +1,1 @@
+"""Analyses of a model pool: task-vector cosine, weight disentanglement, scaling, interference."""

@@ -1,0 +1,476 @@
+"""Analyses of a model pool: task-vector cosine similarity (L-LoRA paper, Figs. 2 and 8), weight
+disentanglement error (Eq. 3, Fig. 6) and scores along the task vectors (task arithmetic's scaling).
+
+* ``cosine``: the cosine similarity of every pair of task vectors tau_t = phi_t - phi_0
+  (flattened over the pool's whole trainable parameter space), and its mean off-diagonal value.
+* ``disentanglement``: for tasks a, b and a grid of coefficients,
+  xi(l1, l2) = sum_{i in (a, b)} P_{x ~ task i}[ f(x; theta_0 + l1 tau_a + l2 tau_b) != f(x; theta_0 + l_i tau_i) ],
+  the prediction disagreement of the two-task model with each single-task model (0 = perfectly
+  disentangled). Predictions come from the task pool's ``predict``.
+* ``scaling``: the score on task t of theta_0 + lambda tau_t (each task vector alone) and of
+  theta_0 + lambda sum_s tau_s (task arithmetic over the whole pool) for a list of lambdas: where
+  along its task vector a task's gain appears, and where the sum starts to interfere.
+* ``interference``: at one lambda, the change of every task's score under each task vector alone
+  (own gain on the diagonal, cost to the other tasks off it), the additive prediction
+  base + own gain + sum of the costs, and the score under the sum (task arithmetic): whether a
+  merge fails because the own gains are small or because the vectors hurt each other.
+
+Each analysis writes its numbers (CSV / JSON), a PNG figure and the resolved config.yaml.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.params import ParamDict
+from fusionbench.api.plugins import MODELPOOLS, TASKPOOLS
+from fusionbench.api.taskpool import SPLITS
+from fusionbench.engine.build import check_writable, resolve_device
+from fusionbench.engine.report import benchmark_family
+from fusionbench.utils.jsonio import write_json_atomic
+
+# Mean off-diagonal task-vector cosine similarity from the L-LoRA paper's released result files
+# (seven tasks per family; also in the project's reference anchors, llora_paper.cosine_similarity_mean_offdiag).
+PAPER_COSINE_MEAN_OFFDIAG: dict[str, dict[str, float]] = {
+    "flan-t5-base": {"full": 0.120, "lora": 0.293, "llora": 0.141},
+    "clip-vit-base-patch16": {"full": 0.202, "lora": 0.233, "llora": 0.102},
+}
+DEFAULT_GRID = [round(-1.0 + 0.2 * i, 1) for i in range(11)]  # -1.0, -0.8, ..., 1.0
+DEFAULT_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]  # 0.0, 0.1, ..., 1.0
+_CHUNK = 1 << 22  # elements per task and step when accumulating the Gram matrix
+
+
+@dataclass
+class _AnalysisSchema:
+    """Top-level keys every ``fusionbench analyze`` command takes."""
+
+    modelpool: Any = None
+    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-<kind>-<pool>
+    device: str = "auto"
+    plugins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CosineSchema(_AnalysisSchema):
+    """Top-level keys of ``fusionbench analyze cosine``."""
+
+
+@dataclass
+class _EvaluatingSchema(_AnalysisSchema):
+    """Keys of the analyses that evaluate merged models on a task pool."""
+
+    taskpool: Any = None
+    split: str = "test"
+
+
+@dataclass
+class DisentanglementSchema(_EvaluatingSchema):
+    """Top-level keys of ``fusionbench analyze disentanglement``."""
+
+    tasks: Any = None  # two tasks of the pool: a,b (or [a,b])
+    grid: list[float] = field(default_factory=lambda: list(DEFAULT_GRID))  # coefficients for both l1 and l2
+
+
+@dataclass
+class ScalingSchema(_EvaluatingSchema):
+    """Top-level keys of ``fusionbench analyze scaling``."""
+
+    lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+
+
+@dataclass
+class InterferenceSchema(_EvaluatingSchema):
+    """Top-level keys of ``fusionbench analyze interference``."""
+
+    scaling_factor: float = 0.3  # lambda, as task arithmetic's (the paper's default 0.3)
+
+
+# ------------------------------------------------------------------ numbers
+def gram(vectors: list[ParamDict]) -> torch.Tensor:
+    """G[i, j] = <v_i, v_j> over all parameters, accumulated in float64 chunk by chunk."""
+    first = vectors[0]
+    for v in vectors[1:]:
+        first.check_compatible(v)
+    g = torch.zeros(len(vectors), len(vectors), dtype=torch.float64)
+    for name in first:
+        flat = [v[name].reshape(-1) for v in vectors]
+        for start in range(0, flat[0].numel(), _CHUNK):
+            block = torch.stack([f[start : start + _CHUNK] for f in flat]).to(torch.float64)
+            g += (block @ block.T).cpu()
+    return g
+
+
+def cosine_matrix(pool: ModelPool) -> np.ndarray:
+    """Cosine similarity of every pair of the pool's task vectors (0 where a vector is zero)."""
+    g = gram([pool.task_vector(t) for t in pool.tasks])
+    norms = g.diagonal().sqrt()
+    denom = torch.outer(norms, norms)
+    return torch.where(denom > 0, g / denom.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(g)).numpy()
+
+
+def mean_offdiag(matrix: np.ndarray) -> float:
+    """Mean of the entries off the diagonal."""
+    n = matrix.shape[0]
+    return float((matrix.sum() - np.trace(matrix)) / (n * n - n)) if n > 1 else float("nan")
+
+
+def paper_cosine(family: str, mode: str) -> Optional[float]:
+    """The paper's mean off-diagonal cosine for a model family and fine-tuning mode, when it has one."""
+    return PAPER_COSINE_MEAN_OFFDIAG.get(family, {}).get(mode)
+
+
+def disagreement(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of positions where two prediction tensors differ (two NaNs, e.g. unparseable numbers, agree)."""
+    same = x == y
+    if x.is_floating_point():
+        same |= x.isnan() & y.isnan()
+    return int((~same).sum()) / len(y)
+
+
+def disentanglement_error(
+    pool: ModelPool, taskpool: Any, tasks: tuple[str, str], grid: list[float], split: str, step: Callable[[], None] = lambda: None
+) -> dict[str, np.ndarray]:
+    """xi(l1, l2) on the grid (row: l1 for tasks[0], column: l2 for tasks[1]) and its two per-task terms.
+    ``step()`` runs after each of the (grid + 2) x grid merged models is evaluated."""
+    a, b = tasks
+    base, tau = pool.base(), {t: pool.task_vector(t) for t in tasks}
+
+    def predict_each(params: ParamDict, *names: str) -> list[torch.Tensor]:
+        model = pool.model(params)
+        predictions = [taskpool.predict(model, name, split) for name in names]
+        step()
+        return predictions
+
+    single = {t: [predict_each(base + tau[t] * lam, t)[0] for lam in grid] for t in tasks}
+    terms = {t: np.zeros((len(grid), len(grid))) for t in tasks}
+    for i, l1 in enumerate(grid):
+        for j, l2 in enumerate(grid):
+            on_a, on_b = predict_each(base + tau[a] * l1 + tau[b] * l2, a, b)
+            terms[a][i, j] = disagreement(on_a, single[a][i])
+            terms[b][i, j] = disagreement(on_b, single[b][j])
+    return {"xi": terms[a] + terms[b], a: terms[a], b: terms[b]}
+
+
+def scaling_curves(
+    pool: ModelPool, taskpool: Any, lambdas: list[float], split: str, step: Callable[[], None] = lambda: None
+) -> dict[str, np.ndarray]:
+    """Scores (rows: the pool's tasks, columns: lambdas) of theta_0 + lambda tau_t on task t ("alone")
+    and of theta_0 + lambda sum_s tau_s on task t ("sum"); one task vector is held at a time.
+    ``step()`` runs after each of the (tasks + 1) x lambdas merged models is evaluated."""
+    base, tasks = pool.base(), pool.tasks
+    alone, summed = np.zeros((len(tasks), len(lambdas))), np.zeros((len(tasks), len(lambdas)))
+    total: Optional[ParamDict] = None
+    for i, task in enumerate(tasks):
+        tau = pool.task_vector(task)
+        for j, lam in enumerate(lambdas):
+            alone[i, j] = taskpool.evaluate(pool.model(base + tau * lam), [task], split)[task].value
+            step()
+        total = tau if total is None else total + tau
+    assert total is not None
+    for j, lam in enumerate(lambdas):
+        scores = taskpool.evaluate(pool.model(base + total * lam), tasks, split)
+        summed[:, j] = [scores[t].value for t in tasks]
+        step()
+    return {"alone": alone, "sum": summed}
+
+
+def interference(
+    pool: ModelPool, taskpool: Any, lam: float, split: str, step: Callable[[], None] = lambda: None
+) -> dict[str, np.ndarray]:
+    """Scores on every task of the pool: ``base`` (theta_0), ``single`` (row t: theta_0 + lam tau_t)
+    and ``sum`` (theta_0 + lam sum_t tau_t), ``change`` = single - base, and the additive
+    decomposition of the sum:
+    ``own`` = single[t, t] - base[t], ``cross`` = sum over s != t of (single[s, t] - base[t]),
+    ``additive`` = base + own + cross. One task vector is held at a time; ``step()`` runs after
+    each of the tasks + 2 evaluated models."""
+    base, tasks = pool.base(), pool.tasks
+
+    def scores(params: ParamDict) -> np.ndarray:
+        result = taskpool.evaluate(pool.model(params), tasks, split)
+        step()
+        return np.array([result[t].value for t in tasks])
+
+    at_base = scores(base)
+    single = np.zeros((len(tasks), len(tasks)))
+    total: Optional[ParamDict] = None
+    for i, task in enumerate(tasks):
+        tau = pool.task_vector(task)
+        single[i] = scores(base + tau * lam)
+        total = tau if total is None else total + tau
+    assert total is not None
+    change = single - at_base  # row: the vector added, column: the task scored
+    own = np.diag(change).copy()
+    cross = change.sum(axis=0) - own
+    return {
+        "base": at_base, "single": single, "change": change, "sum": scores(base + total * lam),
+        "own": own, "cross": cross, "additive": at_base + own + cross,
+    }
+
+
+# ------------------------------------------------------------------ outputs
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def matrix_csv(labels: list[str], matrix: np.ndarray) -> str:
+    """A labelled square matrix as CSV (first row and column: the labels)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["task", *labels])
+    for label, row in zip(labels, matrix):
+        writer.writerow([label, *(f"{v:.6f}" for v in row)])
+    return buffer.getvalue()
+
+
+def _heatmap(
+    path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[str], title: str, xlabel: str, ylabel: str, colorbar: str, annotate: bool,
+    diverging: bool = False,
+) -> None:
+    """A heatmap PNG; ``diverging``: a blue-white-red scale centred on zero (for changes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.55 * max(len(xlabels), len(ylabels)) + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    reach = float(np.nanmax(np.abs(matrix))) or 1.0
+    scale: dict[str, Any] = {"cmap": "coolwarm", "vmin": -reach, "vmax": reach} if diverging else {"cmap": "viridis"}
+    image = ax.imshow(matrix, origin="upper" if annotate else "lower", aspect="equal", **scale)
+    ax.set_xticks(range(len(xlabels)), xlabels, rotation=45 if annotate else 0, ha="right" if annotate else "center")
+    ax.set_yticks(range(len(ylabels)), ylabels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if annotate:
+        middle = (np.nanmin(matrix) + np.nanmax(matrix)) / 2
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                light = diverging or matrix[i, j] > middle
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8, color="black" if light else "white")
+    fig.colorbar(image, ax=ax, label=colorbar, shrink=0.8)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def curves_csv(tasks: list[str], lambdas: list[float], curves: dict[str, np.ndarray]) -> str:
+    """One row per curve and task: curve, task, then the score at each lambda."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["curve", "task", *(f"{lam:g}" for lam in lambdas)])
+    for name, matrix in curves.items():
+        for task, row in zip(tasks, matrix):
+            writer.writerow([name, task, *(f"{v:.6f}" for v in row)])
+    return buffer.getvalue()
+
+
+def _curves_plot(path: Path, tasks: list[str], lambdas: list[float], curves: dict[str, np.ndarray], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, (name, matrix), heading in zip(axes, curves.items(), ("each task vector alone", "sum of all task vectors")):
+        for task, row in zip(tasks, matrix):
+            ax.plot(lambdas, row, marker="o", markersize=3, linewidth=1, label=task)
+        ax.plot(lambdas, matrix.mean(axis=0), color="black", linewidth=2.5, label="mean")
+        ax.set_title(heading)
+        ax.set_xlabel("λ")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score on the task")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def interference_csv(tasks: list[str], numbers: dict[str, np.ndarray]) -> str:
+    """One row per task scored: base, the change under each task vector alone, own gain, cost
+    from the others, additive prediction and the score under the sum."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["task", "base", *(f"change_by_{t}" for t in tasks), "own_gain", "cross_change", "additive", "sum"])
+    for j, task in enumerate(tasks):
+        row = [numbers["base"][j], *numbers["change"][:, j], numbers["own"][j], numbers["cross"][j], numbers["additive"][j], numbers["sum"][j]]
+        writer.writerow([task, *(f"{v:.6f}" for v in row)])
+    return buffer.getvalue()
+
+
+def _output_dir(cfg: DictConfig, kind: str) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir).expanduser()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("outputs") / f"analysis-{stamp}-{kind}-{cfg.modelpool.name}"
+
+
+def _pool(cfg: DictConfig, device: str) -> ModelPool:
+    return MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)  # type: ignore[no-any-return]
+
+
+def _prepare(cfg: DictConfig, kind: str) -> tuple[str, Path]:
+    device = resolve_device(cfg.device)
+    out = _output_dir(cfg, kind)
+    check_writable(out)
+    return device, out
+
+
+def _finish(out: Path, cfg: DictConfig, name: str, result: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    write_json_atomic(out / name, result)
+
+
+# ------------------------------------------------------------------ commands
+def analyze_cosine(cfg: DictConfig) -> dict[str, Any]:
+    """Task-vector cosine matrix of a pool: cosine.csv, cosine.png, cosine.json in the output directory."""
+    device, out = _prepare(cfg, "cosine")
+    pool = _pool(cfg, device)
+    if len(pool.tasks) < 2:
+        raise ConfigError(f"pool {cfg.modelpool.name!r} has {len(pool.tasks)} task(s); the cosine matrix needs at least 2")
+    matrix = cosine_matrix(pool)
+    family = benchmark_family(cfg.modelpool)
+    result = {
+        "modelpool": str(cfg.modelpool.name), "family": family, "mode": pool.mode, "tasks": pool.tasks,
+        "cosine": matrix.tolist(), "mean_offdiag": mean_offdiag(matrix), "paper_mean_offdiag": paper_cosine(family, pool.mode),
+    }
+    _finish(out, cfg, "cosine.json", result)
+    _atomic(out / "cosine.csv", lambda tmp: tmp.write_text(matrix_csv(pool.tasks, matrix)))
+    title = f"task-vector cosine similarity\n{cfg.modelpool.name} ({pool.mode}), mean off-diagonal {result['mean_offdiag']:.3f}"
+    _heatmap(out / "cosine.png", matrix, pool.tasks, pool.tasks, title, "", "", "cosine similarity", annotate=True)
+    return {**result, "output_dir": str(out)}
+
+
+def _two_tasks(value: Any, pool: ModelPool) -> tuple[str, str]:
+    if value is None:
+        raise ConfigError(f"analyze disentanglement needs two tasks: tasks=a,b with tasks of the pool: {choices_text(pool.tasks)}")
+    names = [str(t).strip() for t in (list(value) if isinstance(value, ListConfig) else str(value).split(","))]
+    for name in names:
+        if name not in pool.tasks:
+            raise ConfigError(f"tasks: pool has no task {name!r}.{did_you_mean(name, pool.tasks)} Valid tasks: {choices_text(pool.tasks)}")
+    if len(names) != 2 or names[0] == names[1]:
+        raise ConfigError(f"tasks={','.join(names)} must name two different tasks, e.g. tasks={','.join(pool.tasks[:2])}")
+    return names[0], names[1]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is not a split; choose one of {', '.join(SPLITS)}")
+
+
+def _coefficients(values: Any, key: str, example: str) -> list[float]:
+    """The list of task-vector coefficients under ``key``, checked non-empty and finite."""
+    coefficients = [float(v) for v in values]
+    if not coefficients or not all(np.isfinite(coefficients)):
+        raise ConfigError(f"{key} must be a non-empty list of finite coefficients, e.g. {key}={example}")
+    return coefficients
+
+
+def _taskpool_for(cfg: DictConfig, device: str, tasks: list[str]) -> Any:
+    """The configured task pool, checked to evaluate every task in ``tasks``."""
+    taskpool = TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
+    for task in tasks:
+        if task not in taskpool.all_tasks():
+            raise ConfigError(f"task pool {cfg.taskpool.name!r} cannot evaluate task {task!r}; pick the task pool of pool {cfg.modelpool.name!r}")
+    return taskpool
+
+
+def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
+    """Weight disentanglement error of two tasks over a grid: disentanglement.json and disentanglement.png."""
+    _check_split(cfg.split)
+    grid = _coefficients(cfg.grid, "grid", "[-1,-0.5,0,0.5,1]")
+    device, out = _prepare(cfg, "disentanglement")
+    pool = _pool(cfg, device)
+    a, b = _two_tasks(cfg.tasks, pool)
+    taskpool = _taskpool_for(cfg, device, [a, b])
+    with _progress() as progress:
+        bar = progress.add_task(f"disentanglement {cfg.modelpool.name}", total=(len(grid) + 2) * len(grid))
+        error = disentanglement_error(pool, taskpool, (a, b), grid, cfg.split, lambda: progress.advance(bar))
+    result = {
+        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
+        "tasks": [a, b], "grid": grid, "xi": error["xi"].tolist(), "per_task": {a: error[a].tolist(), b: error[b].tolist()},
+        "mean_xi": float(error["xi"].mean()),
+    }
+    _finish(out, cfg, "disentanglement.json", result)
+    ticks = [f"{v:g}" for v in grid]
+    title = f"weight disentanglement error, {cfg.modelpool.name} ({pool.mode})\n{a} vs {b}, mean {result['mean_xi']:.3f}"
+    _heatmap(out / "disentanglement.png", error["xi"], ticks, ticks, title, f"λ2 ({b})", f"λ1 ({a})", "ξ(λ1, λ2)", annotate=False)
+    return {**result, "output_dir": str(out)}
+
+
+def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
+    """Scores along each task vector and along their sum: scaling.json, scaling.csv and scaling.png."""
+    _check_split(cfg.split)
+    lambdas = _coefficients(cfg.lambdas, "lambdas", "[0,0.25,0.5,0.75,1]")
+    device, out = _prepare(cfg, "scaling")
+    pool = _pool(cfg, device)
+    taskpool = _taskpool_for(cfg, device, pool.tasks)
+    with _progress() as progress:
+        bar = progress.add_task(f"scaling {cfg.modelpool.name}", total=(len(pool.tasks) + 1) * len(lambdas))
+        curves = scaling_curves(pool, taskpool, lambdas, cfg.split, lambda: progress.advance(bar))
+    result = {
+        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
+        "tasks": pool.tasks, "lambdas": lambdas,
+        **{name: {t: row.tolist() for t, row in zip(pool.tasks, matrix)} for name, matrix in curves.items()},
+        **{f"mean_{name}": matrix.mean(axis=0).tolist() for name, matrix in curves.items()},
+    }
+    _finish(out, cfg, "scaling.json", result)
+    _atomic(out / "scaling.csv", lambda tmp: tmp.write_text(curves_csv(pool.tasks, lambdas, curves)))
+    _curves_plot(out / "scaling.png", pool.tasks, lambdas, curves, f"scores along the task vectors, {cfg.modelpool.name} ({pool.mode}), {cfg.split} split")
+    return {**result, "output_dir": str(out)}
+
+
+def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
+    """Own gains and cross-task changes of the task vectors at one lambda: interference.json,
+    interference.csv and interference.png."""
+    _check_split(cfg.split)
+    lam = float(cfg.scaling_factor)
+    if not np.isfinite(lam):
+        raise ConfigError(f"scaling_factor={lam} must be a finite number, e.g. scaling_factor=0.3")
+    device, out = _prepare(cfg, "interference")
+    pool = _pool(cfg, device)
+    taskpool = _taskpool_for(cfg, device, pool.tasks)
+    with _progress() as progress:
+        bar = progress.add_task(f"interference {cfg.modelpool.name}", total=len(pool.tasks) + 2)
+        numbers = interference(pool, taskpool, lam, cfg.split, lambda: progress.advance(bar))
+    tasks = pool.tasks
+    result = {
+        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
+        "tasks": tasks, "scaling_factor": lam,
+        "single": {t: dict(zip(tasks, row.tolist())) for t, row in zip(tasks, numbers["single"])},
+        **{name: dict(zip(tasks, numbers[name].tolist())) for name in ("base", "own", "cross", "additive", "sum")},
+        **{f"mean_{name}": float(numbers[name].mean()) for name in ("base", "own", "cross", "additive", "sum")},
+    }
+    _finish(out, cfg, "interference.json", result)
+    _atomic(out / "interference.csv", lambda tmp: tmp.write_text(interference_csv(tasks, numbers)))
+    title = f"score change under one task vector (λ={lam:g}), {cfg.modelpool.name} ({pool.mode}), {cfg.split} split"
+    _heatmap(out / "interference.png", numbers["change"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
+    return {**result, "output_dir": str(out)}

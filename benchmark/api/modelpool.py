@@ -1,0 +1,93 @@
+"""The ModelPool contract: a base model and its fine-tuned versions, one per task.
+
+Parameters are exposed as ParamDicts in the pool's trainable parameter space (see
+``fusionbench.api.params``). ``model(params)`` returns an evaluation-ready module; it reuses
+one resident module per process and copies values into it, never deep-copying a model
+per candidate.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
+
+from omegaconf import MISSING
+
+from fusionbench.api.errors import ConfigError, choices_text
+from fusionbench.api.params import ParamDict
+
+MODES = ("full", "lora", "llora")
+
+
+@dataclass
+class ModelPoolConfig:
+    """Fields every model pool config has; pools extend this dataclass."""
+
+    type: str = MISSING  # registered pool class
+    name: str = ""  # this pool's identity (defaults to the config file's stem)
+    taskpool: str = ""  # task pool used when the command names none
+    requires: Optional[str] = None  # a registered Requirement the engine builds before constructing the pool, e.g. mini_vision
+
+
+class ModelPool(ABC):
+    """Base class of every model pool."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    reference: ClassVar[str] = ""
+    Config: ClassVar[type] = ModelPoolConfig
+    adapter_prefix: ClassVar[str] = ""  # path, in the evaluated module, of the module LoRA adapters wrap ("" = the module itself)
+
+    def __init__(self, config: Any, device: str = "cpu") -> None:
+        self.config = config
+        self.device = device
+        self._tasks: list[str] = list(self.all_tasks())
+
+    # ------------------------------------------------------------ contract
+    @abstractmethod
+    def all_tasks(self) -> list[str]:
+        """Every task the pool has a fine-tuned model for, in config order."""
+
+    @property
+    @abstractmethod
+    def mode(self) -> str:
+        """'full', 'lora' or 'llora'."""
+
+    @abstractmethod
+    def base(self) -> ParamDict:
+        """phi_0 / theta_0: the parameters the fine-tuning started from."""
+
+    @abstractmethod
+    def finetuned(self, task: str) -> ParamDict:
+        """phi_t / theta_t for ``task``."""
+
+    @abstractmethod
+    def model(self, params: ParamDict) -> Any:
+        """An evaluation-ready module holding ``params`` (resident, updated in place)."""
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What determines this pool's results: base id, mode, per-task checkpoint hashes."""
+
+    # ------------------------------------------------------------- derived
+    @property
+    def tasks(self) -> list[str]:
+        return list(self._tasks)
+
+    def task_vector(self, task: str) -> ParamDict:
+        """tau_t = phi_t - phi_0."""
+        return self.finetuned(task) - self.base()
+
+    def subset(self, tasks: list[str]) -> ModelPool:
+        """A view of this pool restricted to ``tasks`` (shares loaded weights and the resident model)."""
+        unknown = [t for t in tasks if t not in self.all_tasks()]
+        if unknown:
+            raise ConfigError(
+                f"pool {self.config.name!r} has no task {unknown[0]!r}; valid tasks: {choices_text(self.all_tasks())}"
+            )
+        view = copy.copy(self)
+        view._tasks = list(tasks)
+        return view
+

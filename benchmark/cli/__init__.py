@@ -1,0 +1,1 @@
+"""`fusionbench VERB key=value ...`: one module per verb."""

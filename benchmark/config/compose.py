@@ -1,0 +1,199 @@
+"""Config composition with plain OmegaConf: ``group=option`` words, dotted overrides, typed schemas.
+
+A command line such as ``method=ties modelpool=clip_llora method.k=0.2 seed=1`` is read as:
+
+* ``group=option`` (groups: method, modelpool, taskpool) picks ``configs/<group>/<option>.yaml``
+  from the package, or a user's YAML file when the option is a path. A method may also
+  be named directly by its registry name (its parameters then take their defaults).
+* ``group.key=value`` overrides one value inside a group; ``key=value`` sets a top-level key.
+
+Each group is validated in struct mode against the schema of the class it names (a method's
+``Params`` dataclass, a pool's ``Config`` dataclass): unknown keys and ill-typed values are
+errors that name the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import field, fields, make_dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS, load_plugins
+from fusionbench.api.registry import Registry
+
+GROUPS: dict[str, Registry[Any]] = {"method": METHODS, "modelpool": MODELPOOLS, "taskpool": TASKPOOLS}
+_CLASS_KEY = {"method": "name", "modelpool": "type", "taskpool": "type"}
+
+
+def packaged_options(group: str) -> list[str]:
+    """Names of the YAML configs shipped for ``group``."""
+    folder = files("fusionbench.configs") / group
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def group_options(group: str) -> list[str]:
+    """Every valid option of a group: shipped YAML files, plus registered names for methods."""
+    options = set(packaged_options(group))
+    if group == "method":
+        options.update(METHODS.names())
+    return sorted(options)
+
+
+def _is_path(option: str) -> bool:
+    return option.endswith((".yaml", ".yml")) or "/" in option or option.startswith(".")
+
+
+def load_option(group: str, option: str) -> DictConfig:
+    """The raw config an option stands for (before validation)."""
+    if _is_path(option):
+        path = Path(option).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{group} config file {option!r} does not exist; give an existing YAML file or a packaged option")
+        try:
+            raw = OmegaConf.load(path)
+        except Exception as exc:  # yaml errors come in several types
+            raise ConfigError(f"{group} config file {option!r} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        stem = path.stem
+    elif option in packaged_options(group):
+        raw = OmegaConf.load(str(files("fusionbench.configs") / group / f"{option}.yaml"))
+        stem = option
+    elif group == "method" and option in METHODS:
+        raw, stem = OmegaConf.create({"name": option}), option
+    else:
+        valid = group_options(group)
+        raise ConfigError(f"unknown {group} {option!r}.{did_you_mean(option, valid)} Valid {group}s: {choices_text(valid)}")
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"{group} config {option!r} must be a mapping of keys to values")
+    if group != "method" and not raw.get("name"):
+        raw.name = stem
+    return raw
+
+
+def _schema(group: str, raw: DictConfig, option: str) -> type:
+    key = _CLASS_KEY[group]
+    if key not in raw:
+        raise ConfigError(f"{group} config {option!r} has no {key!r} key naming its class; valid: {choices_text(GROUPS[group].names())}")
+    cls = GROUPS[group].get(str(raw[key]))
+    if group == "method":
+        return make_dataclass(f"{cls.__name__}Config", [("name", str, field(default=cls.name))], bases=(cls.Params,))
+    return cls.Config
+
+
+def validate(group: str, raw: DictConfig, option: str, overrides: list[str]) -> DictConfig:
+    """Merge ``raw`` and the dotted ``overrides`` into the typed schema of the class it names."""
+    schema_cls = _schema(group, raw, option)
+    valid_keys = [f.name for f in fields(schema_cls)]
+    schema = OmegaConf.structured(schema_cls)
+    OmegaConf.set_struct(schema, True)
+    for key in valid_keys:  # mapping fields (e.g. per-task paths or definitions) accept new keys
+        if OmegaConf.get_type(schema, key) is dict:
+            OmegaConf.set_struct(schema[key], False)
+    try:
+        for key in raw:
+            if key not in valid_keys:
+                raise ConfigKeyError(str(key))
+        merged = OmegaConf.merge(schema, raw)
+        for word in overrides:
+            key = word.split("=", 1)[0]
+            if key.split(".")[0] not in valid_keys:
+                raise ConfigKeyError(key)
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([word]))
+    except ConfigKeyError as exc:
+        bad = str(exc.args[0]).splitlines()[0] if exc.args else "?"
+        bad = bad.removeprefix("Key '").split("'")[0]
+        where = str(getattr(exc, "full_key", "") or bad)
+        where = where if where.endswith(bad) else f"{where}.{bad}"
+        if "." in where:  # inside a nested entry, e.g. a task definition
+            entry = where.rsplit(".", 1)[0]
+            raise ConfigError(f"unknown key {group}.{where} for {group} {option!r}; check the field names of {group}.{entry}") from None
+        raise ConfigError(
+            f"unknown key {group}.{bad} for {group} {option!r}.{did_you_mean(bad, valid_keys)} "
+            f"Valid keys: {choices_text(valid_keys)}"
+        ) from None
+    except ValidationError as exc:
+        where = f"{group}.{exc.full_key}" if getattr(exc, "full_key", None) else group
+        raise ConfigError(f"invalid value for {where}: {str(exc).splitlines()[0]}") from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid {group} config {option!r}: {str(exc).splitlines()[0]}") from None
+    OmegaConf.set_struct(merged, True)
+    return merged
+
+
+def parse_words(words: list[str]) -> list[tuple[str, str]]:
+    """Split ``key=value`` words; a word without ``=`` is an error."""
+    pairs = []
+    for word in words:
+        if "=" not in word or word.startswith("="):
+            raise ConfigError(f"argument {word!r} is not of the form key=value (e.g. method=ties or method.k=0.2)")
+        key, value = word.split("=", 1)
+        pairs.append((key, value))
+    return pairs
+
+
+def compose(words: list[str], top_schema: type, groups: tuple[str, ...] = ("method", "modelpool", "taskpool")) -> DictConfig:
+    """Compose the config of one command from its ``key=value`` words.
+
+    ``top_schema`` is a dataclass with the command's top-level keys (one field per group,
+    typed ``Any``, plus plain keys such as ``seed``). Plugins named by ``plugins=[...]``
+    are loaded first so their names can be used in the same command.
+    """
+    pairs = parse_words(words)
+    top_fields = {f.name for f in fields(top_schema)}
+    options: dict[str, str] = {}
+    overrides: dict[str, list[str]] = {g: [] for g in groups}
+    top_words: list[str] = []
+    for key, value in pairs:
+        head = key.split(".")[0]
+        if key in groups:
+            options[key] = value
+        elif head in groups:
+            overrides[head].append(f"{key.split('.', 1)[1]}={value}")
+        elif head in top_fields:
+            top_words.append(f"{key}={value}")
+        else:
+            valid = sorted(set(groups) | top_fields)
+            raise ConfigError(f"unknown key {key!r}.{did_you_mean(head, valid)} Valid keys: {choices_text(valid)}")
+
+    top = OmegaConf.structured(top_schema)
+    OmegaConf.set_struct(top, True)
+    for f in fields(top_schema):
+        if str(f.type).startswith("dict"):  # free-form mappings (e.g. a sweep's grid) accept new keys
+            OmegaConf.set_struct(top[f.name], False)
+    try:
+        top = OmegaConf.merge(top, OmegaConf.from_dotlist(top_words))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid value for {exc.full_key}: {str(exc).splitlines()[0]}") from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid top-level setting: {str(exc).splitlines()[0]}") from None
+    if "plugins" in top_fields:
+        load_plugins(list(top.plugins))
+
+    if "taskpool" in groups and "taskpool" not in options and "modelpool" in options:
+        pool_raw = load_option("modelpool", options["modelpool"])
+        if pool_raw.get("taskpool"):
+            options["taskpool"] = str(pool_raw.taskpool)
+    resolved: dict[str, Any] = {}
+    for group in groups:
+        if group not in options:
+            raise ConfigError(
+                f"missing {group}: name one with {group}=OPTION; valid: {choices_text(group_options(group))}"
+            )
+        resolved[group] = validate(group, load_option(group, options[group]), options[group], overrides[group])
+    with_groups = OmegaConf.merge(OmegaConf.to_container(top), resolved)
+    OmegaConf.set_struct(with_groups, True)
+    return with_groups
+
+
+def config_hash(cfg: DictConfig, exclude: tuple[str, ...] = ("output_dir",)) -> str:
+    """sha256 of the resolved config's canonical JSON, without keys that don't change results."""
+    data = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in exclude}  # type: ignore[union-attr]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

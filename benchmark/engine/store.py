@@ -1,0 +1,232 @@
+"""SQLite result store: one row per (merged model, task, split), keyed by a content hash.
+
+The key hashes everything that determines a result (method + version + parameters, pool
+identity, task pool identity with its limit, subset, task, split, seed), so re-running a
+sweep computes only what is missing. Rows of one evaluation are written in one
+transaction with ``INSERT OR IGNORE``: a crash loses at most the evaluation in flight and
+never duplicates a row. WAL journaling keeps readers unblocked; an advisory lock file
+keeps two sweeps from writing one store at the same time.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from fusionbench.api.errors import FusionBenchError
+from fusionbench.utils.cache import content_hash
+
+STORE_SCHEMA = "fusionbench.store/1"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    method_version TEXT NOT NULL,
+    params TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    pool_identity TEXT NOT NULL,
+    taskpool TEXT NOT NULL,
+    taskpool_identity TEXT NOT NULL,
+    subset TEXT NOT NULL,
+    task TEXT NOT NULL,
+    split TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    n INTEGER NOT NULL,
+    stderr REAL NOT NULL,
+    seconds REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_by_method ON results (method, pool, taskpool);
+"""
+
+
+class StoreError(FusionBenchError):
+    """The store file is unreadable, foreign, or in use by another sweep."""
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """Everything that determines one stored result."""
+
+    method: str
+    method_version: str
+    params: dict[str, Any]
+    pool: str
+    pool_identity: dict[str, Any]
+    taskpool: str
+    taskpool_identity: dict[str, Any]
+    subset: tuple[str, ...]
+    task: str
+    split: str
+    seed: int
+
+    def digest(self) -> str:
+        fields = asdict(self)
+        del fields["pool"], fields["taskpool"]  # display names; identities decide
+        return content_hash(fields)
+
+
+@dataclass(frozen=True)
+class Result:
+    key: ResultKey
+    metric: str
+    value: float
+    n: int
+    stderr: float
+    seconds: float
+
+
+class ResultStore:
+    """An open store. Use as a context manager; ``writer=True`` takes the sweep lock."""
+
+    def __init__(self, path: str | Path, writer: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self.writer = writer
+        self._lock_file: Optional[io.TextIOWrapper] = None
+        self._check_file()
+        if writer:
+            self._take_lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self._init_schema()  # before any PRAGMA: a foreign database must stay byte-identical
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self._release_lock()
+            if hasattr(self, "db"):
+                self.db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"store {str(self.path)!r} cannot be opened as a FusionBench store ({exc}); choose another with store=PATH") from None
+
+    # ---------------------------------------------------------------- guards
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise StoreError(f"store {str(self.path)!r} is unreadable ({exc.strerror}); fix its permissions or choose store=PATH") from None
+        if head and head != _SQLITE_MAGIC:
+            raise StoreError(f"store {str(self.path)!r} is not an SQLite database; it was left untouched; choose another with store=PATH")
+
+    def _init_schema(self) -> None:
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            raise StoreError(f"store {str(self.path)!r} is an SQLite database of another program (tables: {', '.join(sorted(tables))}); it was left untouched; choose another with store=PATH")
+        if "meta" in tables:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None or row[0] != STORE_SCHEMA:
+                found = row[0] if row else "none"
+                raise StoreError(f"store {str(self.path)!r} has schema {found!r}, expected {STORE_SCHEMA!r}; choose another with store=PATH")
+            return
+        if not self.writer:
+            raise StoreError(f"store {str(self.path)!r} is empty; run a sweep first")
+        with self.db:
+            self.db.executescript(_CREATE)
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (STORE_SCHEMA,))
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreError(
+                f"store {str(self.path)!r} is in use by another sweep (pid {owner}); wait for it to finish or use store=OTHER_PATH"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def close(self) -> None:
+        self.db.close()
+        self._release_lock()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ data
+    def has(self, key: ResultKey) -> bool:
+        return self.db.execute("SELECT 1 FROM results WHERE key=?", (key.digest(),)).fetchone() is not None
+
+    def get(self, key: ResultKey) -> Optional[Result]:
+        row = self.db.execute("SELECT metric, value, n, stderr, seconds FROM results WHERE key=?", (key.digest(),)).fetchone()
+        return Result(key, *row) if row else None
+
+    def put_many(self, results: list[Result]) -> int:
+        """Insert results in one transaction; rows already present are kept. Returns rows added."""
+        now = time.time()
+        rows = [
+            (
+                r.key.digest(), r.key.method, r.key.method_version, json.dumps(r.key.params, sort_keys=True),
+                r.key.pool, json.dumps(r.key.pool_identity, sort_keys=True), r.key.taskpool,
+                json.dumps(r.key.taskpool_identity, sort_keys=True), json.dumps(list(r.key.subset)), r.key.task,
+                r.key.split, r.key.seed, r.metric, r.value, r.n, r.stderr, r.seconds, now,
+            )
+            for r in results
+        ]
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            return self.db.total_changes - before
+
+    def rows(self, **filters: str) -> Iterator[dict[str, Any]]:
+        """Stored rows as dicts (JSON columns decoded), filtered by equality on columns."""
+        columns = [c[1] for c in self.db.execute("PRAGMA table_info(results)")]
+        unknown = [k for k in filters if k not in columns]
+        if unknown:
+            raise StoreError(f"cannot filter results by {unknown[0]!r}; valid columns: {', '.join(columns)}")
+        where = " AND ".join(f"{k}=?" for k in filters) or "1"
+        cursor = self.db.execute(f"SELECT * FROM results WHERE {where} ORDER BY created, key", tuple(filters.values()))
+        for values in cursor:
+            row = dict(zip(columns, values))
+            for name in ("params", "pool_identity", "taskpool_identity", "subset"):
+                row[name] = json.loads(row[name])
+            yield row
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+
+def export(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Rows as CSV or JSON text."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""Fine-tuning that produces model pools: full, LoRA, L-LoRA and full-model linearised."""

@@ -1,0 +1,502 @@
+"""Fine-tuning that produces model pools: full, LoRA, L-LoRA and full-model linearised fine-tunes.
+
+``fusionbench finetune model=M task=T mode=full|lora|llora|linearized [recipe=clip_paper|t5_paper] ...``
+trains one task's model from a CLIP or T5 base and writes it in the format the ``clip`` /
+``t5`` model pools load for that mode (linearized: the format of
+``fusionbench.finetune.trainee.save_linearized``), with ``finetune.json`` (recipe, seed,
+steps, code version) and ``log.csv`` (the loss curve).
+
+Recipes follow Tang et al., "Parameter Efficient Multi-Task Model Fusion with Partial
+Linearization", ICLR 2024, Table 2. Data and loss come from a task pool (``batches`` and
+``loss``): zero-shot cross-entropy against the frozen text tower's head for CLIP, the
+seq2seq cross-entropy for T5. Runs checkpoint periodically and resume exactly
+(``fusionbench.finetune.io``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, Union, cast
+
+import numpy as np
+import torch
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+import fusionbench
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.families import ModelFamily
+from fusionbench.api.plugins import FAMILIES, TASKPOOLS
+from fusionbench.api.taskpool import SPLITS, TaskPool
+from fusionbench.config.compose import load_option, parse_words, validate
+from fusionbench.engine.build import check_writable, resolve_device
+from fusionbench.finetune.io import (
+    LOG,
+    METADATA,
+    Checkpoint,
+    LogRow,
+    atomic_dir,
+    begin,
+    partial_dir,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_log,
+)
+from fusionbench.finetune.trainee import MODES, Trainee, build_trainee, load_base, model_family, save_trainee
+from fusionbench.utils.cache import home
+from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.provenance import device_name, git_revision, package_versions
+
+OnStep = Callable[[int, float], None]  # called after every optimizer step with (steps done, loss)
+
+
+# ------------------------------------------------------------------------------------ recipes
+@dataclass
+class LoraSpec:
+    """LoRA adapters (Hu et al., ICLR 2022): rank, alpha (scaling alpha / r), dropout, adapted layers."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class Recipe:
+    """Everything that determines a fine-tune besides model, task, mode and seed. Data: YAML-able, overridable."""
+
+    family: str = MISSING  # clip | t5: the models the recipe is meant for
+    name: str = "custom"
+    optimizer: str = "adamw"  # adamw | adam
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine (to zero after warm-up) | constant (after warm-up)
+    warmup_ratio: float = 0.0  # share of steps with a linear warm-up
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 64  # examples per optimizer step
+    init_seed: int = 42  # LoRA / L-LoRA adapter init, shared by every task of a pool
+    lora: LoraSpec = field(default_factory=LoraSpec)
+
+
+RECIPES: dict[str, Recipe] = {
+    # CLIP-ViT-B/16 (Table 2): AdamW, lr 1e-5, weight decay 0.1, warm-up cosine (500 of 6000 steps, as
+    # task arithmetic's recipe), batch 64; LoRA r 16, alpha 32, dropout 0.1 on q_proj and v_proj; init seed 42.
+    "clip_paper": Recipe(
+        family="clip", name="clip_paper", optimizer="adamw", lr=1e-5, weight_decay=0.1, schedule="cosine",
+        warmup_ratio=500 / 6000, steps=6000, batch_size=64, init_seed=42, lora=LoraSpec(16, 32.0, 0.1, ["q_proj", "v_proj"]),
+    ),
+    # Flan-T5-base (Table 2): Adam, 2000 steps, batch 16, lr 1e-5..2e-5 (full) / 1e-5..4e-5 (LoRA): 2e-5 is
+    # in both ranges; no schedule is given: constant. LoRA r 16, alpha 32, dropout 0.1 on q and v; init seed 42.
+    "t5_paper": Recipe(
+        family="t5", name="t5_paper", optimizer="adam", lr=2e-5, weight_decay=0.0, schedule="constant",
+        warmup_ratio=0.0, steps=2000, batch_size=16, init_seed=42, lora=LoraSpec(16, 32.0, 0.1, ["q", "v"]),
+    ),
+}
+
+
+def pretrained_checkpoint(model: str) -> str:
+    """The checkpoint an architecture preset name (``clip-vit-b16``) mirrors, per the families' ``presets``; other names unchanged."""
+    for name in FAMILIES.names():
+        presets = FAMILIES.get(name).presets
+        if model in presets:
+            return presets[model]
+    return model
+
+
+def _recipe_error(exc: OmegaConfBaseException, what: str, valid: list[str]) -> ConfigError:
+    if isinstance(exc, ConfigKeyError):
+        bad = exc.full_key or str(exc).splitlines()[0].removeprefix("Key '").split("'")[0]
+        return ConfigError(f"unknown recipe key {bad!r} in {what}.{did_you_mean(bad, valid)} Valid keys: {choices_text(valid)}")
+    where = f" {exc.full_key}" if isinstance(exc, ValidationError) and exc.full_key else ""
+    return ConfigError(f"invalid recipe value{where} in {what}: {str(exc).splitlines()[0]}")
+
+
+def _recipe_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(Recipe) if f.name != "lora"] + [f"lora.{f.name}" for f in dataclasses.fields(LoraSpec)]
+
+
+def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = ()) -> Recipe:
+    """A recipe by name (``RECIPES``), YAML file path or object, with ``key=value`` overrides (``steps=100``, ``lora.r=8``)."""
+    if isinstance(recipe, Recipe):
+        base, what = OmegaConf.structured(recipe), f"recipe {recipe.name!r}"
+    elif recipe in RECIPES:
+        base, what = OmegaConf.structured(RECIPES[recipe]), f"recipe {recipe!r}"
+    elif recipe.endswith((".yaml", ".yml")) or "/" in recipe:
+        path = Path(recipe).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"recipe file {recipe!r} does not exist; give a YAML file or one of {choices_text(RECIPES)}")
+        base, what = OmegaConf.structured(Recipe(name=path.stem)), f"recipe file {recipe!r}"
+        OmegaConf.set_struct(base, True)
+        try:
+            base = OmegaConf.merge(base, OmegaConf.load(path))
+        except OmegaConfBaseException as exc:
+            raise _recipe_error(exc, what, _recipe_keys()) from None
+        except Exception as exc:  # yaml errors come in several types
+            raise ConfigError(f"recipe file {recipe!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        raise ConfigError(f"unknown recipe {recipe!r}.{did_you_mean(recipe, RECIPES)} Valid recipes: {choices_text(RECIPES)} (or a YAML file)")
+    OmegaConf.set_struct(base, True)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        result: Recipe = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise _recipe_error(exc, what, _recipe_keys()) from None
+    check_recipe(result)
+    return result
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """One-line ConfigErrors for values no fine-tune can use."""
+    problems = [
+        (recipe.family not in FAMILIES, f"family={recipe.family!r} (choose {choices_text(FAMILIES.names())})"),
+        (recipe.optimizer not in ("adam", "adamw"), f"optimizer={recipe.optimizer!r} (choose adam or adamw)"),
+        (recipe.schedule not in ("constant", "cosine"), f"schedule={recipe.schedule!r} (choose constant or cosine)"),
+        (not recipe.lr > 0, f"lr={recipe.lr} (must be positive)"),
+        (recipe.weight_decay < 0, f"weight_decay={recipe.weight_decay} (must be >= 0)"),
+        (not 0 <= recipe.warmup_ratio < 1, f"warmup_ratio={recipe.warmup_ratio} (must be in [0, 1))"),
+        (recipe.steps <= 0, f"steps={recipe.steps} (must be positive)"),
+        (recipe.batch_size <= 0, f"batch_size={recipe.batch_size} (must be positive)"),
+        (recipe.lora.r <= 0, f"lora.r={recipe.lora.r} (must be positive)"),
+        (not 0 <= recipe.lora.dropout < 1, f"lora.dropout={recipe.lora.dropout} (must be in [0, 1))"),
+        (not recipe.lora.targets, "lora.targets=[] (name the layers to adapt, e.g. [q_proj,v_proj])"),
+    ]
+    bad = [text for wrong, text in problems if wrong]
+    if bad:
+        raise ConfigError(f"recipe {recipe.name!r} has invalid {'; '.join(bad)}")
+
+
+# ------------------------------------------------------------------------------------ options
+@dataclass
+class FinetuneOptions:
+    """How to run a fine-tune; none of these changes the result (except seed and limit)."""
+
+    seed: int = 0  # data order and dropout
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    limit: Optional[int] = None  # train on a seeded sample of this many examples of the train split
+    micro_batch_size: Optional[int] = None  # examples per forward pass; batch_size / micro_batch_size are accumulated
+    save_every: int = 500  # steps between checkpoints of the partial run (0: none)
+    resume: bool = True  # continue a partial run in <output_dir>.partial from its last checkpoint
+    max_steps_this_run: Optional[int] = None  # stop (resumably) after this many steps in this invocation
+    eval_split: Optional[str] = None  # evaluate the fine-tuned model on this split at the end (train, validation, test)
+    progress: bool = True  # rich progress bar
+    threads: int = 0  # torch CPU threads for the process (0: torch's default; 1 is fastest for tiny models on a busy CPU)
+
+
+@dataclass
+class FinetuneResult:
+    """What ``finetune`` returns."""
+
+    output_dir: Path  # the finished checkpoint, or the partial run's folder when stopped early
+    complete: bool
+    step: int  # optimizer steps done
+    losses: list[float]  # one per step
+    seconds: float  # training time, summed over resumed invocations
+    eval: Optional[dict[str, Any]]  # the task pool's score (split, metric, value, n, stderr) on options.eval_split
+    model: Any  # the trained model as the task pool sees it (ZeroShotImageModel / TextToTextModel)
+
+
+def _check_options(options: FinetuneOptions, recipe: Recipe, mode: str) -> int:
+    """Validate ``options``; returns the micro-batch size."""
+    micro = options.micro_batch_size or recipe.batch_size
+    if micro <= 0 or recipe.batch_size % micro:
+        raise ConfigError(
+            f"micro_batch_size={micro} must be a positive divisor of batch_size={recipe.batch_size} "
+            f"(each step accumulates batch_size / micro_batch_size micro-batches)"
+        )
+    if options.threads < 0:
+        raise ConfigError(f"threads={options.threads} must be >= 0 (0: torch's default)")
+    if options.save_every < 0:
+        raise ConfigError(f"save_every={options.save_every} must be >= 0 (0: no periodic checkpoints)")
+    if options.max_steps_this_run is not None and options.max_steps_this_run <= 0:
+        raise ConfigError(f"max_steps_this_run={options.max_steps_this_run} must be positive")
+    if options.eval_split is not None and options.eval_split not in SPLITS:
+        raise ConfigError(f"eval_split={options.eval_split!r} is not a split.{did_you_mean(options.eval_split, SPLITS)} Valid: {choices_text(SPLITS)}")
+    if options.eval_split is not None and mode == "linearized" and recipe.family == "t5":
+        raise ConfigError("eval_split is not available for linearized T5 models (no greedy generation through the jvp); leave eval_split unset")
+    return micro
+
+
+# --------------------------------------------------------------------------------------- data
+class TrainingData:
+    """A task's train split, preprocessed once, served in seeded shuffled batches, epoch after epoch.
+
+    Step s takes examples s*B .. (s+1)*B - 1 of the endless sequence perm_0 + perm_1 + ...
+    (perm_e: a permutation of the split seeded by (seed, e)), so any step's batch is known
+    without replaying the ones before it: resuming needs only the step.
+    """
+
+    def __init__(self, taskpool: Any, task: str, model: Any, limit: Optional[int], seed: int, batch_size: int, micro: int) -> None:
+        self.n = len(taskpool.selection(task, "train", limit).rows)
+        self.split = next(taskpool.batches(task, "train", self.n, limit))
+        self.model, self.seed, self.batch_size, self.micro = model, seed, batch_size, micro
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:  # keep the latest epoch's only: steps move forward
+            self._perms = {epoch: torch.from_numpy(np.random.default_rng([self.seed, epoch]).permutation(self.n))}
+        return self._perms[epoch]
+
+    def micro_batches(self, step: int) -> Iterator[Any]:
+        positions = range(step * self.batch_size, (step + 1) * self.batch_size)
+        index = torch.stack([self._perm(p // self.n)[p % self.n] for p in positions])
+        for start in range(0, self.batch_size, self.micro):
+            yield self.split.select(index[start : start + self.micro], self.model)
+
+
+# ---------------------------------------------------------------------------------- optimizer
+def make_optimizer(recipe: Recipe, params: list[torch.nn.Parameter]) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam / AdamW with a linear warm-up, then a constant or cosine-to-zero learning rate."""
+    cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    optimizer = cls(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    warm = round(recipe.warmup_ratio * recipe.steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if recipe.schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, recipe.steps - warm)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------------------------- resolving
+def load_taskpool(option: str, overrides: Sequence[str] = (), device: str = "cpu") -> TaskPool:
+    """A task pool from a packaged option or YAML path, with ``key=value`` overrides, as ``fusionbench run`` builds it."""
+    config = validate("taskpool", load_option("taskpool", option), option, list(overrides))
+    return TASKPOOLS.get(config.type)(config, device=device)
+
+
+def default_output_dir(model: str, task: str, mode: str, recipe: Recipe, family: type[ModelFamily]) -> Path:
+    """``$FUSIONBENCH_HOME/checkpoints/<model>_<task><suffix>``, named like the published checkpoints
+    (``flan-t5-base_glue-cola_l-lora-16``: where the ``flan_t5_llora`` pool looks)."""
+    prefix = family.checkpoint_task_prefix
+    suffix = {"full": "", "lora": f"_lora-{recipe.lora.r}", "llora": f"_l-lora-{recipe.lora.r}", "linearized": "_linearized"}[mode]
+    return home() / "checkpoints" / f"{model.rstrip('/').split('/')[-1]}_{prefix}{task}{suffix}"
+
+
+def _check_compatible(family: type[ModelFamily], model: str, recipe: Recipe, taskpool: TaskPool) -> TaskPool:
+    """``taskpool`` when recipe and task pool fit the model's family; a ConfigError naming both sides otherwise."""
+    if recipe.family != family.name:
+        recipe_label = FAMILIES.get(recipe.family).label if recipe.family in FAMILIES else recipe.family
+        raise ConfigError(
+            f"recipe {recipe.name!r} is for {recipe_label} models but model {model!r} is a "
+            f"{family.label} model; use recipe={family.default_recipe} or a recipe with family: {family.name}"
+        )
+    wanted = TASKPOOLS.get(family.taskpool)
+    if not isinstance(taskpool, wanted):
+        raise ConfigError(
+            f"task pool {taskpool.config.name!r} ({taskpool.name}) cannot train model {model!r}, a {family.label} model; "
+            f"use a {wanted.name} task pool such as taskpool={family.default_taskpool}"
+        )
+    return taskpool
+
+
+# ------------------------------------------------------------------------------------ the run
+def finetune(
+    model: str,
+    task: str,
+    mode: str,
+    taskpool: Union[TaskPool, str, None] = None,
+    recipe: Union[Recipe, str, None] = None,
+    output_dir: Union[str, Path, None] = None,
+    options: Optional[FinetuneOptions] = None,
+    on_step: Optional[OnStep] = None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` (preset name, hub id or local path) on ``task`` of ``taskpool`` in ``mode``.
+
+    ``taskpool`` is a TaskPool object (reused across calls, so its data and head caches are
+    too), an option name or a YAML path (default ``clip_ta8`` / ``glue8``); ``recipe`` a
+    Recipe, a name in RECIPES or a YAML path (default ``clip_paper`` / ``t5_paper``).
+    Writes the checkpoint to ``output_dir`` (default: see ``default_output_dir``);
+    ``on_step(step, loss)`` runs after each optimizer step once that step is checkpointed.
+    """
+    options = options or FinetuneOptions()
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, MODES)} Valid modes: {choices_text(MODES)}")
+    device = resolve_device(options.device)
+    model = pretrained_checkpoint(model)
+    family = model_family(model)
+    recipe = load_recipe(recipe if recipe is not None else family.default_recipe)
+    loaded = taskpool if isinstance(taskpool, TaskPool) else load_taskpool(taskpool or family.default_taskpool, device=device)
+    task_pool = _check_compatible(family, model, recipe, loaded)
+    task_pool.definition(task)  # an unknown task: did-you-mean and the valid tasks
+    micro = _check_options(options, recipe, mode)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    out = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model, task, mode, recipe, family)
+    check_writable(out)
+
+    pool = load_base(family, model, device)
+    trainee = build_trainee(pool, mode, recipe, model)
+    trained = trainee.trained()
+    optimizer, scheduler = make_optimizer(recipe, list(trained.values()))
+    data = TrainingData(task_pool, task, trainee.evaluated, options.limit, options.seed, recipe.batch_size, micro)
+    spec = {"model": model, "task": task, "mode": mode, "seed": options.seed, "limit": options.limit, "taskpool": task_pool.config.name, "recipe": asdict(recipe)}
+    spec["recipe"].pop("name")  # values, not names, determine the result
+    resumed = begin(out, spec, options.resume)
+
+    torch.manual_seed(options.seed)
+    step, log, seconds = 0, [], 0.0
+    if resumed is not None:
+        with torch.no_grad():
+            for name, p in trained.items():
+                p.copy_(resumed.trained[name])
+        optimizer.load_state_dict(resumed.optimizer)
+        scheduler.load_state_dict(resumed.scheduler)
+        set_rng_state(resumed.rng)
+        step, log, seconds = resumed.step, resumed.log, resumed.seconds
+
+    def checkpoint() -> None:
+        state = Checkpoint(step, {n: p.detach() for n, p in trained.items()}, optimizer.state_dict(), scheduler.state_dict(), rng_state(), log, seconds)
+        save_checkpoint(partial_dir(out), state)
+
+    stop = recipe.steps if options.max_steps_this_run is None else min(recipe.steps, step + options.max_steps_this_run)
+    trainee.train(True)
+    with _ProgressBar(options.progress, f"{task} ({mode})", recipe.steps, step) as advance:
+        while step < stop:
+            started = time.perf_counter()
+            lr = scheduler.get_last_lr()[0]
+            loss = _train_step(trainee, task_pool, task, data, step, optimizer)
+            scheduler.step()
+            step, seconds = step + 1, seconds + time.perf_counter() - started
+            if not math.isfinite(loss):
+                raise ConfigError(f"training diverged: the loss is {loss} at step {step}; lower lr (now {recipe.lr}) or check the data")
+            log.append(LogRow(step, loss, lr, seconds))
+            if options.save_every and step % options.save_every == 0 and step < recipe.steps:
+                checkpoint()
+            advance(loss)
+            if on_step is not None:
+                on_step(step, loss)
+    trainee.train(False)
+    losses = [row.loss for row in log]
+    if step < recipe.steps:
+        if not options.save_every or step % options.save_every:
+            checkpoint()
+        return FinetuneResult(partial_dir(out), False, step, losses, seconds, None, trainee.evaluated)
+
+    score = None
+    if options.eval_split is not None:
+        score = {"split": options.eval_split, **asdict(task_pool.evaluate(trainee.evaluated, [task], options.eval_split)[task])}
+    run = {"model": model, "family": family.name, "task": task, "mode": mode, "recipe": asdict(recipe), "seed": options.seed, "limit": options.limit}
+    metadata = _metadata(run, task_pool, device, step, micro, trained, losses, score, seconds)
+    with atomic_dir(out, "the fine-tuned checkpoint") as tmp:
+        save_trainee(trainee, tmp, pool)
+        write_log(tmp / LOG, log)
+        write_json_atomic(tmp / METADATA, metadata)
+    shutil.rmtree(partial_dir(out), ignore_errors=True)
+    return FinetuneResult(out, True, step, losses, seconds, score, trainee.evaluated)
+
+
+def _train_step(trainee: Trainee, taskpool: TaskPool, task: str, data: TrainingData, step: int, optimizer: torch.optim.Optimizer) -> float:
+    """One optimizer step over ``batch_size`` examples, accumulated over micro-batches; returns the batch's mean loss."""
+    optimizer.zero_grad(set_to_none=True)
+    accumulate = data.batch_size // data.micro
+    total = 0.0
+    for batch in data.micro_batches(step):
+        loss = taskpool.loss(trainee.evaluated, batch, task) / accumulate
+        loss.backward()
+        total += loss.item()
+    optimizer.step()
+    return total
+
+
+def _metadata(
+    run: dict[str, Any], taskpool: TaskPool, device: str, steps: int, micro: int, trained: dict[str, torch.nn.Parameter],
+    losses: list[float], score: Optional[dict[str, Any]], seconds: float,
+) -> dict[str, Any]:
+    """finetune.json: what was trained, how, on which data, with which code."""
+    return {
+        "format": "fusionbench.finetune/1",
+        **run,
+        "steps": steps,
+        "micro_batch_size": micro,
+        "trained_parameters": sum(p.numel() for p in trained.values()),
+        "final_loss": float(np.mean(losses[-10:])),  # mean of the last 10 steps
+        "eval": score,
+        "seconds": seconds,
+        "taskpool": taskpool.identity(),
+        "code_version": {"fusionbench": fusionbench.__version__, "git_revision": git_revision()},
+        "packages": package_versions(),
+        "device": device_name(device),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class _ProgressBar:
+    """A rich progress bar over the steps (or nothing); ``advance(loss)`` after each step."""
+
+    def __init__(self, enabled: bool, label: str, total: int, done: int) -> None:
+        self.enabled, self.label, self.total, self.done = enabled, label, total, done
+
+    def __enter__(self) -> Callable[[float], None]:
+        if not self.enabled:
+            return lambda loss: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task(self.label, total=self.total, completed=self.done, loss="-")
+        return lambda loss: self.bar.update(task, advance=1, loss=f"{loss:.4f}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+@dataclass
+class FinetuneArgs(FinetuneOptions):
+    """Top-level keys of ``fusionbench finetune`` (recipe keys such as steps= and lora.r= are accepted too)."""
+
+    model: str = MISSING
+    task: str = MISSING
+    mode: str = MISSING
+    taskpool: Optional[str] = None  # option or YAML path; default clip_ta8 (CLIP) / glue8 (T5)
+    recipe: Optional[str] = None  # name or YAML path; default clip_paper (CLIP) / t5_paper (T5)
+    output_dir: Optional[str] = None  # default $FUSIONBENCH_HOME/checkpoints/<model>_<task><suffix>
+
+
+def finetune_command(words: list[str]) -> FinetuneResult:
+    """``fusionbench finetune key=value ...``: split the words into run keys, ``taskpool.*`` and recipe overrides, then run."""
+    arg_keys = [f.name for f in dataclasses.fields(FinetuneArgs)]
+    recipe_heads = {f.name for f in dataclasses.fields(Recipe)}
+    args_words: list[str] = []
+    taskpool_overrides: list[str] = []
+    recipe_overrides: list[str] = []
+    for key, value in parse_words(words):
+        head = key.split(".")[0]
+        if key in arg_keys:
+            args_words.append(f"{key}={value}")
+        elif head == "taskpool":
+            taskpool_overrides.append(f"{key.split('.', 1)[1]}={value}")
+        elif head in recipe_heads:
+            recipe_overrides.append(f"{key}={value}")
+        else:
+            valid = sorted(set(arg_keys) | set(_recipe_keys()) | {"taskpool.KEY"})
+            raise ConfigError(f"unknown key {key!r}.{did_you_mean(key, valid)} Valid keys: {choices_text(valid)}")
+    cfg = OmegaConf.structured(FinetuneArgs)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg = cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.from_dotlist(args_words)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid value: {str(exc).splitlines()[0]}") from None
+    missing = [k for k in ("model", "task", "mode") if OmegaConf.is_missing(cfg, k)]
+    if missing:
+        raise ConfigError(f"finetune needs {', '.join(f'{k}=...' for k in missing)} (e.g. model=clip-vit-b16 task=eurosat mode=llora)")
+    model = pretrained_checkpoint(cfg.model)
+    family = model_family(model)
+    device = resolve_device(cfg.device)
+    recipe = load_recipe(cfg.recipe or family.default_recipe, recipe_overrides)
+    taskpool = load_taskpool(cfg.taskpool or family.default_taskpool, taskpool_overrides, device)
+    options = FinetuneOptions(**{f.name: cfg[f.name] for f in dataclasses.fields(FinetuneOptions)})
+    return finetune(model, cfg.task, cfg.mode, taskpool, recipe, cfg.output_dir, options)

@@ -1,0 +1,458 @@
+"""``fusionbench profile``: the L-LoRA paper's cost tables (Tang et al., ICLR 2024, tables 3 and 4), measured.
+
+For one architecture preset (random weights, nothing downloaded) and each fine-tuning
+paradigm (full, linearized, lora, llora; see ``fusionbench.profiling.workload``):
+
+* table 3: trainable and total parameters, trainable %, checkpoint size (written to disk
+  with FusionBench's savers), peak training memory;
+* table 4: training it/s (one optimizer step of the paper's recipe), inference it/s (and,
+  for LoRA / L-LoRA, with the adapters folded into dense weights), peak memories.
+
+Every timing or memory figure is taken in a fresh subprocess per (paradigm, phase):
+peak memory is ``torch.cuda.max_memory_allocated`` on a GPU and the process's peak
+resident set size (from the kernel, ``os.wait4``) on a CPU. it/s is 1 / median step time
+after warm-up steps, the device synchronised around each step. Each figure is shown
+beside the paper's and as a ratio to full fine-tuning (comparable across hardware); the
+whole profile is written as JSON (schema ``fusionbench.profile/1``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import MISSING as MISSING_FIELD
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
+from fusionbench.profiling.workload import FOLDABLE, OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
+
+SCHEMA = "fusionbench.profile/1"
+GIB, MIB = 2**30, 2**20
+RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
+# CPU: minutes, not hours; one thread, as a contended multi-threaded CPU step is far noisier
+CPU_DEFAULTS = {"batch_size": 2, "steps": 3, "warmup": 1, "threads": 1}
+CUDA_DEFAULTS = {"steps": 20, "warmup": 3, "threads": 0}  # batch_size: the paper's (the recipe's)
+_FLOOR_IMPORTS = "import torch, transformers, peft, fusionbench.profiling.workload"
+
+
+@dataclass
+class ProfileSchema:
+    """Top-level keys of ``fusionbench profile``."""
+
+    model: str = "clip-vit-b16"  # a configs/profile/<model>.yaml, or your own YAML file by path
+    paradigms: str = ",".join(PARADIGMS)  # comma-separated subset of full, linearized, lora, llora
+    batch_size: Optional[int] = None  # default: the paper's on a GPU, 2 on a CPU
+    steps: Optional[int] = None  # timed steps per measurement (default 20 on a GPU, 3 on a CPU)
+    warmup: Optional[int] = None  # untimed steps before them (default 3 on a GPU, 1 on a CPU)
+    lora_r: Optional[int] = None  # default: the recipe's (16)
+    lora_targets: Optional[str] = None  # comma-separated module names; default: the recipe's
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    threads: Optional[int] = None  # torch threads of each measuring process (0: torch's default; default 1 on a CPU)
+    seed: int = 0
+    output: Optional[str] = None  # JSON file (default outputs/<timestamp>-profile-<model>/profile.json)
+
+
+# ----------------------------------------------------------------- subprocesses
+@dataclass(frozen=True)
+class Measured:
+    """A finished subprocess: exit code, peak resident set size (bytes) and its captured output."""
+
+    returncode: int
+    peak_rss_bytes: int
+    stdout: str
+    stderr: str
+
+
+# A small launcher runs the command and reports its rusage: a child's peak RSS (ru_maxrss)
+# starts at the RSS of the process that spawned it (Linux carries the pre-exec memory
+# over), so spawning straight from a parent that holds torch would inflate every figure.
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "code = os.waitstatus_to_exitcode(status)\n"
+    "open(sys.argv[1], 'w').write(f'{code} {usage.ru_maxrss}')\n"
+    "sys.exit(code if code >= 0 else 128 - code)\n"
+)
+
+
+def run_measured(argv: Sequence[str]) -> Measured:
+    """Run ``argv`` to completion in a fresh process; its peak RSS comes from the kernel (``os.wait4``).
+
+    ``returncode`` is negative when a signal ended the command, as with ``subprocess``.
+    """
+    with tempfile.TemporaryDirectory(prefix="fusionbench-rss-") as tmp:
+        usage_file = Path(tmp) / "usage"
+        with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
+            launcher = subprocess.run([sys.executable, "-c", _LAUNCHER, str(usage_file), *argv], stdout=out, stderr=err)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        if not usage_file.is_file():
+            raise FusionBenchError(f"could not run {argv[0]!r} (exit status {launcher.returncode}): {stderr.strip()[-500:]}")
+        code, maxrss = (int(v) for v in usage_file.read_text().split())
+    return Measured(code, maxrss * RSS_UNIT, stdout, stderr)
+
+
+def measure_in_subprocess(spec: Spec) -> dict[str, Any]:
+    """One measurement (``profiling_workload.measure``) in a fresh Python process, plus its peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="fusionbench-profile-") as tmp:
+        spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_file.write_text(json.dumps(spec_to_json(spec)))
+        done = run_measured([sys.executable, "-m", "fusionbench.profiling.workload", str(spec_file), str(result_file)])
+        if done.returncode != 0 or not result_file.is_file():
+            tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+            hint = " (out of memory? lower batch_size=)" if "out of memory" in done.stderr.lower() or done.returncode < 0 else ""
+            raise FusionBenchError(
+                f"profiling {spec.paradigm} ({spec.phase}) on {spec.device} failed with exit status {done.returncode}{hint}:\n{tail}"
+            )
+        result = json.loads(result_file.read_text())
+    result["host_peak_rss_bytes"] = done.peak_rss_bytes
+    result["peak_bytes"] = result.get("cuda_peak_bytes", done.peak_rss_bytes)
+    return result
+
+
+def rss_floor_bytes() -> int:
+    """Peak RSS of a fresh process that only imports what a measurement imports (the CPU figures' floor)."""
+    done = run_measured([sys.executable, "-c", _FLOOR_IMPORTS])
+    if done.returncode != 0:
+        raise FusionBenchError(f"importing the profiling stack failed:\n{done.stderr.strip()}")
+    return done.peak_rss_bytes
+
+
+# ------------------------------------------------------------------ settings
+def profile_options() -> list[str]:
+    """Models with a shipped ``configs/profile/<model>.yaml``."""
+    from fusionbench.config.compose import packaged_options
+
+    return packaged_options("profile")
+
+
+def model_config(model: str) -> dict[str, Any]:
+    """The recipe and the paper's figures of ``model``: ``configs/profile/<model>.yaml``, or a YAML file by path."""
+    if model.endswith((".yaml", ".yml")):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"profile config file {model!r} does not exist; give an existing YAML file or one of: {choices_text(profile_options())}")
+    else:
+        options = profile_options()
+        if model not in options:
+            raise ConfigError(f"unknown model {model!r}.{did_you_mean(model, options)} Valid models: {choices_text(options)}")
+        path = Path(str(files("fusionbench.configs") / "profile" / f"{model}.yaml"))
+    spec: Any = OmegaConf.to_container(OmegaConf.load(path))
+    missing = [k for k in ("preset", "recipe") if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise ConfigError(f"profile config {model!r} has no {missing[0]!r} key; see configs/profile/clip-vit-b16.yaml for the layout")
+    return spec
+
+
+def _words(value: str) -> list[str]:
+    return [w.strip() for w in value.strip("[]").split(",") if w.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resolved profile request."""
+
+    model: str
+    recipe: Recipe
+    paradigms: tuple[str, ...]
+    device: str
+    steps: int
+    warmup: int
+    threads: int
+    seed: int
+    output: Path
+
+
+def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
+    """(settings, model config) of a composed ``ProfileSchema``; every bad value is a ConfigError."""
+    from fusionbench.engine.build import resolve_device
+
+    spec = model_config(cfg.model)
+    device = resolve_device(cfg.device)
+    defaults = CUDA_DEFAULTS if device.startswith("cuda") else CPU_DEFAULTS
+    paradigms = tuple(_words(cfg.paradigms))
+    check_paradigms(paradigms)
+    if len(set(paradigms)) != len(paradigms):
+        raise ConfigError(f"paradigms={cfg.paradigms!r} names a paradigm twice")
+    fields = Recipe.__dataclass_fields__
+    known = set(fields) - {"preset"}
+    unknown = sorted(set(spec["recipe"]) - known)
+    missing = sorted(k for k in known - set(spec["recipe"]) if fields[k].default is MISSING_FIELD)
+    if unknown or missing:
+        what = f"unknown recipe key {unknown[0]!r}.{did_you_mean(unknown[0], known)}" if unknown else f"no recipe key {missing[0]!r}."
+        raise ConfigError(f"profile config {cfg.model!r} has {what} Valid keys: {choices_text(known)}")
+    if spec["recipe"]["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"profile config {cfg.model!r}: optimizer {spec['recipe']['optimizer']!r} is not one of {choices_text(OPTIMIZERS)}")
+    recipe_data = dict(spec["recipe"], preset=spec["preset"], lora_targets=tuple(spec["recipe"]["lora_targets"]))
+    if cfg.batch_size is not None or "batch_size" in defaults:
+        recipe_data["batch_size"] = defaults["batch_size"] if cfg.batch_size is None else cfg.batch_size
+    if cfg.lora_r is not None:
+        recipe_data["lora_r"] = cfg.lora_r
+    if cfg.lora_targets is not None:
+        recipe_data["lora_targets"] = tuple(_words(cfg.lora_targets))
+    steps = defaults["steps"] if cfg.steps is None else cfg.steps
+    warmup = defaults["warmup"] if cfg.warmup is None else cfg.warmup
+    threads = defaults["threads"] if cfg.threads is None else cfg.threads
+    for key, value, low in (("batch_size", recipe_data["batch_size"], 1), ("steps", steps, 1), ("warmup", warmup, 0),
+                            ("lora_r", recipe_data["lora_r"], 1), ("threads", threads, 0)):
+        if value < low:
+            raise ConfigError(f"{key}={value} is not valid; it must be at least {low}")
+    if not recipe_data["lora_targets"]:
+        raise ConfigError("lora_targets names no module; give e.g. lora_targets=q_proj,v_proj")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    output = Path(cfg.output).expanduser() if cfg.output else Path("outputs") / f"{stamp}-profile-{Path(cfg.model).stem}" / "profile.json"
+    settings = Settings(Path(cfg.model).stem, Recipe(**recipe_data), paradigms, device, steps, warmup, threads, cfg.seed, output)
+    return settings, spec
+
+
+def _check_writable(path: Path) -> None:
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {str(path)!r} ({existing} is not a writable folder); choose another with output=PATH")
+
+
+# ------------------------------------------------------------------- figures
+def static_figures(recipe: Recipe, paradigm: str, seed: int = 0) -> dict[str, Any]:
+    """Table 3's exact figures of a paradigm: parameter counts (built on the meta device) and checkpoint size."""
+    from fusionbench.profiling.workload import apply_paradigm, build_model, checkpoint_bytes, parameter_counts
+
+    model, root = apply_paradigm(*build_model(recipe, "meta", seed), paradigm, recipe)
+    trainable, total = parameter_counts(model)
+    with tempfile.TemporaryDirectory(prefix="fusionbench-ckpt-") as tmp:
+        size = checkpoint_bytes(root, paradigm, recipe, Path(tmp))
+    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
+            "checkpoint_bytes": size, "checkpoint_mib": size / MIB}
+
+
+def phases(paradigm: str) -> tuple[str, ...]:
+    return ("train", "infer", "infer_folded") if paradigm in FOLDABLE else ("train", "infer")
+
+
+def paper_keys(paradigm: str, r: int) -> tuple[str, str]:
+    """(table 3 key, table 4 key) of a paradigm in the paper's figures (anchors.json naming)."""
+    return {
+        "full": ("full", "full"),
+        "linearized": ("full_linearized", "full_linearized"),
+        "lora": (f"lora_r{r}", f"lora_r{r}"),
+        "llora": (f"llora_r{r}", f"llora_r{r}"),
+    }[paradigm]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure of a table: our key, and the paper's key(s) in its table (None: not published)."""
+
+    label: str
+    ours: str
+    paper: Optional[tuple[str, ...]]
+    fmt: Callable[[float], str]
+
+
+def _count(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+TABLE3 = (
+    Row("trainable params", "trainable", ("trainable",), _count),
+    Row("total params", "total", ("total",), _count),
+    Row("trainable %", "trainable_pct", ("trainable_pct",), _num),
+    Row("checkpoint (MiB)", "checkpoint_mib", ("ckpt_mb",), _num),
+    Row("peak train memory (GiB)", "train_peak_gib", ("vram_gb", "vram_gb_per_gpu_x4"), _num),
+)
+TABLE4 = (
+    Row("train it/s", "train_its", ("train_its",), _num),
+    Row("train peak memory (GiB)", "train_peak_gib", ("train_vram_gb",), _num),
+    Row("inference it/s", "infer_its", ("infer_its",), _num),
+    Row("inference it/s, adapters folded", "infer_folded_its", None, _num),
+    Row("inference peak memory (GiB)", "infer_peak_gib", ("infer_vram_gb",), _num),
+    Row("inference peak, folded (GiB)", "infer_folded_peak_gib", None, _num),
+)
+
+
+def paper_figures(spec: Mapping[str, Any], paradigms: Sequence[str], r: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The paper's published figures per table and paradigm, under the table rows' keys."""
+    paper = spec.get("paper", {})
+    out: dict[str, dict[str, dict[str, float]]] = {"table3": {}, "table4": {}}
+    for table, rows, index in (("table3", TABLE3, 0), ("table4", TABLE4, 1)):
+        published = paper.get(table, {})
+        for paradigm in paradigms:
+            entry = published.get(paper_keys(paradigm, r)[index])
+            if entry is None:
+                continue
+            figures = {}
+            for row in rows:
+                found = [entry[k] for k in row.paper or () if k in entry]
+                if found:
+                    figures[row.ours] = float(found[0])
+            out[table][paradigm] = figures
+    return out
+
+
+FOLDED_REFERENCE = {"infer_folded_its": "infer_its", "infer_folded_peak_gib": "infer_peak_gib"}  # full's model is dense
+
+
+def ratios_to_full(figures: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Each figure divided by full fine-tuning's same figure (folded inference: by full's inference)."""
+    full = figures.get("full")
+    if not full:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for paradigm, values in figures.items():
+        out[paradigm] = {}
+        for key, value in values.items():
+            reference = full.get(FOLDED_REFERENCE.get(key, key))
+            if reference:
+                out[paradigm][key] = value / reference
+    return out
+
+
+def device_info(device: str) -> dict[str, Any]:
+    from fusionbench.utils.provenance import device_name
+
+    info: dict[str, Any] = {"type": torch.device(device).type, "name": device_name(device), "torch": torch.__version__,
+                            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    if device.startswith("cuda"):
+        info["cuda"] = torch.version.cuda
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    return info
+
+
+# --------------------------------------------------------------------- profile
+def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
+    """Measure every figure of tables 3 and 4 for the composed ``ProfileSchema``; write and return the JSON."""
+    from fusionbench.utils.jsonio import write_json_atomic
+    from fusionbench.utils.provenance import git_revision, package_versions
+
+    console = console or Console(stderr=True)
+    settings, spec = resolve(cfg)
+    _check_writable(settings.output)
+    recipe, device = settings.recipe, settings.device
+    ours: dict[str, dict[str, float]] = {}
+    measurements: dict[str, dict[str, Any]] = {}
+    for paradigm in settings.paradigms:
+        console.print(f"[dim]{paradigm}: parameters and checkpoint size[/dim]")
+        static = static_figures(recipe, paradigm, settings.seed)
+        figures = {k: v for k, v in static.items() if k != "checkpoint_bytes"}
+        measurements[paradigm] = {"checkpoint_bytes": static["checkpoint_bytes"]}
+        for phase in phases(paradigm):
+            console.print(f"[dim]{paradigm}: {phase} ({settings.warmup} warm-up + {settings.steps} timed steps, batch {recipe.batch_size}, {device})[/dim]")
+            spec_ = Spec(recipe, paradigm, phase, device, settings.steps, settings.warmup, settings.seed, settings.threads)
+            result = measure_in_subprocess(spec_)
+            measurements[paradigm][phase] = result
+            figures[f"{phase}_its"] = result["its"]
+            figures[f"{phase}_peak_gib"] = result["peak_bytes"] / GIB
+        ours[paradigm] = figures
+    paper = paper_figures(spec, settings.paradigms, recipe.lora_r)
+    data = {
+        "schema": SCHEMA,
+        "model": settings.model,
+        "device": device_info(device),
+        "settings": {
+            "paradigms": list(settings.paradigms),
+            "batch_size": recipe.batch_size,
+            "steps": settings.steps,
+            "warmup": settings.warmup,
+            "seed": settings.seed,
+            "threads": settings.threads or "torch default",
+            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
+            "its": "1 / median wall time of one step, device synchronised, after the warm-up steps",
+            "peak_memory": "torch.cuda.max_memory_allocated of a fresh process per measurement" if device.startswith("cuda")
+            else "peak resident set size of a fresh process per measurement (os.wait4), the rss floor included",
+            "paper_batch_size": spec.get("paper", {}).get("batch_size"),
+        },
+        "rss_floor_bytes": rss_floor_bytes(),
+        "ours": ours,
+        "ours_ratio_to_full": ratios_to_full(ours),
+        "paper": {
+            "source": {k: spec.get("paper", {}).get(k) for k in ("table3_key", "table4_key")},
+            **paper,
+            "table3_ratio_to_full": ratios_to_full(paper["table3"]),
+            "table4_ratio_to_full": ratios_to_full(paper["table4"]),
+        },
+        "measurements": measurements,
+        "provenance": {"packages": package_versions(), "git_revision": git_revision(),
+                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+    }
+    try:
+        settings.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {str(settings.output.parent)!r} ({exc.strerror}); choose another with output=PATH") from None
+    write_json_atomic(settings.output, data)
+    data["output"] = str(settings.output)
+    return data
+
+
+# ---------------------------------------------------------------------- tables
+def _cell(value: Optional[float], ratio: Optional[float], fmt: Callable[[float], str]) -> str:
+    if value is None:
+        return "-"
+    return fmt(value) + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+
+def table(data: Mapping[str, Any], which: str) -> Table:
+    """Table 3 or 4 (``which`` = "table3" | "table4"): per figure, the paper's row and ours, each with its ratio to full."""
+    rows = TABLE3 if which == "table3" else TABLE4
+    paradigms = data["settings"]["paradigms"]
+    paper, paper_ratio = data["paper"][which], data["paper"][f"{which}_ratio_to_full"]
+    ours, ours_ratio = data["ours"], data["ours_ratio_to_full"]
+    device = data["device"]
+    number = "3: fine-tuning statistics" if which == "table3" else "4: training and inference cost"
+    key = data["paper"]["source"].get(f"{which}_key")
+    title = (
+        f"Table {number} - {data['model']} - ours: batch {data['settings']['batch_size']} on {device['name']}; "
+        f"paper: {key + ', batch ' + str(data['settings']['paper_batch_size']) if key else 'no published figures'}"
+    )
+    t = Table(title=title, caption="value (ratio to full fine-tuning of the same source)")
+    t.add_column("figure")
+    t.add_column("source")
+    for p in paradigms:
+        t.add_column(p, justify="right")
+    for row in rows:
+        if row.paper is not None:
+            t.add_row(row.label, "paper", *(_cell(paper.get(p, {}).get(row.ours), paper_ratio.get(p, {}).get(row.ours), row.fmt) for p in paradigms))
+        t.add_row("" if row.paper is not None else row.label, "ours",
+                  *(_cell(ours[p].get(row.ours), ours_ratio.get(p, {}).get(row.ours), row.fmt) for p in paradigms), end_section=True)
+    return t
+
+
+def render(data: Mapping[str, Any], console: Optional[Console] = None) -> None:
+    """Print both tables and the notes needed to read them."""
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 132)
+    console.print(table(data, "table3"))
+    console.print(table(data, "table4"))
+    notes = []
+    if data["device"]["type"] == "cpu":
+        notes.append(f"CPU peak memory is the peak RSS of each measuring process; {data['rss_floor_bytes'] / GIB:.2f} GiB of it "
+                     f"is the floor of a process that only imports torch, transformers and peft.")
+    paper_batch = data["settings"]["paper_batch_size"]
+    if paper_batch is not None and data["settings"]["batch_size"] != paper_batch:
+        notes.append("our batch differs from the paper's: compare ratios to full fine-tuning, not absolute figures.")
+    if data["model"].startswith("clip"):
+        notes.append("the paper's CLIP LoRA counts (294k) are LoRA on q_proj only; FusionBench's recipe adapts q_proj and v_proj.")
+    if data["model"].startswith("flan-t5"):
+        notes.append("the paper's Flan-T5 memory is per GPU of four; its L-LoRA totals include a stored copy of the wrapped base weights.")
+    for note in notes:
+        console.print(f"note: {note}")

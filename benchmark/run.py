@@ -1,0 +1,106 @@
+"""One run: model pool x method x task pool -> report.json.
+
+``fusionbench run method=M modelpool=P [taskpool=T]`` loads the pool, merges it with the
+method, evaluates the merged model on the pool's tasks, normalises each score by the
+task's individual fine-tuned model (cached on disk with the pretrained scores), prints a
+table and writes ``report.json`` and ``config.yaml`` into the run directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fusionbench.api.errors import ConfigError, OutputError
+from fusionbench.api.taskpool import SPLITS
+from fusionbench.config.compose import config_hash
+from fusionbench.engine.build import build, check_writable, resolve_device
+from fusionbench.engine.references import reference_scores
+from fusionbench.engine.report import SCHEMA, averages, task_rows
+from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.provenance import provenance
+
+
+@dataclass
+class RunSchema:
+    """Top-level keys of ``fusionbench run``."""
+
+    method: Any = None
+    modelpool: Any = None
+    taskpool: Any = None
+    output_dir: Optional[str] = None  # default outputs/<timestamp>-<method>-<pool>
+    split: str = "test"  # split the merged model is reported on
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    plugins: list[str] = field(default_factory=list)
+
+
+def peak_memory_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run directory: ``output_dir`` or ``outputs/<timestamp>-<method>-<pool>``."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir).expanduser()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("outputs") / f"{stamp}-{cfg.method.name}-{cfg.modelpool.name}"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Execute one run and return its report (also written to the run directory)."""
+    device = resolve_device(cfg.device)
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"split={cfg.split!r} is not a split; choose one of {', '.join(SPLITS)}")
+    out = output_dir(cfg)
+    check_writable(out)
+    torch.manual_seed(cfg.seed)
+    pool, taskpool, method = build(cfg, device)
+    method.check_pool(pool)
+    tasks = pool.tasks
+
+    start = time.perf_counter()
+    merged = method.merge(pool, taskpool if method.needs_data else None)
+    merge_seconds = time.perf_counter() - start
+    merged.assert_finite("merged parameters")
+
+    start = time.perf_counter()
+    scores = taskpool.evaluate(pool.model(merged), tasks, cfg.split)
+    eval_seconds = time.perf_counter() - start
+    references = reference_scores(pool, taskpool, tasks, cfg.split)
+
+    rows = task_rows(scores, references.finetuned, references.pretrained)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    report = {
+        "schema": SCHEMA,
+        "method": {
+            "name": method.name,
+            "version": method.version,
+            "reference": method.reference,
+            "parameters": asdict(method.params),
+        },
+        "modelpool": {"name": cfg.modelpool.name, "mode": pool.mode, "identity": pool.identity()},
+        "taskpool": {"name": cfg.taskpool.name, **taskpool.identity()},
+        "split": cfg.split,
+        "tasks": rows,
+        "average": averages(rows),
+        "cost": {"merge_seconds": merge_seconds, "eval_seconds": eval_seconds, "peak_memory_bytes": peak_memory_bytes(device)},
+        "provenance": provenance(device, cfg.seed, resolved, config_hash(cfg)),  # type: ignore[arg-type]
+        "output_dir": str(out),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"output directory {str(out)!r} cannot be created ({exc.strerror}); choose another with output_dir=PATH") from None
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    write_json_atomic(out / "report.json", report)
+    return report
