@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import resource
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +21,7 @@ from fusionbench.api.errors import ConfigError, OutputError
 from fusionbench.api.taskpool import SPLITS
 from fusionbench.config.compose import config_hash
 from fusionbench.engine.build import build, check_writable, resolve_device
+from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.references import reference_scores
 from fusionbench.engine.report import SCHEMA, averages, task_rows
 from fusionbench.utils.jsonio import write_json_atomic
@@ -68,17 +68,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     method.check_pool(pool)
     tasks = pool.tasks
 
-    start = time.perf_counter()
-    merged = method.merge(pool, taskpool if method.needs_data else None)
-    merge_seconds = time.perf_counter() - start
-    merged.assert_finite("merged parameters")
-
-    start = time.perf_counter()
-    scores = taskpool.evaluate(pool.model(merged), tasks, cfg.split)
-    eval_seconds = time.perf_counter() - start
+    evaluation = merge_and_evaluate(method, pool, taskpool, cfg.split)
     references = reference_scores(pool, taskpool, tasks, cfg.split)
 
-    rows = task_rows(scores, references.finetuned, references.pretrained)
+    rows = task_rows(evaluation.scores, references.finetuned, references.pretrained)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     report = {
         "schema": SCHEMA,
@@ -93,7 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "split": cfg.split,
         "tasks": rows,
         "average": averages(rows),
-        "cost": {"merge_seconds": merge_seconds, "eval_seconds": eval_seconds, "peak_memory_bytes": peak_memory_bytes(device)},
+        "cost": {"merge_seconds": evaluation.merge_seconds, "eval_seconds": evaluation.eval_seconds, "peak_memory_bytes": peak_memory_bytes(device)},
         "provenance": provenance(device, cfg.seed, resolved, config_hash(cfg)),  # type: ignore[arg-type]
         "output_dir": str(out),
     }

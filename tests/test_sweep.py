@@ -110,7 +110,7 @@ def test_resume_after_a_killed_process_gives_exactly_the_expected_rows(world: li
     store = tmp_path / "s.sqlite"
     env = {**os.environ, "FUSIONBENCH_TEST_CRASH_AFTER": "13"}
     killed = subprocess.run(
-        [sys.executable, "-m", "fusionbench.cli.main", "sweep", *world, f"store={store}", f"output_dir={tmp_path / 'k'}", "subsets=pairs"],
+        [sys.executable, "-m", "fusionbench.cli", "sweep", *world, f"store={store}", f"output_dir={tmp_path / 'k'}", "subsets=pairs"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == 17, killed.stderr

@@ -41,6 +41,14 @@ class DataError(FusionBenchError):
     """A dataset is missing, unreadable or inconsistent with its task definition."""
 
 
+class NonFiniteError(FusionBenchError, ValueError):
+    """Parameters hold NaN or Inf (a merge diverged, or a checkpoint is corrupt)."""
+
+
+class MethodError(FusionBenchError):
+    """A method's ``merge`` raised, or returned something that is not the pool's parameters."""
+
+
 class CheckpointError(FusionBenchError):
     """A model checkpoint is missing, unreadable, unsafe or inconsistent with its pool."""
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from fusionbench.api.errors import ParamMismatchError
+from fusionbench.api.errors import NonFiniteError, ParamMismatchError
 
 _SHOW_KEYS = 5
 
@@ -52,10 +52,10 @@ class ParamDict(dict[str, torch.Tensor]):
             )
 
     def assert_finite(self, label: str = "parameters") -> None:
-        """Raise ValueError naming the first tensor that holds NaN or Inf."""
-        for name, tensor in self.items():
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise ValueError(f"{label} contain NaN or Inf in tensor {name!r}")
+        """Raise NonFiniteError naming the first tensor that holds NaN or Inf, and how many do."""
+        bad = [name for name, tensor in self.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+        if bad:
+            raise NonFiniteError(f"{label} contain NaN or Inf in tensor {bad[0]!r} ({len(bad)} of {len(self)} tensors)")
 
     # -------------------------------------------------------------- algebra
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> ParamDict:

@@ -23,6 +23,7 @@ from fusionbench.api.errors import ConfigError, FusionBenchError
 from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.taskpool import TaskPool
+from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.utils.quiet import quiet_libraries
 
 
@@ -55,9 +56,7 @@ class Worker:
         torch.manual_seed(self.seed)
         pool = self.pool.subset(list(job.subset))
         method = type(self.method)(replace(self.method.params, **dict(job.params)))
-        params = method.merge(pool, self.taskpool if method.needs_data else None)
-        params.assert_finite(f"parameters merged by {job.method} on {', '.join(job.subset)}")
-        scores = self.taskpool.evaluate(pool.model(params), list(job.subset), job.split)
+        scores = merge_and_evaluate(method, pool, self.taskpool, job.split).scores
         return JobResult(job, {t: asdict(s) for t, s in scores.items()}, time.perf_counter() - start)
 
 

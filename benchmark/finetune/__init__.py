@@ -1,1 +1,9 @@
-"""Fine-tuning that produces model pools: full, LoRA, L-LoRA and full-model linearised."""
+"""Fine-tuning that produces model pools: full, LoRA, L-LoRA and full-model linearised.
+
+``finetune`` trains one task's model in the format the pools load; ``Recipe`` / ``LoraSpec``
+describe how, ``FinetuneOptions`` where and how fast.
+"""
+
+from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, LoraSpec, Recipe, finetune, load_recipe
+
+__all__ = ["FinetuneOptions", "FinetuneResult", "LoraSpec", "Recipe", "finetune", "load_recipe"]

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fusionbench.api.plugins import TASKPOOLS
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.finetune.loop import FinetuneOptions, LoraSpec, Recipe, finetune
+from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
 from fusionbench.utils.quiet import quiet_libraries
 

@@ -1,0 +1,42 @@
+"""`fusionbench list`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+
+CONFIG_GROUPS = {"modelpools": "modelpool", "taskpools": "taskpool"}  # kinds with shipped YAML options
+
+
+def handle(words: list[str]) -> int:
+    from fusionbench.api.plugins import REGISTRIES
+    from fusionbench.config.compose import packaged_options
+
+    if len(words) > 1:
+        raise ConfigError(f"list takes one word, got {len(words)} ({' '.join(words)[:80]}); choose one of: {choices_text(REGISTRIES)}")
+    if not words or words[0] not in REGISTRIES:
+        given = words[0] if words else ""
+        raise ConfigError(f"list what?{did_you_mean(given, REGISTRIES)} Choose one of: {choices_text(REGISTRIES)}")
+    kind = words[0]
+    registry = REGISTRIES[kind]
+    table = Table(title=f"registered {kind}")
+    for column in ("name", "description", "reference", "source"):
+        table.add_column(column, overflow="fold")
+    for name in registry.names():
+        cls = registry.get(name)
+        table.add_row(name, cls.description, cls.reference, registry.source(name))
+    console = Console()
+    console.print(table)
+    if kind in CONFIG_GROUPS:
+        console.print(f"configs shipped ({CONFIG_GROUPS[kind]}=OPTION): {', '.join(packaged_options(CONFIG_GROUPS[kind]))}")
+    return 0
+
+
+HELP = """\
+usage: fusionbench list methods|modelpools|taskpools|families|requirements
+
+Print every registered method, model pool, task pool, model family or requirement with its
+one-line description, paper reference and where it comes from (built-in, entry point or plugin).
+"""

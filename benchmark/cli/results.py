@@ -1,0 +1,76 @@
+"""`fusionbench results`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from fusionbench.api.errors import ConfigError
+
+
+@dataclass
+class ResultsSchema:
+    """Top-level keys of ``fusionbench results``."""
+
+    store: Optional[str] = None
+    method: Optional[str] = None
+    pool: Optional[str] = None
+    taskpool: Optional[str] = None
+    task: Optional[str] = None
+    split: Optional[str] = None
+    format: str = "table"  # table | csv | json
+    out: Optional[str] = None
+    summaries: list[str] = field(default_factory=list)  # for `results compare`
+
+
+def handle(words: list[str]) -> int:
+    from fusionbench.config.compose import compose
+    from fusionbench.engine.store import ResultStore, export
+    from fusionbench.sweep.aggregate import compare_table
+    from fusionbench.sweep.protocol import default_store, load_summary
+
+    compare = bool(words) and words[0] == "compare"
+    cfg = compose(words[1:] if compare else words, ResultsSchema, groups=())
+    if compare:
+        if not cfg.summaries:
+            raise ConfigError("results compare needs summaries=[DIR,...]: the output directories (or summary.json files) of sweeps")
+        Console().print(compare_table([load_summary(p) for p in cfg.summaries]))
+        return 0
+    if cfg.format not in ("table", "csv", "json"):
+        raise ConfigError(f"format={cfg.format!r} is not valid; choose table, csv or json")
+    filters = {k: cfg[k] for k in ("method", "pool", "taskpool", "task", "split") if cfg[k] is not None}
+    path = Path(cfg.store).expanduser() if cfg.store else default_store()
+    if not path.exists():
+        raise ConfigError(f"store {str(path)!r} does not exist; run a sweep first or give store=PATH")
+    with ResultStore(path) as store:
+        rows = list(store.rows(**filters))
+    if cfg.format == "table":
+        table = Table(title=f"{len(rows)} stored results in {path}")
+        for column in ("method", "params", "pool", "subset", "task", "split", "value", "stderr", "n"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(r["method"], json.dumps(r["params"]), r["pool"], ",".join(r["subset"]), r["task"], r["split"], f"{r['value']:.4f}", f"{r['stderr']:.4f}", str(r["n"]))
+        Console().print(table)
+        return 0
+    text = export(rows, cfg.format)
+    if cfg.out:
+        Path(cfg.out).write_text(text)
+        print(f"{len(rows)} rows written to {cfg.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+HELP = """\
+usage: fusionbench results [store=PATH] [method=M] [pool=P] [taskpool=T] [task=X] [split=S] [format=table|csv|json] [out=FILE]
+       fusionbench results compare summaries=[DIR,...]
+
+Query and export the result store, or put several sweeps side by side in the Table-1
+layout (one row per method, one column per model pool).
+"""

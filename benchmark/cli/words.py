@@ -1,0 +1,13 @@
+"""Reading the words of a command line shared by several verbs."""
+
+from __future__ import annotations
+
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+
+
+def subcommand(words: list[str], verb: str, actions: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The action word after ``verb`` and the words that follow it."""
+    if not words or words[0] not in actions:
+        given = words[0] if words else ""
+        raise ConfigError(f"{verb} what?{did_you_mean(given, actions)} Choose one of: {choices_text(actions)}")
+    return words[0], words[1:]
