@@ -26,7 +26,8 @@ from fusionbench.api.families import TextToTextModel
 from fusionbench.api.plugins import MODELPOOLS
 from fusionbench.cli.main import main
 from fusionbench.config.compose import load_option, validate
-from fusionbench.finetune.loop import FinetuneOptions, LoraSpec, Recipe, finetune, load_recipe, load_taskpool
+from fusionbench.finetune.loop import FinetuneOptions, finetune, load_taskpool
+from fusionbench.finetune.recipes import LoraSpec, Recipe, load_recipe
 from fusionbench.finetune.trainee import read_linearized
 from fusionbench.modelpools.clip import CLIPVisionTower
 from fusionbench.models.linearize import LinearizedLoraLinear, LinearizedModel

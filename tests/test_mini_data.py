@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fusionbench.mini import text_data as td
+from fusionbench.mini import text_language as tl
 from fusionbench.mini import vision_data as vd
 
 
@@ -132,12 +133,12 @@ def test_text_examples_are_deterministic_and_balanced(task: str) -> None:
 def test_fact_semantics() -> None:
     rng = np.random.default_rng(7)
     for _ in range(200):
-        f = td.sample_fact(rng)
-        assert td.entails(f, f) and td.entails(f, td.drop_modifiers(f, rng))
+        f = tl.sample_fact(rng)
+        assert tl.entails(f, f) and tl.entails(f, tl.drop_modifiers(f, rng))
         for component in ("subj", "obj", "verb", "neg", "number"):
-            assert not td.entails(f, td.change(f, component, rng))
-        assert td.change(f, "neg", rng).sentiment != f.sentiment
-        assert td.realize(f, td.Surface(True, 0, 0, 0)) != td.realize(f, td.Surface(False, 0, 0, 0))
+            assert not tl.entails(f, tl.change(f, component, rng))
+        assert tl.change(f, "neg", rng).sentiment != f.sentiment
+        assert tl.realize(f, tl.Surface(True, 0, 0, 0)) != tl.realize(f, tl.Surface(False, 0, 0, 0))
 
 
 def test_sentiment_flips_with_negation_and_antonym() -> None:
@@ -158,7 +159,7 @@ def test_paraphrases_and_duplicates_are_reworded() -> None:
 
 def test_cola_negatives_are_never_realisations() -> None:
     rng = np.random.default_rng(10)
-    grammatical = {td.realize(td.sample_fact(rng), td.Surface.sample(rng)) for _ in range(20000)}
+    grammatical = {tl.realize(tl.sample_fact(rng), tl.Surface.sample(rng)) for _ in range(20000)}
     examples = td.sample_examples("cola", 400, rng)
     assert not any(e["label"] == 0 and e["sentence"] in grammatical for e in examples)
     assert sum(e["label"] == 1 and e["sentence"] in grammatical for e in examples) > 0
@@ -187,9 +188,9 @@ def test_rte_hypotheses_are_a_conjunct_or_one_with_its_negation_flipped() -> Non
 
 def test_cola_negatives_break_agreement_or_omit_one_word() -> None:
     rng = np.random.default_rng(13)
-    lengths = {len(td.realize(td.sample_fact(rng), td.Surface.sample(rng)).split()) for _ in range(5000)}
+    lengths = {len(tl.realize(tl.sample_fact(rng), tl.Surface.sample(rng)).split()) for _ in range(5000)}
     for e in td.sample_examples("cola", 300, rng):
         words = str(e["sentence"]).split()
         if e["label"] == 0:
-            agreement = any(w in td._AGREEMENT_SWAP for w in words)
+            agreement = any(w in tl.AGREEMENT_SWAP for w in words)
             assert agreement or len(words) + 1 in lengths

@@ -20,28 +20,21 @@ Each analysis writes its numbers (CSV / JSON), a PNG figure and the resolved con
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import io
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fusionbench.analysis.outputs import analysis_pool, curves_csv, curves_plot, finish_analysis, heatmap, interference_csv, matrix_csv, start_analysis, write_atomic
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
-from fusionbench.api.plugins import MODELPOOLS, TASKPOOLS
+from fusionbench.api.plugins import TASKPOOLS
 from fusionbench.api.taskpool import SPLITS
-from fusionbench.engine.build import check_writable, resolve_device
 from fusionbench.engine.report import benchmark_family
-from fusionbench.utils.jsonio import write_json_atomic
 
 # Mean off-diagonal task-vector cosine similarity from the L-LoRA paper's released result files
 # (seven tasks per family; also in the project's reference anchors, llora_paper.cosine_similarity_mean_offdiag).
@@ -221,135 +214,11 @@ def interference(
     }
 
 
-# ------------------------------------------------------------------ outputs
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Let ``write`` fill a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def matrix_csv(labels: list[str], matrix: np.ndarray) -> str:
-    """A labelled square matrix as CSV (first row and column: the labels)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["task", *labels])
-    for label, row in zip(labels, matrix):
-        writer.writerow([label, *(f"{v:.6f}" for v in row)])
-    return buffer.getvalue()
-
-
-def _heatmap(
-    path: Path, matrix: np.ndarray, xlabels: list[str], ylabels: list[str], title: str, xlabel: str, ylabel: str, colorbar: str, annotate: bool,
-    diverging: bool = False,
-) -> None:
-    """A heatmap PNG; ``diverging``: a blue-white-red scale centred on zero (for changes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.55 * max(len(xlabels), len(ylabels)) + 2.0)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
-    reach = float(np.nanmax(np.abs(matrix))) or 1.0
-    scale: dict[str, Any] = {"cmap": "coolwarm", "vmin": -reach, "vmax": reach} if diverging else {"cmap": "viridis"}
-    image = ax.imshow(matrix, origin="upper" if annotate else "lower", aspect="equal", **scale)
-    ax.set_xticks(range(len(xlabels)), xlabels, rotation=45 if annotate else 0, ha="right" if annotate else "center")
-    ax.set_yticks(range(len(ylabels)), ylabels)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if annotate:
-        middle = (np.nanmin(matrix) + np.nanmax(matrix)) / 2
-        for i in range(matrix.shape[0]):
-            for j in range(matrix.shape[1]):
-                light = diverging or matrix[i, j] > middle
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8, color="black" if light else "white")
-    fig.colorbar(image, ax=ax, label=colorbar, shrink=0.8)
-    fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-
-
-def curves_csv(tasks: list[str], lambdas: list[float], curves: dict[str, np.ndarray]) -> str:
-    """One row per curve and task: curve, task, then the score at each lambda."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["curve", "task", *(f"{lam:g}" for lam in lambdas)])
-    for name, matrix in curves.items():
-        for task, row in zip(tasks, matrix):
-            writer.writerow([name, task, *(f"{v:.6f}" for v in row)])
-    return buffer.getvalue()
-
-
-def _curves_plot(path: Path, tasks: list[str], lambdas: list[float], curves: dict[str, np.ndarray], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, (name, matrix), heading in zip(axes, curves.items(), ("each task vector alone", "sum of all task vectors")):
-        for task, row in zip(tasks, matrix):
-            ax.plot(lambdas, row, marker="o", markersize=3, linewidth=1, label=task)
-        ax.plot(lambdas, matrix.mean(axis=0), color="black", linewidth=2.5, label="mean")
-        ax.set_title(heading)
-        ax.set_xlabel("λ")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("score on the task")
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-
-
-def interference_csv(tasks: list[str], numbers: dict[str, np.ndarray]) -> str:
-    """One row per task scored: base, the change under each task vector alone, own gain, cost
-    from the others, additive prediction and the score under the sum."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["task", "base", *(f"change_by_{t}" for t in tasks), "own_gain", "cross_change", "additive", "sum"])
-    for j, task in enumerate(tasks):
-        row = [numbers["base"][j], *numbers["change"][:, j], numbers["own"][j], numbers["cross"][j], numbers["additive"][j], numbers["sum"][j]]
-        writer.writerow([task, *(f"{v:.6f}" for v in row)])
-    return buffer.getvalue()
-
-
-def _output_dir(cfg: DictConfig, kind: str) -> Path:
-    if cfg.output_dir:
-        return Path(cfg.output_dir).expanduser()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("outputs") / f"analysis-{stamp}-{kind}-{cfg.modelpool.name}"
-
-
-def _pool(cfg: DictConfig, device: str) -> ModelPool:
-    return MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)  # type: ignore[no-any-return]
-
-
-def _prepare(cfg: DictConfig, kind: str) -> tuple[str, Path]:
-    device = resolve_device(cfg.device)
-    out = _output_dir(cfg, kind)
-    check_writable(out)
-    return device, out
-
-
-def _finish(out: Path, cfg: DictConfig, name: str, result: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    write_json_atomic(out / name, result)
-
-
 # ------------------------------------------------------------------ commands
 def analyze_cosine(cfg: DictConfig) -> dict[str, Any]:
     """Task-vector cosine matrix of a pool: cosine.csv, cosine.png, cosine.json in the output directory."""
-    device, out = _prepare(cfg, "cosine")
-    pool = _pool(cfg, device)
+    device, out = start_analysis(cfg, "cosine")
+    pool = analysis_pool(cfg, device)
     if len(pool.tasks) < 2:
         raise ConfigError(f"pool {cfg.modelpool.name!r} has {len(pool.tasks)} task(s); the cosine matrix needs at least 2")
     matrix = cosine_matrix(pool)
@@ -358,10 +227,10 @@ def analyze_cosine(cfg: DictConfig) -> dict[str, Any]:
         "modelpool": str(cfg.modelpool.name), "family": family, "mode": pool.mode, "tasks": pool.tasks,
         "cosine": matrix.tolist(), "mean_offdiag": mean_offdiag(matrix), "paper_mean_offdiag": paper_cosine(family, pool.mode),
     }
-    _finish(out, cfg, "cosine.json", result)
-    _atomic(out / "cosine.csv", lambda tmp: tmp.write_text(matrix_csv(pool.tasks, matrix)))
+    finish_analysis(out, cfg, "cosine.json", result)
+    write_atomic(out / "cosine.csv", lambda tmp: tmp.write_text(matrix_csv(pool.tasks, matrix)))
     title = f"task-vector cosine similarity\n{cfg.modelpool.name} ({pool.mode}), mean off-diagonal {result['mean_offdiag']:.3f}"
-    _heatmap(out / "cosine.png", matrix, pool.tasks, pool.tasks, title, "", "", "cosine similarity", annotate=True)
+    heatmap(out / "cosine.png", matrix, pool.tasks, pool.tasks, title, "", "", "cosine similarity", annotate=True)
     return {**result, "output_dir": str(out)}
 
 
@@ -407,8 +276,8 @@ def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
     """Weight disentanglement error of two tasks over a grid: disentanglement.json and disentanglement.png."""
     _check_split(cfg.split)
     grid = _coefficients(cfg.grid, "grid", "[-1,-0.5,0,0.5,1]")
-    device, out = _prepare(cfg, "disentanglement")
-    pool = _pool(cfg, device)
+    device, out = start_analysis(cfg, "disentanglement")
+    pool = analysis_pool(cfg, device)
     a, b = _two_tasks(cfg.tasks, pool)
     taskpool = _taskpool_for(cfg, device, [a, b])
     with _progress() as progress:
@@ -419,10 +288,10 @@ def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
         "tasks": [a, b], "grid": grid, "xi": error["xi"].tolist(), "per_task": {a: error[a].tolist(), b: error[b].tolist()},
         "mean_xi": float(error["xi"].mean()),
     }
-    _finish(out, cfg, "disentanglement.json", result)
+    finish_analysis(out, cfg, "disentanglement.json", result)
     ticks = [f"{v:g}" for v in grid]
     title = f"weight disentanglement error, {cfg.modelpool.name} ({pool.mode})\n{a} vs {b}, mean {result['mean_xi']:.3f}"
-    _heatmap(out / "disentanglement.png", error["xi"], ticks, ticks, title, f"λ2 ({b})", f"λ1 ({a})", "ξ(λ1, λ2)", annotate=False)
+    heatmap(out / "disentanglement.png", error["xi"], ticks, ticks, title, f"λ2 ({b})", f"λ1 ({a})", "ξ(λ1, λ2)", annotate=False)
     return {**result, "output_dir": str(out)}
 
 
@@ -430,8 +299,8 @@ def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
     """Scores along each task vector and along their sum: scaling.json, scaling.csv and scaling.png."""
     _check_split(cfg.split)
     lambdas = _coefficients(cfg.lambdas, "lambdas", "[0,0.25,0.5,0.75,1]")
-    device, out = _prepare(cfg, "scaling")
-    pool = _pool(cfg, device)
+    device, out = start_analysis(cfg, "scaling")
+    pool = analysis_pool(cfg, device)
     taskpool = _taskpool_for(cfg, device, pool.tasks)
     with _progress() as progress:
         bar = progress.add_task(f"scaling {cfg.modelpool.name}", total=(len(pool.tasks) + 1) * len(lambdas))
@@ -442,9 +311,9 @@ def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
         **{name: {t: row.tolist() for t, row in zip(pool.tasks, matrix)} for name, matrix in curves.items()},
         **{f"mean_{name}": matrix.mean(axis=0).tolist() for name, matrix in curves.items()},
     }
-    _finish(out, cfg, "scaling.json", result)
-    _atomic(out / "scaling.csv", lambda tmp: tmp.write_text(curves_csv(pool.tasks, lambdas, curves)))
-    _curves_plot(out / "scaling.png", pool.tasks, lambdas, curves, f"scores along the task vectors, {cfg.modelpool.name} ({pool.mode}), {cfg.split} split")
+    finish_analysis(out, cfg, "scaling.json", result)
+    write_atomic(out / "scaling.csv", lambda tmp: tmp.write_text(curves_csv(pool.tasks, lambdas, curves)))
+    curves_plot(out / "scaling.png", pool.tasks, lambdas, curves, f"scores along the task vectors, {cfg.modelpool.name} ({pool.mode}), {cfg.split} split")
     return {**result, "output_dir": str(out)}
 
 
@@ -455,8 +324,8 @@ def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
     lam = float(cfg.scaling_factor)
     if not np.isfinite(lam):
         raise ConfigError(f"scaling_factor={lam} must be a finite number, e.g. scaling_factor=0.3")
-    device, out = _prepare(cfg, "interference")
-    pool = _pool(cfg, device)
+    device, out = start_analysis(cfg, "interference")
+    pool = analysis_pool(cfg, device)
     taskpool = _taskpool_for(cfg, device, pool.tasks)
     with _progress() as progress:
         bar = progress.add_task(f"interference {cfg.modelpool.name}", total=len(pool.tasks) + 2)
@@ -469,8 +338,8 @@ def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
         **{name: dict(zip(tasks, numbers[name].tolist())) for name in ("base", "own", "cross", "additive", "sum")},
         **{f"mean_{name}": float(numbers[name].mean()) for name in ("base", "own", "cross", "additive", "sum")},
     }
-    _finish(out, cfg, "interference.json", result)
-    _atomic(out / "interference.csv", lambda tmp: tmp.write_text(interference_csv(tasks, numbers)))
+    finish_analysis(out, cfg, "interference.json", result)
+    write_atomic(out / "interference.csv", lambda tmp: tmp.write_text(interference_csv(tasks, numbers)))
     title = f"score change under one task vector (λ={lam:g}), {cfg.modelpool.name} ({pool.mode}), {cfg.split} split"
-    _heatmap(out / "interference.png", numbers["change"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
+    heatmap(out / "interference.png", numbers["change"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
     return {**result, "output_dir": str(out)}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 def handle(words: list[str]) -> int:
     from fusionbench.config.compose import compose
-    from fusionbench.profiling.measure import ProfileSchema, profile, render
+    from fusionbench.profiling.measure import ProfileSchema, profile
+    from fusionbench.profiling.tables import render
 
     data = profile(compose(words, ProfileSchema, groups=()))
     render(data)

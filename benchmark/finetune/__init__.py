@@ -4,6 +4,7 @@
 describe how, ``FinetuneOptions`` where and how fast.
 """
 
-from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, LoraSpec, Recipe, finetune, load_recipe
+from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, finetune
+from fusionbench.finetune.recipes import LoraSpec, Recipe, load_recipe
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "LoraSpec", "Recipe", "finetune", "load_recipe"]

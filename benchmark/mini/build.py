@@ -18,24 +18,21 @@ manifest of the current format is never used. ``reduced=True`` builds a tiny wor
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-import time
 import zlib
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from fusionbench.api.errors import DataError
 from fusionbench.mini import bases, text_data, vision_data
+from fusionbench.mini.build_steps import StepTimer, atomic_dir, library_progress_bars_off, library_versions, progress_bar, write_json
 from fusionbench.mini.tokenization import train_clip_tokenizer, train_t5_tokenizer
 from fusionbench.utils.cache import home
 
@@ -65,6 +62,9 @@ SIZES: dict[tuple[str, bool], WorldSize] = {
     ("text", False): WorldSize(8000, 300, 500, 4000, 700, 64),
     ("text", True): WorldSize(48, 16, 32, 64, 4, 16),
 }
+
+
+Filler = Callable[[Path, WorldSize, int, Progress, StepTimer], dict[str, Any]]
 
 
 def _rng(seed: int, *stream: object) -> np.random.Generator:
@@ -115,111 +115,26 @@ def _spec(kind: str, seed: int, reduced: bool) -> dict[str, Any]:
     return {"kind": kind, "seed": seed, "reduced": reduced, "size": asdict(SIZES[(kind, reduced)])}
 
 
-# ----------------------------------------------------------------------- helpers
-def _progress(quiet: bool, console: Console | None) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-    )
-
-
-class _Timer:
-    """Wall and CPU seconds per named phase (CPU time shows the cost on a machine others share)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.cpu_seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        yield
-        self.seconds[name] = round(time.perf_counter() - wall, 2)
-        self.cpu_seconds[name] = round(time.process_time() - cpu, 2)
-
-
-@contextmanager
-def _library_progress_bars_off() -> Iterator[None]:
-    """Silence the progress bars of datasets and transformers (the build shows its own)."""
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    datasets_were_on = datasets.is_progress_bar_enabled()
-    hf_was_on = hf_logging.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if datasets_were_on:
-            datasets.enable_progress_bars()
-        if hf_was_on:
-            hf_logging.enable_progress_bar()
-
-
-@contextmanager
-def _atomic_dir(final: Path) -> Iterator[Path]:
-    """A fresh temporary folder beside ``final`` that replaces it when the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-            os.replace(final, old / "world")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _versions() -> dict[str, str]:
-    import datasets
-    import tokenizers
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "datasets": datasets.__version__,
-        "numpy": np.__version__,
-    }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-Filler = Callable[[Path, WorldSize, int, Progress, _Timer], dict[str, Any]]
-
-
 def _build(kind: str, seed: int, reduced: bool, force: bool, quiet: bool, console: Console | None, fill: Filler) -> Path:
     """Reuse the world if it is complete and current, else ``fill`` a temporary folder and move it into place."""
     final = world_dir(kind, seed, reduced)
     if not force and _is_current(final, kind, seed, reduced):
         return final
-    timer = _Timer()
-    with _atomic_dir(final) as tmp, _library_progress_bars_off(), _progress(quiet, console) as progress:
+    timer = StepTimer()
+    with atomic_dir(final) as tmp, library_progress_bars_off(), progress_bar(quiet, console) as progress:
         with timer.phase("total"):
             results = fill(tmp, SIZES[(kind, reduced)], seed, progress, timer)
         manifest = {
             "format": FORMAT,
             "spec": _spec(kind, seed, reduced),
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": library_versions(),
             "torch_threads": torch.get_num_threads(),
             "seconds": timer.seconds,
             "cpu_seconds": timer.cpu_seconds,
             **results,
         }
-        _write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / "manifest.json", manifest)
     return final
 
 
@@ -243,7 +158,7 @@ def _render(scenes: list[vision_data.Scene], rng: np.random.Generator, step: Cal
     return images
 
 
-def _fill_vision(root: Path, size: WorldSize, seed: int, progress: Progress, timer: _Timer) -> dict[str, Any]:
+def _fill_vision(root: Path, size: WorldSize, seed: int, progress: Progress, timer: StepTimer) -> dict[str, Any]:
     import datasets
     from transformers import CLIPProcessor
 
@@ -268,7 +183,7 @@ def _fill_vision(root: Path, size: WorldSize, seed: int, progress: Progress, tim
                 {split: datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
                  for split, (images, labels) in splits[name].items()}  # fmt: skip
             ).save_to_disk(str(root / "data" / name))
-        _write_json(root / "tasks.json", vision_tasks_json())
+        write_json(root / "tasks.json", vision_tasks_json())
     with timer.phase("tokenizer"):
         rng = _rng(seed, "vision", "tokenizer")
         corpus = [vision_data.caption(s, rng).text for s in pretrain_scenes] + [
@@ -332,7 +247,7 @@ def _text_features(task: text_data.TextTask) -> Any:
     return datasets.Features({**{f: datasets.Value("string") for f in task.fields}, "label": label, "idx": datasets.Value("int32")})
 
 
-def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer: _Timer) -> dict[str, Any]:
+def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer: StepTimer) -> dict[str, Any]:
     import datasets
 
     tasks = text_data.TEXT_TASKS
@@ -356,7 +271,7 @@ def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer
             datasets.DatasetDict(
                 {split: datasets.Dataset.from_list(rows, features=_text_features(task)) for split, rows in columns.items()}
             ).save_to_disk(str(root / "data" / name))
-        _write_json(root / "tasks.json", text_tasks_json())
+        write_json(root / "tasks.json", text_tasks_json())
     with timer.phase("tokenizer"):
         corpus = [
             text

@@ -27,220 +27,27 @@ from typing import Callable, Optional
 import numpy as np
 from scipy.stats import spearmanr
 
-# ------------------------------------------------------------------------- lexicon
-ANIMATE = {
-    "cat": "cats", "dog": "dogs", "bird": "birds", "child": "children",
-    "teacher": "teachers", "farmer": "farmers", "doctor": "doctors", "student": "students",
-}  # fmt: skip
-THINGS = {
-    "ball": "balls", "book": "books", "car": "cars", "apple": "apples",
-    "song": "songs", "film": "films", "garden": "gardens", "letter": "letters",
-}  # fmt: skip
-NOUNS = {**ANIMATE, **THINGS}
-PLURAL_TO_NOUN = {plural: noun for noun, plural in NOUNS.items()}
-ADJECTIVES: dict[str, tuple[str, ...]] = {
-    "small": ("small", "little"), "big": ("big", "large"), "old": ("old", "ancient"), "new": ("new", "modern"),
-    "red": ("red",), "green": ("green",), "quick": ("quick", "fast"), "quiet": ("quiet", "silent"),
-}  # fmt: skip
-# meaning -> (polarity, synonyms as (third person singular, base form, participle))
-VERBS: dict[str, tuple[int, tuple[tuple[str, str, str], ...]]] = {
-    "like": (1, (("likes", "like", "liked"), ("enjoys", "enjoy", "enjoyed"))),
-    "dislike": (0, (("dislikes", "dislike", "disliked"), ("resents", "resent", "resented"))),
-    "love": (1, (("loves", "love", "loved"), ("adores", "adore", "adored"))),
-    "hate": (0, (("hates", "hate", "hated"), ("detests", "detest", "detested"))),
-    "praise": (1, (("praises", "praise", "praised"), ("admires", "admire", "admired"))),
-    "blame": (0, (("blames", "blame", "blamed"), ("criticizes", "criticize", "criticized"))),
-}
-ANTONYM = {"like": "dislike", "dislike": "like", "love": "hate", "hate": "love", "praise": "blame", "blame": "praise"}
-ADJUNCTS = ("in the park", "at home", "at school", "in the morning", "at night", "every day")
-POSITIVE_WORDS = frozenset(form for pol, forms in VERBS.values() if pol == 1 for f in forms for form in f)
-_AGREEMENT_SWAP = {
-    **{s: b for _, forms in VERBS.values() for s, b, _ in forms},
-    **{b: s for _, forms in VERBS.values() for s, b, _ in forms},
-    "does": "do", "do": "does", "is": "are", "are": "is",
-}  # fmt: skip
-
-SUBJECT_ADJ_RATE, OBJECT_ADJ_RATE, ADJUNCT_RATE = 0.2, 0.2, 0.15
-NEGATION_RATE, PASSIVE_RATE, ANIMATE_OBJECT_RATE = 0.4, 0.3, 0.3
-RTE_NEGATION_RATE = 0.45  # near 0.5, so that whether a hypothesis is negated says little about its label
-
-
-# --------------------------------------------------------------------------- facts
-@dataclass(frozen=True)
-class Phrase:
-    """A definite noun phrase: noun (singular lemma), number, optional adjective meaning."""
-
-    noun: str
-    plural: bool = False
-    adj: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Fact:
-    """``subj`` feels ``verb`` (negated if ``neg``) about ``obj``, optionally ``adjunct``."""
-
-    subj: Phrase
-    verb: str
-    neg: bool
-    obj: Phrase
-    adjunct: Optional[str] = None
-
-    @property
-    def sentiment(self) -> int:
-        """1 positive, 0 negative: the verb's polarity, flipped by negation."""
-        return VERBS[self.verb][0] ^ int(self.neg)
-
-
-def _pick(rng: np.random.Generator, items: tuple[str, ...] | list[str], exclude: Optional[str] = None) -> str:
-    choices = [x for x in items if x != exclude]
-    return choices[int(rng.integers(len(choices)))]
-
-
-def _phrase(rng: np.random.Generator, animate: bool, adj_rate: float, exclude: Optional[str] = None) -> Phrase:
-    noun = _pick(rng, tuple(ANIMATE if animate else THINGS), exclude)
-    adj = _pick(rng, tuple(ADJECTIVES)) if rng.random() < adj_rate else None
-    return Phrase(noun, bool(rng.random() < 0.3), adj)
-
-
-def sample_fact(rng: np.random.Generator, neg_rate: float = NEGATION_RATE) -> Fact:
-    """A fact from the world's one distribution."""
-    subj = _phrase(rng, True, SUBJECT_ADJ_RATE)
-    obj = _phrase(rng, bool(rng.random() < ANIMATE_OBJECT_RATE), OBJECT_ADJ_RATE, exclude=subj.noun)
-    adjunct = _pick(rng, ADJUNCTS) if rng.random() < ADJUNCT_RATE else None
-    return Fact(subj, _pick(rng, tuple(VERBS)), bool(rng.random() < neg_rate), obj, adjunct)
-
-
-# --------------------------------------------------------------------- realisation
-@dataclass(frozen=True)
-class Surface:
-    """Surface choices of a realisation: voice and synonym indices."""
-
-    passive: bool
-    verb_form: int
-    subj_adj: int
-    obj_adj: int
-
-    @staticmethod
-    def sample(rng: np.random.Generator, passive_rate: float = PASSIVE_RATE) -> Surface:
-        return Surface(bool(rng.random() < passive_rate), *(int(x) for x in rng.integers(0, 2, size=3)))
-
-
-def _np(p: Phrase, synonym: int) -> list[str]:
-    adj = [] if p.adj is None else [ADJECTIVES[p.adj][synonym % len(ADJECTIVES[p.adj])]]
-    return ["the", *adj, NOUNS[p.noun] if p.plural else p.noun]
-
-
-def _clause(f: Fact, s: Surface) -> tuple[list[str], int]:
-    """Tokens of a declarative clause (no final period) and the index of its finite verb."""
-    third, base, participle = VERBS[f.verb][1][s.verb_form]
-    subj, obj = _np(f.subj, s.subj_adj), _np(f.obj, s.obj_adj)
-    adjunct = f.adjunct.split() if f.adjunct else []
-    if s.passive:
-        head = obj + ["are" if f.obj.plural else "is"]
-        return head + (["not"] if f.neg else []) + [participle, "by"] + subj + adjunct, len(obj)
-    if f.neg:
-        return subj + ["do" if f.subj.plural else "does", "not", base] + obj + adjunct, len(subj)
-    return subj + [base if f.subj.plural else third] + obj + adjunct, len(subj)
-
-
-def realize(f: Fact, s: Surface) -> str:
-    """The sentence stating ``f`` with surface ``s``."""
-    return " ".join(_clause(f, s)[0] + ["."])
-
-
-QUESTION_TYPES = ("yesno", "who", "what")
-
-
-def question(f: Fact, qtype: str, s: Surface) -> str:
-    """A question about ``f`` (negation ignored): yes/no, or asking for the subject / object."""
-    third, base, participle = VERBS[f.verb][1][s.verb_form]
-    subj, obj = _np(f.subj, s.subj_adj), _np(f.obj, s.obj_adj)
-    adjunct = f.adjunct.split() if f.adjunct else []
-    be = "are" if f.obj.plural else "is"
-    do = "do" if f.subj.plural else "does"
-    if qtype == "yesno":
-        words = [be, *obj, participle, "by", *subj] if s.passive else [do, *subj, base, *obj]
-    elif qtype == "who":
-        words = ["by", "whom", be, *obj, participle] if s.passive else ["who", third, *obj]
-    elif qtype == "what":
-        words = ["what", "is", participle, "by", *subj] if s.passive else ["what", do, *subj, base]
-    else:
-        raise ValueError(f"unknown question type {qtype!r}")
-    return " ".join(words + adjunct + ["?"])
-
-
-def question_key(f: Fact, qtype: str) -> tuple[object, ...]:
-    """What a question asks, regardless of wording: the fact minus the asked slot and negation."""
-    subj = None if qtype == "who" else f.subj
-    obj = None if qtype == "what" else f.obj
-    return (qtype, subj, f.verb, obj, f.adjunct)
-
-
-# ----------------------------------------------------------------- perturbations
-def _other_phrase(p: Phrase, rng: np.random.Generator, animate: bool, avoid: str) -> Phrase:
-    nouns = tuple(n for n in (ANIMATE if animate else NOUNS) if n not in (p.noun, avoid))
-    return replace(p, noun=_pick(rng, nouns))
-
-
-def _changed_adj(adj: Optional[str], rng: np.random.Generator) -> Optional[str]:
-    """Another adjective meaning, or none instead of one, or one instead of none."""
-    if adj is None:
-        return _pick(rng, tuple(ADJECTIVES))
-    return None if rng.random() < 0.3 else _pick(rng, tuple(ADJECTIVES), exclude=adj)
-
-
-def change(f: Fact, component: str, rng: np.random.Generator) -> Fact:
-    """``f`` with one meaning component changed (the result always means something else)."""
-    if component == "subj":
-        return replace(f, subj=_other_phrase(f.subj, rng, True, f.obj.noun))
-    if component == "obj":
-        return replace(f, obj=_other_phrase(f.obj, rng, f.obj.noun in ANIMATE, f.subj.noun))
-    if component == "subj_adj":
-        return replace(f, subj=replace(f.subj, adj=_changed_adj(f.subj.adj, rng)))
-    if component == "obj_adj":
-        return replace(f, obj=replace(f.obj, adj=_changed_adj(f.obj.adj, rng)))
-    if component == "verb":
-        polarity = VERBS[f.verb][0]
-        return replace(f, verb=_pick(rng, tuple(v for v in VERBS if VERBS[v][0] == polarity), exclude=f.verb))
-    if component == "neg":
-        return replace(f, neg=not f.neg)
-    if component == "adjunct":
-        return replace(f, adjunct=None if f.adjunct and rng.random() < 0.3 else _pick(rng, ADJUNCTS, exclude=f.adjunct))
-    if component == "number":
-        return replace(f, subj=replace(f.subj, plural=not f.subj.plural))
-    if component == "roles":  # only meaningful with an animate object
-        return replace(f, subj=f.obj, obj=f.subj)
-    raise ValueError(f"unknown component {component!r}")
-
-
-def drop_modifiers(f: Fact, rng: np.random.Generator, rate: float = 0.5) -> Fact:
-    """``f`` with each present modifier dropped with probability ``rate`` (what remains is entailed)."""
-
-    def keep() -> bool:
-        return bool(rng.random() >= rate)
-
-    return Fact(
-        replace(f.subj, adj=f.subj.adj if f.subj.adj and keep() else None),
-        f.verb,
-        f.neg,
-        replace(f.obj, adj=f.obj.adj if f.obj.adj and keep() else None),
-        f.adjunct if f.adjunct and keep() else None,
-    )
-
-
-def entails(f: Fact, h: Fact) -> bool:
-    """``h`` follows from ``f``: the same core, and each of ``h``'s modifiers is absent or ``f``'s."""
-
-    def covers(p: Phrase, q: Phrase) -> bool:
-        return p.noun == q.noun and p.plural == q.plural and q.adj in (None, p.adj)
-
-    return covers(f.subj, h.subj) and covers(f.obj, h.obj) and (f.verb, f.neg) == (h.verb, h.neg) and h.adjunct in (None, f.adjunct)
-
-
-def _reword(surface: Surface, rng: np.random.Generator) -> Surface:
-    """Another wording in the same voice: the verb's other synonym, adjective synonyms redrawn."""
-    return replace(surface, verb_form=1 - surface.verb_form, subj_adj=int(rng.integers(2)), obj_adj=int(rng.integers(2)))
-
+from fusionbench.mini.text_language import (
+    AGREEMENT_SWAP,
+    ANIMATE,
+    ANTONYM,
+    NOUNS,
+    PLURAL_TO_NOUN,
+    POSITIVE_WORDS,
+    QUESTION_TYPES,
+    RTE_NEGATION_RATE,
+    Surface,
+    change,
+    clause,
+    drop_modifiers,
+    other_phrase,
+    pick,
+    question,
+    question_key,
+    realize,
+    reword,
+    sample_fact,
+)
 
 # ------------------------------------------------------------------------ examples
 Example = dict[str, object]
@@ -248,10 +55,10 @@ Example = dict[str, object]
 
 def _cola(label: int, rng: np.random.Generator) -> Example:
     f = sample_fact(rng)
-    tokens, verb = _clause(f, Surface.sample(rng))
+    tokens, verb = clause(f, Surface.sample(rng))
     if label == 0:
         if rng.random() < 0.5:  # agreement: the finite verb in the other number
-            tokens[verb] = _AGREEMENT_SWAP[tokens[verb]]
+            tokens[verb] = AGREEMENT_SWAP[tokens[verb]]
         else:  # omission: an article, the passive's "by" or the finite verb left out
             candidates = [i for i, t in enumerate(tokens) if t in ("the", "by") or i == verb]
             del tokens[candidates[int(rng.integers(len(candidates)))]]
@@ -272,7 +79,7 @@ def _mnli(label: int, rng: np.random.Generator) -> Example:
     elif label == 1:  # neutral: information the premise does not give
         empty = [c for c, v in (("subj_adj", f.subj.adj), ("obj_adj", f.obj.adj), ("adjunct", f.adjunct)) if v is None]
         if empty and rng.random() < 0.6:
-            h = change(drop_modifiers(f, rng), _pick(rng, empty), rng)
+            h = change(drop_modifiers(f, rng), pick(rng, empty), rng)
         else:
             h = drop_modifiers(change(f, "obj", rng), rng)
     else:  # contradiction: negated, or (for a positive statement) the antonym
@@ -290,9 +97,9 @@ def _mrpc(label: int, rng: np.random.Generator) -> Example:
     surface = Surface.sample(rng)
     s1 = realize(f, surface)
     if label == 1:
-        s2 = realize(f, _reword(surface, rng))
+        s2 = realize(f, reword(surface, rng))
     else:
-        kind = _pick(rng, _PARAPHRASE_CHANGES)
+        kind = pick(rng, _PARAPHRASE_CHANGES)
         kind = "obj" if kind == "roles" and f.obj.noun not in ANIMATE else kind
         s2 = realize(change(f, kind, rng), surface)
     return {"sentence1": s1, "sentence2": s2, "label": label}
@@ -300,15 +107,15 @@ def _mrpc(label: int, rng: np.random.Generator) -> Example:
 
 def _qqp(label: int, rng: np.random.Generator) -> Example:
     f = replace(sample_fact(rng), neg=False)
-    qtype = _pick(rng, QUESTION_TYPES)
+    qtype = pick(rng, QUESTION_TYPES)
     surface = Surface.sample(rng)
     q1 = question(f, qtype, surface)
     if label == 1:
-        q2 = question(f, qtype, _reword(surface, rng))
+        q2 = question(f, qtype, reword(surface, rng))
     else:
         while True:
-            other_type = qtype if rng.random() < 0.8 else _pick(rng, QUESTION_TYPES, exclude=qtype)
-            kind = _pick(rng, ("roles", "subj_adj", "obj_adj", "verb", "adjunct"))
+            other_type = qtype if rng.random() < 0.8 else pick(rng, QUESTION_TYPES, exclude=qtype)
+            kind = pick(rng, ("roles", "subj_adj", "obj_adj", "verb", "adjunct"))
             kind = "obj" if kind == "roles" and f.obj.noun not in ANIMATE else kind
             g = change(f, kind, rng)
             if question_key(g, other_type) != question_key(f, qtype):
@@ -320,9 +127,9 @@ def _qqp(label: int, rng: np.random.Generator) -> Example:
 def _rte(label: int, rng: np.random.Generator) -> Example:
     first, second = sample_fact(rng, RTE_NEGATION_RATE), sample_fact(rng, RTE_NEGATION_RATE)
     while second.subj.noun == first.subj.noun:
-        second = replace(second, subj=_other_phrase(second.subj, rng, True, second.obj.noun))
+        second = replace(second, subj=other_phrase(second.subj, rng, True, second.obj.noun))
     surfaces = [Surface.sample(rng), Surface.sample(rng)]
-    clauses = [_clause(x, s)[0] for x, s in zip((first, second), surfaces)]
+    clauses = [clause(x, s)[0] for x, s in zip((first, second), surfaces)]
     premise = " ".join(clauses[0] + ["and"] + clauses[1] + ["."])
     pick = int(rng.random() >= 0.5)
     h = (first, second)[pick]  # entailment: one conjunct; not entailed: that conjunct negated or un-negated

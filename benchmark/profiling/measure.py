@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,18 +28,16 @@ from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-import torch
 from omegaconf import OmegaConf
 from rich.console import Console
-from rich.table import Table
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
-from fusionbench.profiling.workload import FOLDABLE, OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
+from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
+from fusionbench.profiling.workload import OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
 
 SCHEMA = "fusionbench.profile/1"
-GIB, MIB = 2**30, 2**20
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
 # CPU: minutes, not hours; one thread, as a contended multi-threaded CPU step is far noisier
 CPU_DEFAULTS = {"batch_size": 2, "steps": 3, "warmup": 1, "threads": 1}
@@ -228,116 +225,6 @@ def _check_writable(path: Path) -> None:
         raise OutputError(f"cannot write {str(path)!r} ({existing} is not a writable folder); choose another with output=PATH")
 
 
-# ------------------------------------------------------------------- figures
-def static_figures(recipe: Recipe, paradigm: str, seed: int = 0) -> dict[str, Any]:
-    """Table 3's exact figures of a paradigm: parameter counts (built on the meta device) and checkpoint size."""
-    from fusionbench.profiling.workload import apply_paradigm, build_model, checkpoint_bytes, parameter_counts
-
-    model, root = apply_paradigm(*build_model(recipe, "meta", seed), paradigm, recipe)
-    trainable, total = parameter_counts(model)
-    with tempfile.TemporaryDirectory(prefix="fusionbench-ckpt-") as tmp:
-        size = checkpoint_bytes(root, paradigm, recipe, Path(tmp))
-    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
-            "checkpoint_bytes": size, "checkpoint_mib": size / MIB}
-
-
-def phases(paradigm: str) -> tuple[str, ...]:
-    return ("train", "infer", "infer_folded") if paradigm in FOLDABLE else ("train", "infer")
-
-
-def paper_keys(paradigm: str, r: int) -> tuple[str, str]:
-    """(table 3 key, table 4 key) of a paradigm in the paper's figures (anchors.json naming)."""
-    return {
-        "full": ("full", "full"),
-        "linearized": ("full_linearized", "full_linearized"),
-        "lora": (f"lora_r{r}", f"lora_r{r}"),
-        "llora": (f"llora_r{r}", f"llora_r{r}"),
-    }[paradigm]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One figure of a table: our key, and the paper's key(s) in its table (None: not published)."""
-
-    label: str
-    ours: str
-    paper: Optional[tuple[str, ...]]
-    fmt: Callable[[float], str]
-
-
-def _count(v: float) -> str:
-    return f"{v:,.0f}"
-
-
-def _num(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
-
-
-TABLE3 = (
-    Row("trainable params", "trainable", ("trainable",), _count),
-    Row("total params", "total", ("total",), _count),
-    Row("trainable %", "trainable_pct", ("trainable_pct",), _num),
-    Row("checkpoint (MiB)", "checkpoint_mib", ("ckpt_mb",), _num),
-    Row("peak train memory (GiB)", "train_peak_gib", ("vram_gb", "vram_gb_per_gpu_x4"), _num),
-)
-TABLE4 = (
-    Row("train it/s", "train_its", ("train_its",), _num),
-    Row("train peak memory (GiB)", "train_peak_gib", ("train_vram_gb",), _num),
-    Row("inference it/s", "infer_its", ("infer_its",), _num),
-    Row("inference it/s, adapters folded", "infer_folded_its", None, _num),
-    Row("inference peak memory (GiB)", "infer_peak_gib", ("infer_vram_gb",), _num),
-    Row("inference peak, folded (GiB)", "infer_folded_peak_gib", None, _num),
-)
-
-
-def paper_figures(spec: Mapping[str, Any], paradigms: Sequence[str], r: int) -> dict[str, dict[str, dict[str, float]]]:
-    """The paper's published figures per table and paradigm, under the table rows' keys."""
-    paper = spec.get("paper", {})
-    out: dict[str, dict[str, dict[str, float]]] = {"table3": {}, "table4": {}}
-    for table, rows, index in (("table3", TABLE3, 0), ("table4", TABLE4, 1)):
-        published = paper.get(table, {})
-        for paradigm in paradigms:
-            entry = published.get(paper_keys(paradigm, r)[index])
-            if entry is None:
-                continue
-            figures = {}
-            for row in rows:
-                found = [entry[k] for k in row.paper or () if k in entry]
-                if found:
-                    figures[row.ours] = float(found[0])
-            out[table][paradigm] = figures
-    return out
-
-
-FOLDED_REFERENCE = {"infer_folded_its": "infer_its", "infer_folded_peak_gib": "infer_peak_gib"}  # full's model is dense
-
-
-def ratios_to_full(figures: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """Each figure divided by full fine-tuning's same figure (folded inference: by full's inference)."""
-    full = figures.get("full")
-    if not full:
-        return {}
-    out: dict[str, dict[str, float]] = {}
-    for paradigm, values in figures.items():
-        out[paradigm] = {}
-        for key, value in values.items():
-            reference = full.get(FOLDED_REFERENCE.get(key, key))
-            if reference:
-                out[paradigm][key] = value / reference
-    return out
-
-
-def device_info(device: str) -> dict[str, Any]:
-    from fusionbench.utils.provenance import device_name
-
-    info: dict[str, Any] = {"type": torch.device(device).type, "name": device_name(device), "torch": torch.__version__,
-                            "cpu_count": os.cpu_count(), "platform": platform.platform()}
-    if device.startswith("cuda"):
-        info["cuda"] = torch.version.cuda
-        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
-    return info
-
-
 # --------------------------------------------------------------------- profile
 def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
     """Measure every figure of tables 3 and 4 for the composed ``ProfileSchema``; write and return the JSON."""
@@ -402,57 +289,3 @@ def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
     data["output"] = str(settings.output)
     return data
 
-
-# ---------------------------------------------------------------------- tables
-def _cell(value: Optional[float], ratio: Optional[float], fmt: Callable[[float], str]) -> str:
-    if value is None:
-        return "-"
-    return fmt(value) + (f" ({ratio:.2f}x)" if ratio is not None else "")
-
-
-def table(data: Mapping[str, Any], which: str) -> Table:
-    """Table 3 or 4 (``which`` = "table3" | "table4"): per figure, the paper's row and ours, each with its ratio to full."""
-    rows = TABLE3 if which == "table3" else TABLE4
-    paradigms = data["settings"]["paradigms"]
-    paper, paper_ratio = data["paper"][which], data["paper"][f"{which}_ratio_to_full"]
-    ours, ours_ratio = data["ours"], data["ours_ratio_to_full"]
-    device = data["device"]
-    number = "3: fine-tuning statistics" if which == "table3" else "4: training and inference cost"
-    key = data["paper"]["source"].get(f"{which}_key")
-    title = (
-        f"Table {number} - {data['model']} - ours: batch {data['settings']['batch_size']} on {device['name']}; "
-        f"paper: {key + ', batch ' + str(data['settings']['paper_batch_size']) if key else 'no published figures'}"
-    )
-    t = Table(title=title, caption="value (ratio to full fine-tuning of the same source)")
-    t.add_column("figure")
-    t.add_column("source")
-    for p in paradigms:
-        t.add_column(p, justify="right")
-    for row in rows:
-        if row.paper is not None:
-            t.add_row(row.label, "paper", *(_cell(paper.get(p, {}).get(row.ours), paper_ratio.get(p, {}).get(row.ours), row.fmt) for p in paradigms))
-        t.add_row("" if row.paper is not None else row.label, "ours",
-                  *(_cell(ours[p].get(row.ours), ours_ratio.get(p, {}).get(row.ours), row.fmt) for p in paradigms), end_section=True)
-    return t
-
-
-def render(data: Mapping[str, Any], console: Optional[Console] = None) -> None:
-    """Print both tables and the notes needed to read them."""
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 132)
-    console.print(table(data, "table3"))
-    console.print(table(data, "table4"))
-    notes = []
-    if data["device"]["type"] == "cpu":
-        notes.append(f"CPU peak memory is the peak RSS of each measuring process; {data['rss_floor_bytes'] / GIB:.2f} GiB of it "
-                     f"is the floor of a process that only imports torch, transformers and peft.")
-    paper_batch = data["settings"]["paper_batch_size"]
-    if paper_batch is not None and data["settings"]["batch_size"] != paper_batch:
-        notes.append("our batch differs from the paper's: compare ratios to full fine-tuning, not absolute figures.")
-    if data["model"].startswith("clip"):
-        notes.append("the paper's CLIP LoRA counts (294k) are LoRA on q_proj only; FusionBench's recipe adapts q_proj and v_proj.")
-    if data["model"].startswith("flan-t5"):
-        notes.append("the paper's Flan-T5 memory is per GPU of four; its L-LoRA totals include a stored copy of the wrapped base weights.")
-    for note in notes:
-        console.print(f"note: {note}")

@@ -1,0 +1,128 @@
+"""Fine-tuning recipes (Tang et al., ICLR 2024, Table 2): the Recipe data type, the paper's recipes, loading and checking them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.plugins import FAMILIES
+
+
+@dataclass
+class LoraSpec:
+    """LoRA adapters (Hu et al., ICLR 2022): rank, alpha (scaling alpha / r), dropout, adapted layers."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class Recipe:
+    """Everything that determines a fine-tune besides model, task, mode and seed. Data: YAML-able, overridable."""
+
+    family: str = MISSING  # clip | t5: the models the recipe is meant for
+    name: str = "custom"
+    optimizer: str = "adamw"  # adamw | adam
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine (to zero after warm-up) | constant (after warm-up)
+    warmup_ratio: float = 0.0  # share of steps with a linear warm-up
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 64  # examples per optimizer step
+    init_seed: int = 42  # LoRA / L-LoRA adapter init, shared by every task of a pool
+    lora: LoraSpec = field(default_factory=LoraSpec)
+
+
+RECIPES: dict[str, Recipe] = {
+    # CLIP-ViT-B/16 (Table 2): AdamW, lr 1e-5, weight decay 0.1, warm-up cosine (500 of 6000 steps, as
+    # task arithmetic's recipe), batch 64; LoRA r 16, alpha 32, dropout 0.1 on q_proj and v_proj; init seed 42.
+    "clip_paper": Recipe(
+        family="clip", name="clip_paper", optimizer="adamw", lr=1e-5, weight_decay=0.1, schedule="cosine",
+        warmup_ratio=500 / 6000, steps=6000, batch_size=64, init_seed=42, lora=LoraSpec(16, 32.0, 0.1, ["q_proj", "v_proj"]),
+    ),
+    # Flan-T5-base (Table 2): Adam, 2000 steps, batch 16, lr 1e-5..2e-5 (full) / 1e-5..4e-5 (LoRA): 2e-5 is
+    # in both ranges; no schedule is given: constant. LoRA r 16, alpha 32, dropout 0.1 on q and v; init seed 42.
+    "t5_paper": Recipe(
+        family="t5", name="t5_paper", optimizer="adam", lr=2e-5, weight_decay=0.0, schedule="constant",
+        warmup_ratio=0.0, steps=2000, batch_size=16, init_seed=42, lora=LoraSpec(16, 32.0, 0.1, ["q", "v"]),
+    ),
+}
+
+
+def pretrained_checkpoint(model: str) -> str:
+    """The checkpoint an architecture preset name (``clip-vit-b16``) mirrors, per the families' ``presets``; other names unchanged."""
+    for name in FAMILIES.names():
+        presets = FAMILIES.get(name).presets
+        if model in presets:
+            return presets[model]
+    return model
+
+
+def _recipe_error(exc: OmegaConfBaseException, what: str, valid: list[str]) -> ConfigError:
+    if isinstance(exc, ConfigKeyError):
+        bad = exc.full_key or str(exc).splitlines()[0].removeprefix("Key '").split("'")[0]
+        return ConfigError(f"unknown recipe key {bad!r} in {what}.{did_you_mean(bad, valid)} Valid keys: {choices_text(valid)}")
+    where = f" {exc.full_key}" if isinstance(exc, ValidationError) and exc.full_key else ""
+    return ConfigError(f"invalid recipe value{where} in {what}: {str(exc).splitlines()[0]}")
+
+
+def recipe_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(Recipe) if f.name != "lora"] + [f"lora.{f.name}" for f in dataclasses.fields(LoraSpec)]
+
+
+def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = ()) -> Recipe:
+    """A recipe by name (``RECIPES``), YAML file path or object, with ``key=value`` overrides (``steps=100``, ``lora.r=8``)."""
+    if isinstance(recipe, Recipe):
+        base, what = OmegaConf.structured(recipe), f"recipe {recipe.name!r}"
+    elif recipe in RECIPES:
+        base, what = OmegaConf.structured(RECIPES[recipe]), f"recipe {recipe!r}"
+    elif recipe.endswith((".yaml", ".yml")) or "/" in recipe:
+        path = Path(recipe).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"recipe file {recipe!r} does not exist; give a YAML file or one of {choices_text(RECIPES)}")
+        base, what = OmegaConf.structured(Recipe(name=path.stem)), f"recipe file {recipe!r}"
+        OmegaConf.set_struct(base, True)
+        try:
+            base = OmegaConf.merge(base, OmegaConf.load(path))
+        except OmegaConfBaseException as exc:
+            raise _recipe_error(exc, what, recipe_keys()) from None
+        except Exception as exc:  # yaml errors come in several types
+            raise ConfigError(f"recipe file {recipe!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        raise ConfigError(f"unknown recipe {recipe!r}.{did_you_mean(recipe, RECIPES)} Valid recipes: {choices_text(RECIPES)} (or a YAML file)")
+    OmegaConf.set_struct(base, True)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        result: Recipe = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise _recipe_error(exc, what, recipe_keys()) from None
+    check_recipe(result)
+    return result
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """One-line ConfigErrors for values no fine-tune can use."""
+    problems = [
+        (recipe.family not in FAMILIES, f"family={recipe.family!r} (choose {choices_text(FAMILIES.names())})"),
+        (recipe.optimizer not in ("adam", "adamw"), f"optimizer={recipe.optimizer!r} (choose adam or adamw)"),
+        (recipe.schedule not in ("constant", "cosine"), f"schedule={recipe.schedule!r} (choose constant or cosine)"),
+        (not recipe.lr > 0, f"lr={recipe.lr} (must be positive)"),
+        (recipe.weight_decay < 0, f"weight_decay={recipe.weight_decay} (must be >= 0)"),
+        (not 0 <= recipe.warmup_ratio < 1, f"warmup_ratio={recipe.warmup_ratio} (must be in [0, 1))"),
+        (recipe.steps <= 0, f"steps={recipe.steps} (must be positive)"),
+        (recipe.batch_size <= 0, f"batch_size={recipe.batch_size} (must be positive)"),
+        (recipe.lora.r <= 0, f"lora.r={recipe.lora.r} (must be positive)"),
+        (not 0 <= recipe.lora.dropout < 1, f"lora.dropout={recipe.lora.dropout} (must be in [0, 1))"),
+        (not recipe.lora.targets, "lora.targets=[] (name the layers to adapt, e.g. [q_proj,v_proj])"),
+    ]
+    bad = [text for wrong, text in problems if wrong]
+    if bad:
+        raise ConfigError(f"recipe {recipe.name!r} has invalid {'; '.join(bad)}")
