@@ -1,6 +1,6 @@
 """FusionBench's performance suite (pytest-benchmark), separate from the unit tests.
 
-Run it with ``pytest benchmarks/ --benchmark-enable``. Every target of docs/performance.md
+Run it with ``pytest perf/ --benchmark-enable``. Every target of docs/performance.md
 is a ratio of two figures measured side by side in the same run; at the end the suite
 prints them against their targets and writes them to ``.benchmarks/targets.json``.
 Nothing here asserts a timing: a missed target is reported, not failed. Torch runs on
