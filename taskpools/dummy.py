@@ -8,6 +8,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
+from fusionbench.api.errors import ConfigError
 from fusionbench.api.taskpool import TaskPool, TaskPoolConfig, TaskScore, binomial_stderr
 from fusionbench.utils.dummy_world import DIM, DUMMY_TASKS, generator, teacher
 
@@ -24,6 +25,11 @@ class DummyTaskPool(TaskPool):
     name = "dummy"
     description = "synthetic tasks labelled by the dummy pool's teachers (not a benchmark)"
     Config = DummyTaskPoolConfig
+
+    def __init__(self, config: Any, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        if config.examples < 1:
+            raise ConfigError(f"taskpool.examples must be a positive number of examples per task and split, got {config.examples}")
 
     def all_tasks(self) -> list[str]:
         return list(DUMMY_TASKS)

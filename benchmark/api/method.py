@@ -78,8 +78,9 @@ def check_range(
     method: str, name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False
 ) -> None:
     """Raise ConfigError unless low <(=) value <(=) high; the message shows the interval."""
-    ok_low = value > low if low_open else value >= low
-    ok_high = value < high if high_open else value <= high
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and ok_low and ok_high):
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok_low = numeric and (value > low if low_open else value >= low)
+    ok_high = numeric and (value < high if high_open else value <= high)
+    if not (ok_low and ok_high):
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ConfigError(f"method {method!r}: {name}={value!r} is out of range; it must lie in {interval}")

@@ -44,6 +44,9 @@ class ModelPool(ABC):
         self.config = config
         self.device = device
         self._tasks: list[str] = list(self.all_tasks())
+        repeated = sorted({t for t in self._tasks if self._tasks.count(t) > 1})
+        if repeated:
+            raise ConfigError(f"pool {config.name!r} lists task {repeated[0]!r} more than once; name each task once")
 
     # ------------------------------------------------------------ contract
     @abstractmethod

@@ -123,7 +123,10 @@ def import_plugin(spec: str) -> ModuleType:
     if spec.endswith(".py") or "/" in spec or spec.startswith("."):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise PluginError(f"plugin file {spec!r} does not exist; give the path of a .py file or a module name")
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise PluginError(f"plugin file {spec!r} {what}; give the path of a .py file or a module name")
+        if path.suffix != ".py":
+            raise PluginError(f"plugin file {spec!r} is not a Python file; a plugin is a .py file (or an importable module name)")
         module_name = f"fusionbench_plugin_{path.stem}_{abs(hash(str(path.resolve()))):x}"
         if module_name in sys.modules:
             return sys.modules[module_name]

@@ -62,6 +62,11 @@ class TaskPool(ABC):
         self.device = device
         if config.limit is not None and config.limit <= 0:
             raise ConfigError(f"taskpool.limit must be a positive number of examples, got {config.limit}")
+        if config.batch_size < 1:
+            raise ConfigError(f"taskpool.batch_size must be a positive number of examples, got {config.batch_size}")
+        repeated = sorted({t for t in config.tasks if list(config.tasks).count(t) > 1})
+        if repeated:
+            raise ConfigError(f"task pool {config.name!r} lists task {repeated[0]!r} more than once; name each task once")
         unknown = [t for t in config.tasks if t not in self.all_tasks()]
         if unknown:
             raise ConfigError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import field, fields, make_dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -30,6 +31,31 @@ from fusionbench.api.registry import Registry
 
 GROUPS: dict[str, Registry[Any]] = {"method": METHODS, "modelpool": MODELPOOLS, "taskpool": TASKPOOLS}
 _CLASS_KEY = {"method": "name", "modelpool": "type", "taskpool": "type"}
+
+
+def read_dotlist(words: list[str]) -> DictConfig:
+    """``OmegaConf.from_dotlist`` with the YAML parser's errors (broken lists, control characters, huge numbers) as ConfigErrors."""
+    for word in words:
+        try:
+            OmegaConf.from_dotlist([word])
+        except Exception as exc:  # yaml raises several error types, int() a ValueError
+            key, _, value = word.partition("=")
+            shown = value if len(value) <= 60 else value[:60] + f"... ({len(value)} characters)"
+            reason = " ".join(str(exc).split())[:160]
+            raise ConfigError(
+                f"cannot read {key}={shown!r} ({type(exc).__name__}: {reason}); write lists as [a,b], "
+                f"quote values with special characters, and keep numbers under 4300 digits"
+            ) from None
+    return OmegaConf.from_dotlist(words)
+
+
+def check_resolvable(cfg: DictConfig, what: str) -> None:
+    """Resolve every ${...} interpolation now, so one that cannot resolve is a ConfigError before any work."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        where = f" at {exc.full_key}" if getattr(exc, "full_key", None) else ""
+        raise ConfigError(f"{what}{where} cannot be resolved: {' '.join(str(exc).split())[:200]}") from None
 
 
 def packaged_options(group: str) -> list[str]:
@@ -106,7 +132,7 @@ def validate(group: str, raw: DictConfig, option: str, overrides: list[str]) -> 
             key = word.split("=", 1)[0]
             if key.split(".")[0] not in valid_keys:
                 raise ConfigKeyError(key)
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([word]))
+            merged = OmegaConf.merge(merged, read_dotlist([word]))
     except ConfigKeyError as exc:
         bad = str(exc.args[0]).splitlines()[0] if exc.args else "?"
         bad = bad.removeprefix("Key '").split("'")[0]
@@ -169,7 +195,7 @@ def compose(words: list[str], top_schema: type, groups: tuple[str, ...] = ("meth
         if str(f.type).startswith("dict"):  # free-form mappings (e.g. a sweep's grid) accept new keys
             OmegaConf.set_struct(top[f.name], False)
     try:
-        top = OmegaConf.merge(top, OmegaConf.from_dotlist(top_words))
+        top = OmegaConf.merge(top, read_dotlist(top_words))
     except ValidationError as exc:
         raise ConfigError(f"invalid value for {exc.full_key}: {str(exc).splitlines()[0]}") from None
     except OmegaConfBaseException as exc:
@@ -190,7 +216,31 @@ def compose(words: list[str], top_schema: type, groups: tuple[str, ...] = ("meth
         resolved[group] = validate(group, load_option(group, options[group]), options[group], overrides[group])
     with_groups = OmegaConf.merge(OmegaConf.to_container(top), resolved)
     OmegaConf.set_struct(with_groups, True)
+    check_resolvable(with_groups, "the configuration")
+    check_ranges(with_groups)
     return with_groups
+
+
+# Top-level keys and the ranges they must lie in (low, high; None: unbounded), checked before any work.
+RANGES: dict[str, tuple[float, float | None]] = {
+    "seed": (0, 2**63 - 1),
+    "workers": (1, None),
+    "threads": (0, None),
+    "ray.actors": (1, None),
+    "ray.cpus_per_actor": (0, None),
+    "ray.gpus_per_actor": (0, None),
+}
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """A ConfigError for a top-level number outside its range in RANGES (and for a non-finite one)."""
+    for key, (low, high) in RANGES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None or isinstance(value, bool):
+            continue
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            interval = f"[{low}, {high if high is not None else 'inf'}]"
+            raise ConfigError(f"{key}={value!r} is out of range; it must lie in {interval}")
 
 
 def config_hash(cfg: DictConfig, exclude: tuple[str, ...] = ("output_dir",)) -> str:

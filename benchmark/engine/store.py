@@ -105,13 +105,15 @@ class ResultStore:
             self._init_schema()  # before any PRAGMA: a foreign database must stay byte-identical
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-        except (sqlite3.DatabaseError, StoreError) as exc:
+        except (sqlite3.DatabaseError, StoreError, OSError) as exc:
             self._release_lock()
             if hasattr(self, "db"):
                 self.db.close()
+            self.remove_created()
             if isinstance(exc, StoreError):
                 raise
-            raise StoreError(f"store {str(self.path)!r} cannot be opened as a FusionBench store ({exc}); choose another with store=PATH") from None
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise StoreError(f"store {str(self.path)!r} cannot be opened as a FusionBench store ({reason}); choose another with store=PATH") from None
 
     # ---------------------------------------------------------------- guards
     def _check_file(self) -> None:
@@ -143,8 +145,12 @@ class ResultStore:
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a+")
+        self._created = [p for p in (self.path, lock_path) if not p.exists()]  # removed again when opening fails
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a+")
+        except OSError as exc:
+            raise StoreError(f"store {str(self.path)!r} cannot be created ({exc.strerror}); choose another with store=PATH") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -159,6 +165,12 @@ class ResultStore:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
+
+    def remove_created(self) -> None:
+        """Remove the store files this object created (a command that fails leaves nothing behind)."""
+        for path in getattr(self, "_created", []):
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:

@@ -26,7 +26,7 @@ from fusionbench.engine.build import build, check_writable, resolve_device
 from fusionbench.engine.executors import Job, LocalExecutor, RayExecutor, Worker
 from fusionbench.engine.references import References, reference_scores
 from fusionbench.engine.store import ResultStore
-from fusionbench.sweep.aggregate import summarize
+from fusionbench.sweep.aggregate import SUMMARY_SCHEMA, summarize
 from fusionbench.sweep.plan import Plan, enumerate_subsets, grid_points, select_best
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
@@ -136,7 +136,13 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
     executor = _executor(cfg, config, Worker(pool, taskpool, method, int(cfg.seed)))  # type: ignore[arg-type]
     try:
         with ResultStore(cfg.store or default_store(), writer=True) as store:
-            references, best, total, computed = _execute(plan, store, executor, subsets, points)
+            try:
+                references, best, total, computed = _execute(plan, store, executor, subsets, points)
+            except BaseException:
+                if store.count() == 0:  # nothing to resume from: leave no new store behind
+                    store.close()
+                    store.remove_created()
+                raise
             summary = summarize(plan, store, references, subsets, best, points, cfg)
     finally:
         executor.close()
@@ -156,4 +162,11 @@ def load_summary(path: str | Path) -> dict[str, Any]:
         path = path / "summary.json"
     if not path.is_file():
         raise ConfigError(f"sweep summary {str(path)!r} does not exist; give a sweep output directory or its summary.json")
-    return json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"sweep summary {str(path)!r} is not valid JSON ({exc}); give the summary.json a sweep wrote") from None
+    if not isinstance(summary, dict) or summary.get("schema") != SUMMARY_SCHEMA:
+        found = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
+        raise ConfigError(f"{str(path)!r} is not a sweep summary (schema {found!r}, expected {SUMMARY_SCHEMA!r}); give the summary.json a sweep wrote")
+    return summary
