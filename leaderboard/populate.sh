@@ -4,8 +4,9 @@
 # `fusionbench sweep` over task subsets (subset_sweep entry); then rebuild the leaderboard from
 # those outputs with `fusionbench leaderboard build`.
 #
-#   leaderboard/populate.sh dummy            # what the shipped leaderboard.json holds
 #   leaderboard/populate.sh mini_clip_full mini_clip_lora mini_clip_llora mini_t5_full mini_t5_lora mini_t5_llora
+#                                            # what the shipped leaderboard.json holds (docs/leaderboard.md)
+#   leaderboard/populate.sh dummy            # a quick plumbing check (the dummy pool is not a benchmark)
 #
 # Environment (all optional):
 #   METHODS  methods to run (default: simple_average task_arithmetic ties dare tsv iso_c lorahub)

@@ -11,12 +11,13 @@ from mini_helpers import CONFIGS, reduced_configs
 from omegaconf import OmegaConf
 
 from fusionbench.api.errors import ConfigError
+from fusionbench.api.modelpool import MODES
 from fusionbench.api.params import ParamDict
-from fusionbench.cli.main import main
 from fusionbench.api.plugins import REQUIREMENTS
 from fusionbench.api.requirement import Requirement
+from fusionbench.cli.main import main
 from fusionbench.engine.prepare import prepare
-from fusionbench.mini.pools import MINI_LR, MINI_RECIPES, MODES, REDUCED_STEPS, build_pools, definitions, mini_recipe, pools_ready
+from fusionbench.mini.pools import MINI_LR, MINI_RECIPES, REDUCED_STEPS, build_pools, definitions, mini_recipe, pools_ready
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ from fusionbench.finetune.io import (
     write_log,
 )
 from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpoint, recipe_keys
-from fusionbench.finetune.trainee import MODES, Trainee, build_trainee, load_base, model_family, save_trainee
+from fusionbench.finetune.trainee import FINETUNE_MODES, Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.provenance import device_name, git_revision, package_versions
@@ -204,8 +204,8 @@ def finetune(
     ``on_step(step, loss)`` runs after each optimizer step once that step is checkpointed.
     """
     options = options or FinetuneOptions()
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, MODES)} Valid modes: {choices_text(MODES)}")
+    if mode not in FINETUNE_MODES:
+        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, FINETUNE_MODES)} Valid modes: {choices_text(FINETUNE_MODES)}")
     device = resolve_device(options.device)
     model = pretrained_checkpoint(model)
     family = model_family(model)

@@ -32,13 +32,13 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from fusionbench.api.errors import CheckpointError, ConfigError
 from fusionbench.api.families import ModelFamily, ZeroShotImageModel
-from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.modelpool import MODES, ModelPool
 from fusionbench.api.plugins import FAMILIES, MODELPOOLS
 from fusionbench.models.adapters import save_adapter, save_llora_model
 from fusionbench.models.checkpoints import Entry, read_json, resolve_entries
 from fusionbench.models.linearize import LinearizedModel, linearize_lora_
 
-MODES = ("full", "lora", "llora", "linearized")
+FINETUNE_MODES = (*MODES, "linearized")  # the pool modes, and full-model linearisation (paper Fig. 3b)
 LINEARIZED_WEIGHTS = "linearized_model.safetensors"
 LINEARIZED_INIT = "linearized_init.safetensors"
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]

@@ -29,13 +29,13 @@ import yaml
 from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fusionbench.api.modelpool import MODES
 from fusionbench.api.plugins import TASKPOOLS
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
 from fusionbench.utils.quiet import quiet_libraries
 
-MODES = ("full", "lora", "llora")
 BASE_DIR = {"vision": "clip", "text": "t5"}
 TASKPOOL_TYPE = {"vision": "clip_vision", "text": "glue"}
 REDUCED_STEPS = 3  # optimizer steps per fine-tune in a reduced (test) world
