@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text, did_you_mean
 from fusionbench.cli import analyze, finetune, leaderboard, list_, mini, profile, results, run, sweep
+from fusionbench.engine.merge import raised_at
 from fusionbench.utils.quiet import quiet_libraries
 
 DEBUG_FLAG = "--debug"
@@ -67,12 +67,6 @@ def main_help() -> str:
     return "\n".join(lines)
 
 
-def _origin(exc: BaseException) -> str:
-    """``file:line`` where ``exc`` was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-
-
 def _dispatch(verb: str, words: list[str]) -> int:
     if verb not in VERBS:
         raise ConfigError(f"unknown verb {verb!r}.{did_you_mean(verb, VERBS)} Valid verbs: {choices_text(VERBS)}")
@@ -105,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         message = _one_line(str(exc)) or "(no message)"
-        print(f"error: internal error, {type(exc).__name__}: {message} (raised at {_origin(exc)}); rerun with {DEBUG_FLAG} for the traceback", file=sys.stderr)
+        print(f"error: internal error, {type(exc).__name__}: {message} (raised at {raised_at(exc)}); rerun with {DEBUG_FLAG} for the traceback", file=sys.stderr)
         return 1
 
 

@@ -21,7 +21,7 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool, TaskScore
 
 
-def _where(exc: BaseException) -> str:
+def raised_at(exc: BaseException) -> str:
     """``file:line`` of the innermost frame of ``exc``'s traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
@@ -35,7 +35,7 @@ def checked_merge(method: Method, pool: ModelPool, data: Optional[TaskPool] = No
     except (FusionBenchError, KeyboardInterrupt):
         raise
     except (Exception, SystemExit) as exc:  # user code: a plugin may raise anything, or even exit
-        raise MethodError(f"{label} failed: {type(exc).__name__}: {str(exc)[:300]} (raised at {_where(exc)})") from exc
+        raise MethodError(f"{label} failed: {type(exc).__name__}: {str(exc)[:300]} (raised at {raised_at(exc)})") from exc
     if not isinstance(merged, ParamDict):
         raise MethodError(f"{label} returned {type(merged).__name__}; merge() must return a ParamDict in the pool's parameter space")
     base = pool.base()
