@@ -7,7 +7,8 @@ there are any); it never needs a traceback to be understood.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import traceback
+from typing import Iterable, Sequence
 
 
 class FusionBenchError(Exception):
@@ -61,3 +62,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def choices_text(choices: Iterable[str]) -> str:
     return ", ".join(sorted(choices)) or "(none)"
+
+
+def check_unique(tasks: Sequence[str], owner: str) -> None:
+    """A ConfigError naming the first task ``owner`` (e.g. "pool 'dummy'") lists more than once."""
+    repeated = sorted({t for t in tasks if list(tasks).count(t) > 1})
+    if repeated:
+        raise ConfigError(f"{owner} lists task {repeated[0]!r} more than once; name each task once")
+
+
+def raised_at(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc``'s traceback, for one-line messages."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"

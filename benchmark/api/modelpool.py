@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Optional
 
 from omegaconf import MISSING
 
-from fusionbench.api.errors import ConfigError, choices_text
+from fusionbench.api.errors import ConfigError, check_unique, choices_text
 from fusionbench.api.params import ParamDict
 
 MODES = ("full", "lora", "llora")
@@ -44,9 +44,7 @@ class ModelPool(ABC):
         self.config = config
         self.device = device
         self._tasks: list[str] = list(self.all_tasks())
-        repeated = sorted({t for t in self._tasks if self._tasks.count(t) > 1})
-        if repeated:
-            raise ConfigError(f"pool {config.name!r} lists task {repeated[0]!r} more than once; name each task once")
+        check_unique(self._tasks, f"pool {config.name!r}")
 
     # ------------------------------------------------------------ contract
     @abstractmethod

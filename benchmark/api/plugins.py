@@ -22,8 +22,8 @@ REGISTRIES = {"methods": METHODS, "modelpools": MODELPOOLS, "taskpools": TASKPOO
 def load_plugins(specs: list[str]) -> dict[str, list[str]]:
     """Import each plugin (file path or module) and register the classes it defines.
 
-    Returns ``{spec: [registered names]}``; a plugin that defines no method, model pool or
-    task pool is an error.
+    Returns ``{spec: [registered names]}``; a plugin that defines none of the registered kinds
+    is an error.
     """
     loaded = {}
     for spec in specs:

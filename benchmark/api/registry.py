@@ -1,4 +1,4 @@
-"""One typed registry for fusion methods, model pools and task pools.
+"""One typed registry for every plugin kind: methods, model pools, task pools, model families, requirements.
 
 Entries come from three places, in this order:
 

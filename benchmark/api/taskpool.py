@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Iterator, Optional
 import torch
 from omegaconf import MISSING
 
-from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text
+from fusionbench.api.errors import ConfigError, FusionBenchError, check_unique, choices_text
 
 SPLITS = ("train", "validation", "test")
 
@@ -64,9 +64,7 @@ class TaskPool(ABC):
             raise ConfigError(f"taskpool.limit must be a positive number of examples, got {config.limit}")
         if config.batch_size < 1:
             raise ConfigError(f"taskpool.batch_size must be a positive number of examples, got {config.batch_size}")
-        repeated = sorted({t for t in config.tasks if list(config.tasks).count(t) > 1})
-        if repeated:
-            raise ConfigError(f"task pool {config.name!r} lists task {repeated[0]!r} more than once; name each task once")
+        check_unique(list(config.tasks), f"task pool {config.name!r}")
         unknown = [t for t in config.tasks if t not in self.all_tasks()]
         if unknown:
             raise ConfigError(

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
 
-from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text, did_you_mean
+from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text, did_you_mean, raised_at
 from fusionbench.cli import analyze, finetune, leaderboard, list_, mini, profile, results, run, sweep
-from fusionbench.engine.merge import raised_at
 from fusionbench.utils.quiet import quiet_libraries
 
 DEBUG_FLAG = "--debug"

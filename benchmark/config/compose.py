@@ -35,9 +35,10 @@ _CLASS_KEY = {"method": "name", "modelpool": "type", "taskpool": "type"}
 
 def read_dotlist(words: list[str]) -> DictConfig:
     """``OmegaConf.from_dotlist`` with the YAML parser's errors (broken lists, control characters, huge numbers) as ConfigErrors."""
+    parsed = []
     for word in words:
         try:
-            OmegaConf.from_dotlist([word])
+            parsed.append(OmegaConf.from_dotlist([word]))
         except Exception as exc:  # yaml raises several error types, int() a ValueError
             key, _, value = word.partition("=")
             shown = value if len(value) <= 60 else value[:60] + f"... ({len(value)} characters)"
@@ -46,7 +47,7 @@ def read_dotlist(words: list[str]) -> DictConfig:
                 f"cannot read {key}={shown!r} ({type(exc).__name__}: {reason}); write lists as [a,b], "
                 f"quote values with special characters, and keep numbers under 4300 digits"
             ) from None
-    return OmegaConf.from_dotlist(words)
+    return OmegaConf.merge(OmegaConf.create(), *parsed)
 
 
 def check_resolvable(cfg: DictConfig, what: str) -> None:

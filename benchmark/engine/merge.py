@@ -10,21 +10,14 @@ the pool's parameters: a ParamDict with the base's names, shapes and dtypes, eve
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Optional
 
-from fusionbench.api.errors import FusionBenchError, MethodError, ParamMismatchError
+from fusionbench.api.errors import FusionBenchError, MethodError, ParamMismatchError, raised_at
 from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool, TaskScore
-
-
-def raised_at(exc: BaseException) -> str:
-    """``file:line`` of the innermost frame of ``exc``'s traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 def checked_merge(method: Method, pool: ModelPool, data: Optional[TaskPool] = None) -> ParamDict:
