@@ -28,6 +28,7 @@ from fusionbench.engine.report import SCHEMA as REPORT_SCHEMA
 from fusionbench.engine.report import averages, benchmark_family
 from fusionbench.utils.cache import content_hash
 from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.paths import user_path
 
 LEADERBOARD_SCHEMA = "fusionbench.leaderboard/1"
 ENTRY_SCHEMA = "fusionbench.leaderboard-entry/1"
@@ -205,7 +206,7 @@ def entries_from_file(path: str | Path) -> list[dict[str, Any]]:
 
     Entries are returned as found (not validated); reports and summaries are converted.
     """
-    path = _source_file(Path(path).expanduser())
+    path = _source_file(user_path(path))
     data = _read_json(path)
     kind = data.get("schema") if isinstance(data, dict) else None
     if kind == ENTRY_SCHEMA:
@@ -234,7 +235,7 @@ def find_sources(paths: list[str]) -> list[Path]:
     """Run reports and sweep summaries: files as given; directories searched recursively."""
     found: list[Path] = []
     for given in paths:
-        path = Path(given).expanduser()
+        path = user_path(given)
         if path.is_dir():
             hits = sorted(p for name in SOURCE_NAMES for p in path.rglob(name))
             if not hits:
@@ -254,7 +255,7 @@ def now() -> str:
 
 def load(path: str | Path) -> dict[str, Any]:
     """A valid leaderboard file (LeaderboardError otherwise)."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.is_file():
         raise LeaderboardError(f"{path}: no such leaderboard file")
     data = _read_json(path)
@@ -266,7 +267,7 @@ def load(path: str | Path) -> dict[str, Any]:
 
 def save(path: str | Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Validate and atomically write a leaderboard holding ``entries``."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.parent.is_dir():
         raise LeaderboardError(f"{path}: folder {str(path.parent)!r} does not exist; run from the repository root or give out=PATH")
     board = {"schema": LEADERBOARD_SCHEMA, "updated": now(), "entries": entries}
@@ -307,7 +308,7 @@ def publish(paths: list[str], into: str | Path) -> tuple[int, int]:
     Refuses schema-invalid entries and duplicates (of an existing entry or of each other);
     existing entries are kept as they are. A missing leaderboard file is created.
     """
-    into = Path(into).expanduser()
+    into = user_path(into)
     existing = load(into)["entries"] if into.exists() else []
     old_keys = {entry_key(e) for e in existing}
     new_keys: set[str] = set()
@@ -332,7 +333,7 @@ def publish(paths: list[str], into: str | Path) -> tuple[int, int]:
 
 def validate(path: str | Path) -> str:
     """Check a leaderboard or entry file; returns a one-line verdict (LeaderboardError when invalid)."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.is_file():
         raise LeaderboardError(f"{path}: no such file")
     data = _read_json(path)

@@ -25,6 +25,7 @@ from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.references import reference_scores
 from fusionbench.engine.report import SCHEMA, averages, task_rows
 from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.paths import user_path
 from fusionbench.utils.provenance import provenance
 
 
@@ -51,7 +52,7 @@ def peak_memory_bytes(device: str) -> int:
 def output_dir(cfg: DictConfig) -> Path:
     """The run directory: ``output_dir`` or ``outputs/<timestamp>-<method>-<pool>``."""
     if cfg.output_dir:
-        return Path(cfg.output_dir).expanduser()
+        return user_path(cfg.output_dir)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("outputs") / f"{stamp}-{cfg.method.name}-{cfg.modelpool.name}"
 

@@ -113,3 +113,11 @@ def test_the_layering_rules_catch_an_upward_import() -> None:
 def test_no_module_is_longer_than_the_limit() -> None:
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_the_lazy_top_level_exports_the_whole_api() -> None:
+    import fusionbench
+    import fusionbench.api
+
+    assert set(fusionbench.__all__) - {"__version__"} == set(fusionbench.api.__all__)
+    assert all(getattr(fusionbench, name) is getattr(fusionbench.api, name) for name in fusionbench.api.__all__)

@@ -4,7 +4,12 @@ no traceback, and nothing written (reliability issues: each case is named after 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -128,6 +133,101 @@ CASES: dict[str, Case] = {
     "finetune missing model": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full"],
     "mini unknown action": lambda t: ["mini", "bulid"],
     "mini unknown world": lambda t: ["mini", "build", "audio"],
+    # more words and values
+    "empty value": lambda t: [*RUN, "method.k="],
+    "ill-typed pool value": lambda t: [*RUN, "modelpool.seed=abc"],
+    "ill-typed task pool value": lambda t: [*RUN, "taskpool.seed=1.5"],
+    "output under an unknown user's home": lambda t: [*RUN, "output_dir=~fusionbench_no_such_user/run"],
+    "plugin listed twice": lambda t: [*RUN, f"plugins=[{plugin(t, 'none')},{plugin(t, 'none')}]"],
+    "plugins not a list": lambda t: [*RUN, "plugins={a: 1}"],
+    "cuda without a GPU": lambda t: [*RUN, "device=cuda:abc"],
+    "empty split": lambda t: [*RUN, "split="],
+    "fractional seed": lambda t: [*RUN, "seed=1.5"],
+    "seed not a number": lambda t: [*RUN, "seed=abc"],
+    "seed a list": lambda t: [*RUN, "seed=[1]"],
+    "unknown pool task": lambda t: [*RUN, "modelpool.tasks=[zeta]"],
+    "unknown task pool task": lambda t: [*RUN, "taskpool.tasks=[zeta]"],
+    "task pool without the pool's tasks": lambda t: [*RUN, f"taskpool={t / 'other_tasks.yaml'}"],
+    "pool file with the .yml ending missing": lambda t: ["run", "method=ties", "modelpool=configs/nope.yml"],
+    "method file that is not YAML": lambda t: ["run", f"method={t / 'garbage.yaml'}", "modelpool=dummy"],
+    "method file that is a list": lambda t: ["run", f"method={t / 'list.yaml'}", "modelpool=dummy"],
+    "pool file without a type": lambda t: ["run", "method=ties", f"modelpool={t / 'untyped.yaml'}"],
+    "pool file of an unknown type": lambda t: ["run", "method=ties", f"modelpool={t / 'mistyped.yaml'}"],
+    "pool file with an unknown key": lambda t: ["run", "method=ties", f"modelpool={t / 'extra_key.yaml'}"],
+    "negative limit": lambda t: [*RUN, "taskpool.limit=-5"],
+    "limit not a number": lambda t: [*RUN, "taskpool.limit=abc"],
+    "NaN scaling factor": lambda t: ["run", "method=task_arithmetic", "modelpool=dummy", "method.scaling_factor=nan"],
+    "overflowing scaling factor": lambda t: ["run", "method=task_arithmetic", "modelpool=dummy", "method.scaling_factor=1e400"],
+    "drop rate above 1": lambda t: ["run", "method=dare", "modelpool=dummy", "method.p=1.5"],
+    "negative drop rate": lambda t: ["run", "method=dare", "modelpool=dummy", "method.p=-0.1"],
+    "unknown base method": lambda t: ["run", "method=dare", "modelpool=dummy", "method.base_method=tie"],
+    # more sweeps
+    "sweep subset size 1": lambda t: [*SWEEP, "subsets=size=1"],
+    "sweep subset size not a number": lambda t: [*SWEEP, "subsets=size=x"],
+    "sweep grid not a list": lambda t: [*SWEEP, "grid.scaling_factor=0.3"],
+    "sweep infinite grid point": lambda t: [*SWEEP, "grid.scaling_factor=[0.1,inf]"],
+    "sweep workers not a number": lambda t: [*SWEEP, "workers=abc"],
+    "sweep fractional workers": lambda t: [*SWEEP, "workers=1.5"],
+    "sweep negative ray actors": lambda t: [*SWEEP, "executor=ray", "ray.actors=-1"],
+    "sweep negative ray GPUs": lambda t: [*SWEEP, "executor=ray", "ray.gpus_per_actor=-1"],
+    "sweep unknown selection split": lambda t: [*SWEEP, "selection_split=bogus"],
+    "sweep unknown report split": lambda t: [*SWEEP, "report_split=bogus"],
+    "sweep store that is a folder": lambda t: [*SWEEP, f"store={t}"],
+    "sweep seed beyond 64 bits": lambda t: [*SWEEP, "seed=99999999999999999999"],
+    "sweep output under a file": lambda t: [*SWEEP, f"output_dir={t / 'a_file'}/s"],
+    # more results
+    "results store that is a folder": lambda t: ["results", f"store={t}"],
+    "results store that is not SQLite": lambda t: ["results", f"store={t / 'garbage.yaml'}"],
+    "results unknown key": lambda t: ["results", "metod=ties"],
+    "results out under a file": lambda t: ["results", f"store={t / 'nope.sqlite'}", f"out={t / 'a_file'}/r.csv"],
+    "results out that is a folder": lambda t: ["results", "format=csv", f"out={t}"],
+    "results compare of a run report": lambda t: ["results", "compare", f"summaries=[{t / 'report.json'}]"],
+    # more list, leaderboard, analyze
+    "list nothing": lambda t: ["list"],
+    "list misspelt families": lambda t: ["list", "familes"],
+    "leaderboard nothing": lambda t: ["leaderboard"],
+    "leaderboard publish without a file": lambda t: ["leaderboard", "publish"],
+    "leaderboard validate a list": lambda t: ["leaderboard", "validate", str(t / "list.yaml")],
+    "leaderboard publish garbage": lambda t: ["leaderboard", "publish", str(t / "garbage.yaml"), f"out={t / 'board.json'}"],
+    "analyze nothing": lambda t: ["analyze"],
+    "analyze one task": lambda t: ["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha"],
+    "analyze unknown task": lambda t: ["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,zeta"],
+    "analyze NaN grid": lambda t: ["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "grid=[nan]"],
+    "analyze empty lambdas": lambda t: ["analyze", "scaling", "modelpool=dummy", "lambdas=[]"],
+    "analyze lambdas not a list": lambda t: ["analyze", "scaling", "modelpool=dummy", "lambdas=abc"],
+    "analyze NaN scaling factor": lambda t: ["analyze", "interference", "modelpool=dummy", "scaling_factor=nan"],
+    "analyze output under a file": lambda t: ["analyze", "cosine", "modelpool=dummy", f"output_dir={t / 'a_file'}/x"],
+    "analyze unknown pool": lambda t: ["analyze", "cosine", "modelpool=dumy"],
+    "analyze unknown key": lambda t: ["analyze", "cosine", "modelpool=dummy", "bogus=1"],
+    # more profile, finetune, mini
+    "profile file that is not a profile": lambda t: ["profile", f"model={t / 'garbage.yaml'}"],
+    "profile zero batch size": lambda t: ["profile", "batch_size=0"],
+    "profile zero steps": lambda t: ["profile", "steps=0"],
+    "profile negative warm-up": lambda t: ["profile", "warmup=-1"],
+    "profile negative threads": lambda t: ["profile", "threads=-1"],
+    "profile output that is a folder": lambda t: ["profile", f"output={t}"],
+    "profile output under a file": lambda t: ["profile", f"output={t / 'a_file'}/p.json"],
+    "profile zero LoRA rank": lambda t: ["profile", "lora_r=0"],
+    "profile unknown device": lambda t: ["profile", "device=tpu"],
+    "profile empty paradigms": lambda t: ["profile", "paradigms="],
+    "finetune nothing": lambda t: ["finetune"],
+    "finetune without task and mode": lambda t: ["finetune", "model=x"],
+    "finetune zero micro-batch": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "micro_batch_size=0"],
+    "finetune negative micro-batch": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "micro_batch_size=-2"],
+    "finetune zero limit": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "limit=0"],
+    "finetune negative threads": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "threads=-1"],
+    "finetune negative save interval": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "save_every=-1"],
+    "finetune zero steps this run": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "max_steps_this_run=0"],
+    "finetune unknown eval split": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "eval_split=bogus"],
+    "finetune seed beyond 64 bits": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "seed=99999999999999999999"],
+    "finetune unknown key": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "stepz=3"],
+    "finetune broken list": lambda t: ["finetune", f"model={t / 'nope'}", "task=x", "mode=full", "lora.targets=[q,"],
+    "finetune model that is a file": lambda t: ["finetune", f"model={t / 'a_file'}", "task=x", "mode=full"],
+    "mini nothing": lambda t: ["mini"],
+    "mini unknown key": lambda t: ["mini", "status", "bogus=1"],
+    "mini seed not a number": lambda t: ["mini", "build", "seed=abc"],
+    "mini negative seed": lambda t: ["mini", "build", "seed=-1"],
+    "mini reduced not a boolean": lambda t: ["mini", "clean", "reduced=maybe"],
 }
 
 
@@ -154,6 +254,11 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "garbage.yaml").write_text("{[: not yaml\n")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     (tmp_path / "syntax.py").write_text("def (:\n")
+    (tmp_path / "other_tasks.yaml").write_text("type: dummy\ntasks: [alpha]\n")
+    (tmp_path / "untyped.yaml").write_text("name: untyped\n")
+    (tmp_path / "mistyped.yaml").write_text("type: dumy\n")
+    (tmp_path / "extra_key.yaml").write_text("type: dummy\ncolour: blue\n")
+    (tmp_path / "report.json").write_text('{"schema": "fusionbench.report/1"}\n')
     sqlite3.connect(tmp_path / "foreign.sqlite").executescript("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -174,5 +279,63 @@ def test_bad_input_is_one_error_line_exit_2_and_writes_nothing(name: str, workdi
     assert tree(workdir, isolated_home) == before
 
 
+ENVIRONMENTS: dict[str, dict[str, str]] = {
+    "FUSIONBENCH_HOME empty": {"FUSIONBENCH_HOME": ""},
+    "FUSIONBENCH_HOME a file": {"FUSIONBENCH_HOME": "a_file"},
+    "FUSIONBENCH_HOME under an unknown user": {"FUSIONBENCH_HOME": "~fusionbench_no_such_user/home"},
+}
+
+
+@pytest.mark.parametrize("name", list(ENVIRONMENTS))
+def test_bad_environment_is_one_error_line(name: str, workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENVIRONMENTS[name].items():
+        monkeypatch.setenv(key, value)
+    before = tree(workdir)
+    code = main(SWEEP)
+    err = capsys.readouterr().err
+    assert code == 2 and [line for line in err.splitlines() if line.strip()][-1].startswith("error: "), err[-2000:]
+    assert len([line for line in err.splitlines() if line.strip()]) == 1 and "Traceback" not in err
+    assert tree(workdir) == before
+
+
+@pytest.fixture(scope="module")
+def populated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A result store holding one pair sweep of task arithmetic on the dummy pool."""
+    root = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FUSIONBENCH_HOME", str(root / "home"))
+        assert main([*SWEEP, f"store={root / 's.sqlite'}", f"output_dir={root / 'out'}"]) == 0
+    return root / "s.sqlite"
+
+
+STORE_FILTERS = {
+    "results unknown method": ("method=tiess", r"no stored result has method='tiess'\. Did you mean 'task_arithmetic'\?|no stored result has method='tiess'"),
+    "results misspelt pool": ("pool=dumy", r"no stored result has pool='dumy'\. Did you mean 'dummy'\?"),
+    "results misspelt task": ("task=alpah", r"no stored result has task='alpah'\. Did you mean 'alpha'\?"),
+    "results split never stored": ("split=validation", r"no stored result has split='validation'.*Stored values of split: test"),
+    "results unknown split": ("split=bogus", r"split='bogus' is not a split"),
+}
+
+
+@pytest.mark.parametrize("name", list(STORE_FILTERS))
+def test_results_filters_name_what_is_stored(name: str, populated_store: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    word, message = STORE_FILTERS[name]
+    capsys.readouterr()
+    code = main(["results", f"store={populated_store}", word])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+
+
 def test_enough_named_cases() -> None:
-    assert len(CASES) >= 75
+    assert len(CASES) + len(ENVIRONMENTS) + len(STORE_FILTERS) >= 150
+
+
+def test_ctrl_c_while_libraries_load_is_interrupted_exit_130() -> None:
+    """SIGINT half a second in lands while torch and transformers load (they take seconds here)."""
+    process = subprocess.Popen([sys.executable, "-m", "fusionbench.cli", "list", "methods"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (process.returncode, err[-2000:])
+    assert err.strip() == "interrupted" and "Traceback" not in out + err

@@ -17,6 +17,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.plugins import MODELPOOLS
 from fusionbench.engine.build import check_writable, resolve_device
 from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.paths import user_path
 
 
 # ------------------------------------------------------------------ outputs
@@ -121,7 +122,7 @@ def interference_csv(tasks: list[str], numbers: dict[str, np.ndarray]) -> str:
 
 def analysis_output_dir(cfg: DictConfig, kind: str) -> Path:
     if cfg.output_dir:
-        return Path(cfg.output_dir).expanduser()
+        return user_path(cfg.output_dir)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("outputs") / f"analysis-{stamp}-{kind}-{cfg.modelpool.name}"
 

@@ -25,6 +25,9 @@ def load_plugins(specs: list[str]) -> dict[str, list[str]]:
     Returns ``{spec: [registered names]}``; a plugin that defines none of the registered kinds
     is an error.
     """
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise PluginError(f"plugin {repeated[0]!r} is listed more than once in plugins=[...]; name each plugin once")
     loaded = {}
     for spec in specs:
         module = import_plugin(spec)

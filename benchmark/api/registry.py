@@ -121,7 +121,10 @@ class Registry(Generic[T]):
 def import_plugin(spec: str) -> ModuleType:
     """Import a plugin given as a ``.py`` file path or a dotted module name."""
     if spec.endswith(".py") or "/" in spec or spec.startswith("."):
-        path = Path(spec).expanduser()
+        try:
+            path = Path(spec).expanduser()
+        except RuntimeError:  # ~user of a user that does not exist
+            raise PluginError(f"plugin file {spec!r} starts with the home folder of a user that does not exist") from None
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "does not exist"
             raise PluginError(f"plugin file {spec!r} {what}; give the path of a .py file or a module name")

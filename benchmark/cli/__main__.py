@@ -2,6 +2,6 @@
 
 import sys
 
-from fusionbench.cli.main import main
+from fusionbench.cli import main
 
 sys.exit(main())

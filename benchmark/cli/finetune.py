@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def handle(words: list[str]) -> int:
-    from fusionbench.finetune.loop import finetune_command
+    from fusionbench.finetune.command import finetune_command
 
     result = finetune_command(words)
     if result.complete:

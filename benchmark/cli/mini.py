@@ -22,7 +22,7 @@ class MiniSchema:
 
 def handle(words: list[str]) -> int:
     from fusionbench.config.compose import compose
-    from fusionbench.mini.build import KINDS, clean, status
+    from fusionbench.mini.build import KINDS, clean, mini_home, status
     from fusionbench.mini.pools import build_pools, pools_ready
 
     action, rest = subcommand(words, "mini", ("build", "status", "clean"))
@@ -45,9 +45,11 @@ def handle(words: list[str]) -> int:
             table.add_row(str(row.get("name")), str(row.get("complete")), str(ready), str(row.get("size_mb")), str(row.get("path")))
         Console().print(table)
     else:
-        for kind in selected:
-            for path in clean(kind, seed=cfg.seed, reduced=cfg.reduced):
-                print(f"removed {path}")
+        removed = [path for kind in selected for path in clean(kind, seed=cfg.seed, reduced=cfg.reduced)]
+        for path in removed:
+            print(f"removed {path}")
+        if not removed:
+            print(f"nothing to clean: no built mini world matches ({', '.join(selected)}) under {mini_home()}")
     return 0
 
 

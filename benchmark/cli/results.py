@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
 
-from fusionbench.api.errors import ConfigError
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.utils.paths import user_path
 
 
 @dataclass
@@ -30,10 +30,13 @@ class ResultsSchema:
 
 
 def handle(words: list[str]) -> int:
+    from fusionbench.api.taskpool import SPLITS
     from fusionbench.config.compose import compose
+    from fusionbench.engine.build import check_writable
     from fusionbench.engine.store import ResultStore, export
     from fusionbench.sweep.aggregate import compare_table
     from fusionbench.sweep.protocol import default_store, load_summary
+    from fusionbench.utils.jsonio import write_text_atomic
 
     compare = bool(words) and words[0] == "compare"
     cfg = compose(words[1:] if compare else words, ResultsSchema, groups=())
@@ -45,10 +48,20 @@ def handle(words: list[str]) -> int:
     if cfg.format not in ("table", "csv", "json"):
         raise ConfigError(f"format={cfg.format!r} is not valid; choose table, csv or json")
     filters = {k: cfg[k] for k in ("method", "pool", "taskpool", "task", "split") if cfg[k] is not None}
-    path = Path(cfg.store).expanduser() if cfg.store else default_store()
-    if not path.exists():
-        raise ConfigError(f"store {str(path)!r} does not exist; run a sweep first or give store=PATH")
+    if cfg.split is not None and cfg.split not in SPLITS:
+        raise ConfigError(f"split={cfg.split!r} is not a split.{did_you_mean(cfg.split, SPLITS)} Valid: {choices_text(SPLITS)}")
+    out = user_path(cfg.out) if cfg.out else None
+    if out is not None:
+        check_writable(out, "out", file=True)
+    path = user_path(cfg.store) if cfg.store else default_store()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"store {str(path)!r} {what}; run a sweep first or give store=PATH (an SQLite file a sweep wrote)")
     with ResultStore(path) as store:
+        for key, value in filters.items():
+            stored = store.distinct(key)
+            if value not in stored:
+                raise ConfigError(f"no stored result has {key}={value!r}.{did_you_mean(str(value), stored)} Stored values of {key}: {choices_text(stored)}")
         rows = list(store.rows(**filters))
     if cfg.format == "table":
         table = Table(title=f"{len(rows)} stored results in {path}")
@@ -59,8 +72,8 @@ def handle(words: list[str]) -> int:
         Console().print(table)
         return 0
     text = export(rows, cfg.format)
-    if cfg.out:
-        Path(cfg.out).write_text(text)
+    if out is not None:
+        write_text_atomic(out, text)
         print(f"{len(rows)} rows written to {cfg.out}")
     else:
         sys.stdout.write(text)

@@ -28,6 +28,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS, load_plugins
 from fusionbench.api.registry import Registry
+from fusionbench.utils.paths import user_path
 
 GROUPS: dict[str, Registry[Any]] = {"method": METHODS, "modelpool": MODELPOOLS, "taskpool": TASKPOOLS}
 _CLASS_KEY = {"method": "name", "modelpool": "type", "taskpool": "type"}
@@ -59,6 +60,14 @@ def check_resolvable(cfg: DictConfig, what: str) -> None:
         raise ConfigError(f"{what}{where} cannot be resolved: {' '.join(str(exc).split())[:200]}") from None
 
 
+def read_yaml_file(path: Path, what: str) -> Any:
+    """``OmegaConf.load(path)``; a file that is not YAML is a ConfigError naming ``what``."""
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # yaml errors come in several types
+        raise ConfigError(f"{what} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
 def packaged_options(group: str) -> list[str]:
     """Names of the YAML configs shipped for ``group``."""
     folder = files("fusionbench.configs") / group
@@ -82,13 +91,11 @@ def _is_path(option: str) -> bool:
 def load_option(group: str, option: str) -> DictConfig:
     """The raw config an option stands for (before validation)."""
     if _is_path(option):
-        path = Path(option).expanduser()
+        path = user_path(option)
         if not path.is_file():
-            raise ConfigError(f"{group} config file {option!r} does not exist; give an existing YAML file or a packaged option")
-        try:
-            raw = OmegaConf.load(path)
-        except Exception as exc:  # yaml errors come in several types
-            raise ConfigError(f"{group} config file {option!r} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise ConfigError(f"{group} config file {option!r} {what}; give an existing YAML file or a packaged option")
+        raw = read_yaml_file(path, f"{group} config file {option!r}")
         stem = path.stem
     elif option in packaged_options(group):
         raw = OmegaConf.load(str(files("fusionbench.configs") / group / f"{option}.yaml"))
@@ -149,7 +156,7 @@ def validate(group: str, raw: DictConfig, option: str, overrides: list[str]) -> 
     except ValidationError as exc:
         where = f"{group}.{exc.full_key}" if getattr(exc, "full_key", None) else group
         raise ConfigError(f"invalid value for {where}: {str(exc).splitlines()[0]}") from None
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, TypeError) as exc:  # TypeError: a mapping given for a list, or the reverse
         raise ConfigError(f"invalid {group} config {option!r}: {str(exc).splitlines()[0]}") from None
     OmegaConf.set_struct(merged, True)
     return merged
@@ -199,7 +206,7 @@ def compose(words: list[str], top_schema: type, groups: tuple[str, ...] = ("meth
         top = OmegaConf.merge(top, read_dotlist(top_words))
     except ValidationError as exc:
         raise ConfigError(f"invalid value for {exc.full_key}: {str(exc).splitlines()[0]}") from None
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, TypeError) as exc:  # TypeError: a mapping given for a list, or the reverse
         raise ConfigError(f"invalid top-level setting: {str(exc).splitlines()[0]}") from None
     if "plugins" in top_fields:
         load_plugins(list(top.plugins))

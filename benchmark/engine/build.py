@@ -41,7 +41,7 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     method_cls = METHODS.get(cfg.method.name)
     values = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
     method = method_cls(method_cls.Params(**values))
-    missing = [t for t in pool.tasks if t not in taskpool.all_tasks()]
+    missing = [t for t in pool.tasks if t not in taskpool.tasks]
     if missing:
         raise ConfigError(
             f"task pool {cfg.taskpool.name!r} cannot evaluate pool task {missing[0]!r}; "
@@ -50,11 +50,17 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     return pool, taskpool, method
 
 
-def check_writable(out: Path) -> None:
-    """Fail before any work when ``out`` could not be created or written (nothing is created here)."""
-    existing = out.absolute()
+def check_writable(out: Path, key: str = "output_dir", file: bool = False) -> None:
+    """Fail before any work when the folder ``out`` (with ``file``: the file ``out``) could not be created or written.
+
+    Nothing is created here; ``key`` is the option that names ``out``, for the message.
+    """
+    what = "output file" if file else "output directory"
+    if file and out.is_dir():
+        raise OutputError(f"{what} {str(out)!r} is a folder; give a file path with {key}=PATH")
+    existing = out.absolute().parent if file else out.absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        why = "it lies under a file" if not existing.is_dir() else f"{existing} is read-only"
-        raise OutputError(f"output directory {str(out)!r} is not writable ({why}); choose another with output_dir=PATH")
+        why = f"{existing} is read-only" if existing.is_dir() else ("it is a file" if existing == out.absolute() else "it lies under a file")
+        raise OutputError(f"{what} {str(out)!r} is not writable ({why}); choose another with {key}=PATH")

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Optional
 
 from fusionbench.api.errors import FusionBenchError
 from fusionbench.utils.cache import content_hash
+from fusionbench.utils.paths import user_path
 
 STORE_SCHEMA = "fusionbench.store/1"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -93,7 +94,7 @@ class ResultStore:
     """An open store. Use as a context manager; ``writer=True`` takes the sweep lock."""
 
     def __init__(self, path: str | Path, writer: bool = False) -> None:
-        self.path = Path(path).expanduser()
+        self.path = user_path(path)
         self.writer = writer
         self._lock_file: Optional[io.TextIOWrapper] = None
         self._check_file()
@@ -226,6 +227,12 @@ class ResultStore:
             for name in ("params", "pool_identity", "taskpool_identity", "subset"):
                 row[name] = json.loads(row[name])
             yield row
+
+    def distinct(self, column: str) -> list[str]:
+        """The distinct stored values of a text column (method, pool, taskpool, task, split)."""
+        if column not in ("method", "pool", "taskpool", "task", "split"):
+            raise StoreError(f"cannot list the values of column {column!r}")
+        return [value for (value,) in self.db.execute(f"SELECT DISTINCT {column} FROM results ORDER BY {column}")]
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])

@@ -15,25 +15,22 @@ seq2seq cross-entropy for T5. Runs checkpoint periodically and resume exactly
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union, cast
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 import fusionbench
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.families import ModelFamily
 from fusionbench.api.plugins import FAMILIES, TASKPOOLS
 from fusionbench.api.taskpool import SPLITS, TaskPool
-from fusionbench.config.compose import load_option, parse_words, validate
+from fusionbench.config.compose import load_option, validate
 from fusionbench.engine.build import check_writable, resolve_device
 from fusionbench.finetune.io import (
     LOG,
@@ -48,10 +45,11 @@ from fusionbench.finetune.io import (
     set_rng_state,
     write_log,
 )
-from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpoint, recipe_keys
+from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpoint
 from fusionbench.finetune.trainee import FINETUNE_MODES, Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.paths import user_path
 from fusionbench.utils.provenance import device_name, git_revision, package_versions
 
 OnStep = Callable[[int, float], None]  # called after every optimizer step with (steps done, loss)
@@ -87,14 +85,14 @@ class FinetuneResult:
     model: Any  # the trained model as the task pool sees it (ZeroShotImageModel / TextToTextModel)
 
 
-def _check_options(options: FinetuneOptions, recipe: Recipe, mode: str) -> int:
-    """Validate ``options``; returns the micro-batch size."""
-    micro = options.micro_batch_size or recipe.batch_size
-    if micro <= 0 or recipe.batch_size % micro:
-        raise ConfigError(
-            f"micro_batch_size={micro} must be a positive divisor of batch_size={recipe.batch_size} "
-            f"(each step accumulates batch_size / micro_batch_size micro-batches)"
-        )
+def check_options(options: FinetuneOptions) -> None:
+    """One-line ConfigErrors for option values no fine-tune can use (before any model or data is loaded)."""
+    if options.micro_batch_size is not None and options.micro_batch_size < 1:
+        raise ConfigError(f"micro_batch_size={options.micro_batch_size} must be a positive number of examples per forward pass (unset: the whole batch)")
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError(f"limit={options.limit} must be a positive number of training examples (unset: the whole train split)")
+    if not 0 <= options.seed < 2**63:
+        raise ConfigError(f"seed={options.seed} is out of range; it must lie in [0, {2**63 - 1}]")
     if options.threads < 0:
         raise ConfigError(f"threads={options.threads} must be >= 0 (0: torch's default)")
     if options.save_every < 0:
@@ -103,6 +101,16 @@ def _check_options(options: FinetuneOptions, recipe: Recipe, mode: str) -> int:
         raise ConfigError(f"max_steps_this_run={options.max_steps_this_run} must be positive")
     if options.eval_split is not None and options.eval_split not in SPLITS:
         raise ConfigError(f"eval_split={options.eval_split!r} is not a split.{did_you_mean(options.eval_split, SPLITS)} Valid: {choices_text(SPLITS)}")
+
+
+def micro_batch_size(options: FinetuneOptions, recipe: Recipe, mode: str) -> int:
+    """The micro-batch size of a fine-tune with ``recipe`` in ``mode``; a ConfigError for one that does not fit."""
+    micro = recipe.batch_size if options.micro_batch_size is None else options.micro_batch_size
+    if recipe.batch_size % micro:
+        raise ConfigError(
+            f"micro_batch_size={micro} must be a positive divisor of batch_size={recipe.batch_size} "
+            f"(each step accumulates batch_size / micro_batch_size micro-batches)"
+        )
     if options.eval_split is not None and mode == "linearized" and recipe.family == "t5":
         raise ConfigError("eval_split is not available for linearized T5 models (no greedy generation through the jvp); leave eval_split unset")
     return micro
@@ -204,6 +212,7 @@ def finetune(
     ``on_step(step, loss)`` runs after each optimizer step once that step is checkpointed.
     """
     options = options or FinetuneOptions()
+    check_options(options)
     if mode not in FINETUNE_MODES:
         raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, FINETUNE_MODES)} Valid modes: {choices_text(FINETUNE_MODES)}")
     device = resolve_device(options.device)
@@ -213,10 +222,10 @@ def finetune(
     loaded = taskpool if isinstance(taskpool, TaskPool) else load_taskpool(taskpool or family.default_taskpool, device=device)
     task_pool = _check_compatible(family, model, recipe, loaded)
     task_pool.definition(task)  # an unknown task: did-you-mean and the valid tasks
-    micro = _check_options(options, recipe, mode)
+    micro = micro_batch_size(options, recipe, mode)
     if options.threads:
         torch.set_num_threads(options.threads)
-    out = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model, task, mode, recipe, family)
+    out = user_path(output_dir) if output_dir is not None else default_output_dir(model, task, mode, recipe, family)
     check_writable(out)
 
     pool = load_base(family, model, device)
@@ -338,51 +347,3 @@ class _ProgressBar:
         if self.enabled:
             self.bar.__exit__(*exc)
 
-
-# ---------------------------------------------------------------------------------------- CLI
-@dataclass
-class FinetuneArgs(FinetuneOptions):
-    """Top-level keys of ``fusionbench finetune`` (recipe keys such as steps= and lora.r= are accepted too)."""
-
-    model: str = MISSING
-    task: str = MISSING
-    mode: str = MISSING
-    taskpool: Optional[str] = None  # option or YAML path; default clip_ta8 (CLIP) / glue8 (T5)
-    recipe: Optional[str] = None  # name or YAML path; default clip_paper (CLIP) / t5_paper (T5)
-    output_dir: Optional[str] = None  # default $FUSIONBENCH_HOME/checkpoints/<model>_<task><suffix>
-
-
-def finetune_command(words: list[str]) -> FinetuneResult:
-    """``fusionbench finetune key=value ...``: split the words into run keys, ``taskpool.*`` and recipe overrides, then run."""
-    arg_keys = [f.name for f in dataclasses.fields(FinetuneArgs)]
-    recipe_heads = {f.name for f in dataclasses.fields(Recipe)}
-    args_words: list[str] = []
-    taskpool_overrides: list[str] = []
-    recipe_overrides: list[str] = []
-    for key, value in parse_words(words):
-        head = key.split(".")[0]
-        if key in arg_keys:
-            args_words.append(f"{key}={value}")
-        elif head == "taskpool":
-            taskpool_overrides.append(f"{key.split('.', 1)[1]}={value}")
-        elif head in recipe_heads:
-            recipe_overrides.append(f"{key}={value}")
-        else:
-            valid = sorted(set(arg_keys) | set(recipe_keys()) | {"taskpool.KEY"})
-            raise ConfigError(f"unknown key {key!r}.{did_you_mean(key, valid)} Valid keys: {choices_text(valid)}")
-    cfg = OmegaConf.structured(FinetuneArgs)
-    OmegaConf.set_struct(cfg, True)
-    try:
-        cfg = cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.from_dotlist(args_words)))
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid value: {str(exc).splitlines()[0]}") from None
-    missing = [k for k in ("model", "task", "mode") if OmegaConf.is_missing(cfg, k)]
-    if missing:
-        raise ConfigError(f"finetune needs {', '.join(f'{k}=...' for k in missing)} (e.g. model=clip-vit-b16 task=eurosat mode=llora)")
-    model = pretrained_checkpoint(cfg.model)
-    family = model_family(model)
-    device = resolve_device(cfg.device)
-    recipe = load_recipe(cfg.recipe or family.default_recipe, recipe_overrides)
-    taskpool = load_taskpool(cfg.taskpool or family.default_taskpool, taskpool_overrides, device)
-    options = FinetuneOptions(**{f.name: cfg[f.name] for f in dataclasses.fields(FinetuneOptions)})
-    return finetune(model, cfg.task, cfg.mode, taskpool, recipe, cfg.output_dir, options)

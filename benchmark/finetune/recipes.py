@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence, Union
 
 from omegaconf import MISSING, OmegaConf
@@ -12,6 +11,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.plugins import FAMILIES
+from fusionbench.config.compose import read_dotlist
+from fusionbench.utils.paths import user_path
 
 
 @dataclass
@@ -85,7 +86,7 @@ def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = ()) -> Re
     elif recipe in RECIPES:
         base, what = OmegaConf.structured(RECIPES[recipe]), f"recipe {recipe!r}"
     elif recipe.endswith((".yaml", ".yml")) or "/" in recipe:
-        path = Path(recipe).expanduser()
+        path = user_path(recipe)
         if not path.is_file():
             raise ConfigError(f"recipe file {recipe!r} does not exist; give a YAML file or one of {choices_text(RECIPES)}")
         base, what = OmegaConf.structured(Recipe(name=path.stem)), f"recipe file {recipe!r}"
@@ -100,7 +101,7 @@ def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = ()) -> Re
         raise ConfigError(f"unknown recipe {recipe!r}.{did_you_mean(recipe, RECIPES)} Valid recipes: {choices_text(RECIPES)} (or a YAML file)")
     OmegaConf.set_struct(base, True)
     try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(base, read_dotlist(list(overrides)))
         result: Recipe = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise _recipe_error(exc, what, recipe_keys()) from None

@@ -187,8 +187,7 @@ def _torch_load(file: Path) -> object:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "global" in text:
+        if "global" in str(exc).lower():  # torch names the blocked callable: "unsupported GLOBAL posix.system"
             raise CheckpointError(
                 f"checkpoint {str(file)!r} is a pickle that needs arbitrary code to load (it is not loadable with "
                 f"torch.load(weights_only=True)), so it is refused; in a trusted environment load it and save its "

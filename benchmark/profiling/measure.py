@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,11 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
+from fusionbench.config.compose import read_yaml_file
+from fusionbench.engine.build import check_writable
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
 from fusionbench.profiling.workload import OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
+from fusionbench.utils.paths import user_path
 
 SCHEMA = "fusionbench.profile/1"
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
@@ -141,7 +143,7 @@ def profile_options() -> list[str]:
 def model_config(model: str) -> dict[str, Any]:
     """The recipe and the paper's figures of ``model``: ``configs/profile/<model>.yaml``, or a YAML file by path."""
     if model.endswith((".yaml", ".yml")):
-        path = Path(model).expanduser()
+        path = user_path(model)
         if not path.is_file():
             raise ConfigError(f"profile config file {model!r} does not exist; give an existing YAML file or one of: {choices_text(profile_options())}")
     else:
@@ -149,7 +151,7 @@ def model_config(model: str) -> dict[str, Any]:
         if model not in options:
             raise ConfigError(f"unknown model {model!r}.{did_you_mean(model, options)} Valid models: {choices_text(options)}")
         path = Path(str(files("fusionbench.configs") / "profile" / f"{model}.yaml"))
-    spec: Any = OmegaConf.to_container(OmegaConf.load(path))
+    spec: Any = OmegaConf.to_container(read_yaml_file(path, f"profile config {model!r}"))
     missing = [k for k in ("preset", "recipe") if not isinstance(spec, dict) or k not in spec]
     if missing:
         raise ConfigError(f"profile config {model!r} has no {missing[0]!r} key; see configs/profile/clip-vit-b16.yaml for the layout")
@@ -212,17 +214,9 @@ def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
     if not recipe_data["lora_targets"]:
         raise ConfigError("lora_targets names no module; give e.g. lora_targets=q_proj,v_proj")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    output = Path(cfg.output).expanduser() if cfg.output else Path("outputs") / f"{stamp}-profile-{Path(cfg.model).stem}" / "profile.json"
+    output = user_path(cfg.output) if cfg.output else Path("outputs") / f"{stamp}-profile-{Path(cfg.model).stem}" / "profile.json"
     settings = Settings(Path(cfg.model).stem, Recipe(**recipe_data), paradigms, device, steps, warmup, threads, cfg.seed, output)
     return settings, spec
-
-
-def _check_writable(path: Path) -> None:
-    existing = path.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {str(path)!r} ({existing} is not a writable folder); choose another with output=PATH")
 
 
 # --------------------------------------------------------------------- profile
@@ -233,7 +227,7 @@ def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
 
     console = console or Console(stderr=True)
     settings, spec = resolve(cfg)
-    _check_writable(settings.output)
+    check_writable(settings.output, "output", file=True)
     recipe, device = settings.recipe, settings.device
     ours: dict[str, dict[str, float]] = {}
     measurements: dict[str, dict[str, Any]] = {}

@@ -30,6 +30,7 @@ from fusionbench.sweep.aggregate import SUMMARY_SCHEMA, summarize
 from fusionbench.sweep.plan import Plan, enumerate_subsets, grid_points, select_best
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.paths import user_path
 from fusionbench.utils.provenance import provenance
 
 
@@ -123,7 +124,7 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
         if cfg[key] not in ("train", "validation", "test"):
             raise ConfigError(f"{key}={cfg[key]!r} is not a split; choose train, validation or test")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(cfg.output_dir or f"outputs/sweep-{stamp}-{cfg.method.name}-{cfg.modelpool.name}").expanduser()
+    out = user_path(cfg.output_dir or f"outputs/sweep-{stamp}-{cfg.method.name}-{cfg.modelpool.name}")
     check_writable(out)
     pool, taskpool, method = build(cfg, device)
     subsets = enumerate_subsets(pool.tasks, cfg.subsets)

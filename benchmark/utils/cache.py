@@ -8,12 +8,22 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from fusionbench.api.errors import ConfigError
 from fusionbench.utils.jsonio import write_json_atomic
+from fusionbench.utils.paths import user_path
 
 
 def home() -> Path:
-    """``$FUSIONBENCH_HOME``, default ``~/.cache/fusionbench``."""
-    return Path(os.environ.get("FUSIONBENCH_HOME", Path.home() / ".cache" / "fusionbench")).expanduser()
+    """``$FUSIONBENCH_HOME``, default ``~/.cache/fusionbench``; set but empty, or a file, is a ConfigError."""
+    value = os.environ.get("FUSIONBENCH_HOME")
+    if value is None:
+        return Path.home() / ".cache" / "fusionbench"
+    if not value.strip():
+        raise ConfigError("FUSIONBENCH_HOME is set but empty; unset it (default ~/.cache/fusionbench) or give a folder")
+    path = user_path(value)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"FUSIONBENCH_HOME={value!r} is a file, not a folder; unset it or give a folder")
+    return path
 
 
 def content_hash(*parts: Any) -> str:
