@@ -20,12 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from fusionbench.api.errors import ConfigError, OutputError
 from fusionbench.api.taskpool import SPLITS
 from fusionbench.config.compose import config_hash
-from fusionbench.engine.build import build, check_writable, resolve_device
+from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.references import reference_scores
 from fusionbench.engine.report import SCHEMA, averages, task_rows
 from fusionbench.utils.jsonio import write_json_atomic
-from fusionbench.utils.paths import user_path
+from fusionbench.utils.paths import check_writable, user_path
 from fusionbench.utils.provenance import provenance
 
 

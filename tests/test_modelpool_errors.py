@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,19 @@ def test_pickle_only_checkpoint_is_refused_but_a_weights_only_one_loads(world: d
     torch.save({"state_dict": state}, tmp_path / "state.pt")
     pool = make_pool(world["base"], {"mnist": tmp_path / "state.pt"})
     assert torch.equal(pool.finetuned("mnist")["vision_model.embeddings.class_embedding"], state["embeddings.class_embedding"])
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: loading it with plain torch.load would run a shell command."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo this must never run",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_as_such(world: dict[str, Path], tmp_path: Path) -> None:
+    torch.save({"state_dict": _RunsCode()}, tmp_path / "runs_code.pt")  # torch's refusal names it: "unsupported GLOBAL posix.system"
+    with pytest.raises(CheckpointError, match="pickle that needs arbitrary code.*refused"):
+        make_pool(world["base"], {"mnist": tmp_path / "runs_code.pt"})
 
 
 # ------------------------------------------------------------------------ adapters

@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.plugins import MODELPOOLS
-from fusionbench.engine.build import check_writable, resolve_device
+from fusionbench.engine.build import resolve_device
 from fusionbench.utils.jsonio import write_json_atomic
-from fusionbench.utils.paths import user_path
+from fusionbench.utils.paths import check_writable, user_path
 
 
 # ------------------------------------------------------------------ outputs

@@ -32,11 +32,11 @@ class ResultsSchema:
 def handle(words: list[str]) -> int:
     from fusionbench.api.taskpool import SPLITS
     from fusionbench.config.compose import compose
-    from fusionbench.engine.build import check_writable
     from fusionbench.engine.store import ResultStore, export
     from fusionbench.sweep.aggregate import compare_table
     from fusionbench.sweep.protocol import default_store, load_summary
     from fusionbench.utils.jsonio import write_text_atomic
+    from fusionbench.utils.paths import check_writable
 
     compare = bool(words) and words[0] == "compare"
     cfg = compose(words[1:] if compare else words, ResultsSchema, groups=())

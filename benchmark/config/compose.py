@@ -51,6 +51,16 @@ def read_dotlist(words: list[str]) -> DictConfig:
     return OmegaConf.merge(OmegaConf.create(), *parsed)
 
 
+def value_error(exc: ValidationError, where: str) -> ConfigError:
+    """A ConfigError for a value that does not fit its field, in FusionBench's words where OmegaConf's are obscure."""
+    text = str(exc).splitlines()[0]
+    if "Incompatible value 'None'" in text or "is not Optional" in text:
+        return ConfigError(f"{where} needs a value, but the word gave none; write {where}=VALUE or leave the key out")
+    if "is not a ListConfig" in text:
+        return ConfigError(f"{where} must be a list, written [a,b] (e.g. {where}=[0,0.5,1])")
+    return ConfigError(f"invalid value for {where}: {text}")
+
+
 def check_resolvable(cfg: DictConfig, what: str) -> None:
     """Resolve every ${...} interpolation now, so one that cannot resolve is a ConfigError before any work."""
     try:
@@ -155,7 +165,7 @@ def validate(group: str, raw: DictConfig, option: str, overrides: list[str]) -> 
         ) from None
     except ValidationError as exc:
         where = f"{group}.{exc.full_key}" if getattr(exc, "full_key", None) else group
-        raise ConfigError(f"invalid value for {where}: {str(exc).splitlines()[0]}") from None
+        raise value_error(exc, where) from None
     except (OmegaConfBaseException, TypeError) as exc:  # TypeError: a mapping given for a list, or the reverse
         raise ConfigError(f"invalid {group} config {option!r}: {str(exc).splitlines()[0]}") from None
     OmegaConf.set_struct(merged, True)
@@ -202,12 +212,13 @@ def compose(words: list[str], top_schema: type, groups: tuple[str, ...] = ("meth
     for f in fields(top_schema):
         if str(f.type).startswith("dict"):  # free-form mappings (e.g. a sweep's grid) accept new keys
             OmegaConf.set_struct(top[f.name], False)
-    try:
-        top = OmegaConf.merge(top, read_dotlist(top_words))
-    except ValidationError as exc:
-        raise ConfigError(f"invalid value for {exc.full_key}: {str(exc).splitlines()[0]}") from None
-    except (OmegaConfBaseException, TypeError) as exc:  # TypeError: a mapping given for a list, or the reverse
-        raise ConfigError(f"invalid top-level setting: {str(exc).splitlines()[0]}") from None
+    for word in top_words:
+        try:
+            top = OmegaConf.merge(top, read_dotlist([word]))
+        except ValidationError as exc:
+            raise value_error(exc, exc.full_key or word.split("=", 1)[0]) from None
+        except (OmegaConfBaseException, TypeError) as exc:  # TypeError: a mapping given for a list, or the reverse
+            raise ConfigError(f"invalid value for {word.split('=', 1)[0]}: {str(exc).splitlines()[0]} (a mapping where a list or a value belongs, or the reverse)") from None
     if "plugins" in top_fields:
         load_plugins(list(top.plugins))
 

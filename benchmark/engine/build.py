@@ -7,13 +7,10 @@ evaluation.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fusionbench.api.errors import ConfigError, OutputError
+from fusionbench.api.errors import ConfigError
 from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS
@@ -48,19 +45,3 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
             f"pick a task pool with the pool's tasks ({', '.join(pool.tasks)})"
         )
     return pool, taskpool, method
-
-
-def check_writable(out: Path, key: str = "output_dir", file: bool = False) -> None:
-    """Fail before any work when the folder ``out`` (with ``file``: the file ``out``) could not be created or written.
-
-    Nothing is created here; ``key`` is the option that names ``out``, for the message.
-    """
-    what = "output file" if file else "output directory"
-    if file and out.is_dir():
-        raise OutputError(f"{what} {str(out)!r} is a folder; give a file path with {key}=PATH")
-    existing = out.absolute().parent if file else out.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        why = f"{existing} is read-only" if existing.is_dir() else ("it is a file" if existing == out.absolute() else "it lies under a file")
-        raise OutputError(f"{what} {str(out)!r} is not writable ({why}); choose another with {key}=PATH")

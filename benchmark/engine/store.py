@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional
 
 from fusionbench.api.errors import FusionBenchError
 from fusionbench.utils.cache import content_hash
-from fusionbench.utils.paths import user_path
+from fusionbench.utils.paths import check_writable, user_path
 
 STORE_SCHEMA = "fusionbench.store/1"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -118,6 +118,8 @@ class ResultStore:
 
     # ---------------------------------------------------------------- guards
     def _check_file(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"store {str(self.path)!r} is a folder; give the path of an SQLite file with store=PATH")
         if not self.path.exists():
             return
         try:
@@ -147,6 +149,7 @@ class ResultStore:
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
         self._created = [p for p in (self.path, lock_path) if not p.exists()]  # removed again when opening fails
+        check_writable(self.path, "store", file=True)
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             handle = lock_path.open("a+")

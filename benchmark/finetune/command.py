@@ -12,7 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.config.compose import check_resolvable, parse_words, read_dotlist
 from fusionbench.engine.build import resolve_device
-from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, check_options, finetune, load_taskpool
+from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, check_mode, check_options, finetune, load_taskpool
 from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpoint, recipe_keys
 from fusionbench.finetune.trainee import model_family
 
@@ -57,6 +57,7 @@ def finetune_command(words: list[str]) -> FinetuneResult:
     if missing:
         raise ConfigError(f"finetune needs {', '.join(f'{k}=...' for k in missing)} (e.g. model=clip-vit-b16 task=eurosat mode=llora)")
     check_resolvable(cfg, "the fine-tuning settings")
+    check_mode(cfg.mode)
     check_options(FinetuneOptions(**{f.name: cfg[f.name] for f in dataclasses.fields(FinetuneOptions)}))
     model = pretrained_checkpoint(cfg.model)
     family = model_family(model)

@@ -31,7 +31,7 @@ from fusionbench.api.families import ModelFamily
 from fusionbench.api.plugins import FAMILIES, TASKPOOLS
 from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.config.compose import load_option, validate
-from fusionbench.engine.build import check_writable, resolve_device
+from fusionbench.engine.build import resolve_device
 from fusionbench.finetune.io import (
     LOG,
     METADATA,
@@ -49,7 +49,7 @@ from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpo
 from fusionbench.finetune.trainee import FINETUNE_MODES, Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
-from fusionbench.utils.paths import user_path
+from fusionbench.utils.paths import check_writable, user_path
 from fusionbench.utils.provenance import device_name, git_revision, package_versions
 
 OnStep = Callable[[int, float], None]  # called after every optimizer step with (steps done, loss)
@@ -83,6 +83,12 @@ class FinetuneResult:
     seconds: float  # training time, summed over resumed invocations
     eval: Optional[dict[str, Any]]  # the task pool's score (split, metric, value, n, stderr) on options.eval_split
     model: Any  # the trained model as the task pool sees it (ZeroShotImageModel / TextToTextModel)
+
+
+def check_mode(mode: str) -> None:
+    """A ConfigError with a did-you-mean for a mode fine-tuning does not know."""
+    if mode not in FINETUNE_MODES:
+        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, FINETUNE_MODES)} Valid modes: {choices_text(FINETUNE_MODES)}")
 
 
 def check_options(options: FinetuneOptions) -> None:
@@ -213,8 +219,7 @@ def finetune(
     """
     options = options or FinetuneOptions()
     check_options(options)
-    if mode not in FINETUNE_MODES:
-        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, FINETUNE_MODES)} Valid modes: {choices_text(FINETUNE_MODES)}")
+    check_mode(mode)
     device = resolve_device(options.device)
     model = pretrained_checkpoint(model)
     family = model_family(model)

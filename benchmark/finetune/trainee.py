@@ -48,6 +48,8 @@ def model_family(model: str) -> type[ModelFamily]:
     """The registered family of ``model`` (a local path or hub id), by the model_type in its config.json."""
     hint = "fine-tune a local base, e.g. one of the embedded mini world's"
     path = resolve_entries([Entry("model", model, "model to fine-tune")], _HUB_PATTERNS, hint)["model"].path
+    if not path.is_dir():
+        raise CheckpointError(f"model {model!r} is a file; give a model folder (the save_pretrained layout, with config.json) or a hub id")
     model_type = read_json(path / "config.json", f"model {model!r}").get("model_type")
     if model_type not in FAMILIES:
         known = ", ".join(f"{FAMILIES.get(n).label} (model_type {n!r})" for n in FAMILIES.names())

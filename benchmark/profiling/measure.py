@@ -34,10 +34,9 @@ from rich.console import Console
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
 from fusionbench.config.compose import read_yaml_file
-from fusionbench.engine.build import check_writable
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
 from fusionbench.profiling.workload import OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
-from fusionbench.utils.paths import user_path
+from fusionbench.utils.paths import check_writable, user_path
 
 SCHEMA = "fusionbench.profile/1"
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux

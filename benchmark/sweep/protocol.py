@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fusionbench.api.errors import ConfigError, FusionBenchError
 from fusionbench.config.compose import config_hash
-from fusionbench.engine.build import build, check_writable, resolve_device
+from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.executors import Job, LocalExecutor, RayExecutor, Worker
 from fusionbench.engine.references import References, reference_scores
 from fusionbench.engine.store import ResultStore
@@ -30,7 +30,7 @@ from fusionbench.sweep.aggregate import SUMMARY_SCHEMA, summarize
 from fusionbench.sweep.plan import Plan, enumerate_subsets, grid_points, select_best
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
-from fusionbench.utils.paths import user_path
+from fusionbench.utils.paths import check_writable, user_path
 from fusionbench.utils.provenance import provenance
 
 

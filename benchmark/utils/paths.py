@@ -1,11 +1,11 @@
-"""Paths a user types: ``~`` expanded, and a ``~user`` that names no user an error instead of a crash."""
+"""Paths a user types: ``~`` expanded (a ``~user`` that names no user is an error, not a crash), and outputs checked before work."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from fusionbench.api.errors import ConfigError
+from fusionbench.api.errors import ConfigError, OutputError
 
 
 def user_path(text: str | os.PathLike[str]) -> Path:
@@ -15,3 +15,19 @@ def user_path(text: str | os.PathLike[str]) -> Path:
     except RuntimeError:  # pathlib: "Could not determine home directory"
         head = str(text).split("/", 1)[0]
         raise ConfigError(f"path {str(text)!r} starts with {head!r}, the home folder of a user that does not exist; give a path without it") from None
+
+
+def check_writable(out: Path, key: str = "output_dir", file: bool = False) -> None:
+    """Fail before any work when the folder ``out`` (with ``file``: the file ``out``) could not be created or written.
+
+    Nothing is created here; ``key`` is the option that names ``out``, for the message.
+    """
+    what = "output file" if file else "output directory"
+    if file and out.is_dir():
+        raise OutputError(f"{what} {str(out)!r} is a folder; give a file path with {key}=PATH")
+    existing = out.absolute().parent if file else out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is read-only" if existing.is_dir() else ("it is a file" if existing == out.absolute() else "it lies under a file")
+        raise OutputError(f"{what} {str(out)!r} is not writable ({why}); choose another with {key}=PATH")
