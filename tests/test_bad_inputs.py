@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 from fusionbench.cli.main import main
 
@@ -146,6 +147,7 @@ CASES: dict[str, Case] = {
     "unknown pool task": lambda t: [*RUN, "modelpool.tasks=[zeta]"],
     "unknown task pool task": lambda t: [*RUN, "taskpool.tasks=[zeta]"],
     "task pool without the pool's tasks": lambda t: [*RUN, f"taskpool={t / 'other_tasks.yaml'}"],
+    "task pool of a world not built yet, without the pool's tasks": lambda t: [*RUN, "taskpool=mini_text7"],
     "pool file with the .yml ending missing": lambda t: ["run", "method=ties", "modelpool=configs/nope.yml"],
     "method file that is not YAML": lambda t: ["run", f"method={t / 'garbage.yaml'}", "modelpool=dummy"],
     "method file that is a list": lambda t: ["run", f"method={t / 'list.yaml'}", "modelpool=dummy"],
@@ -168,6 +170,8 @@ CASES: dict[str, Case] = {
     "sweep fractional workers": lambda t: [*SWEEP, "workers=1.5"],
     "sweep negative ray actors": lambda t: [*SWEEP, "executor=ray", "ray.actors=-1"],
     "sweep negative ray GPUs": lambda t: [*SWEEP, "executor=ray", "ray.gpus_per_actor=-1"],
+    "sweep Ray GPUs the cluster lacks": lambda t: [*SWEEP, "executor=ray", f"ray.gpus_per_actor={1 + torch.cuda.device_count()}"],
+    "sweep Ray CPUs the cluster lacks": lambda t: [*SWEEP, "executor=ray", "ray.cpus_per_actor=100000"],
     "sweep unknown selection split": lambda t: [*SWEEP, "selection_split=bogus"],
     "sweep unknown report split": lambda t: [*SWEEP, "report_split=bogus"],
     "sweep store that is a folder": lambda t: [*SWEEP, f"store={t}"],
@@ -249,6 +253,8 @@ MESSAGES: dict[str, str] = {
     "plugin merge renamed": r"do not match the pool's",
     "plugin merge exits": r"failed: SystemExit: 3",
     "seed beyond 64 bits": r"seed=999999999999999999999 is out of range",
+    "task pool of a world not built yet, without the pool's tasks": r"task pool 'mini_text7' cannot evaluate pool task 'alpha'",
+    "sweep Ray GPUs the cluster lacks": r"asks for \d+ GPU\(s\) but the cluster has",
     "output under an unknown user's home": r"home folder of a user that does not exist",
 }
 

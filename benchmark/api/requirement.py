@@ -25,3 +25,7 @@ class Requirement(ABC):
     @abstractmethod
     def build(self) -> None:
         """Build (or finish) the artefact; atomic, so an interrupted build resumes."""
+
+    def tasks(self) -> list[str] | None:
+        """The tasks of the pools built on this artefact, when known before building it (None: not known)."""
+        return None

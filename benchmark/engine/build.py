@@ -15,7 +15,7 @@ from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.engine.prepare import prepare
+from fusionbench.engine.prepare import pending, prepare
 
 
 def resolve_device(device: str) -> str:
@@ -30,18 +30,34 @@ def resolve_device(device: str) -> str:
 
 
 def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
-    """Instantiate the pool, task pool and method a composed config names, after building what they require."""
-    prepare(cfg.modelpool.requires)
-    prepare(cfg.taskpool.requires)
-    pool = MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
-    taskpool = TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
+    """Instantiate the pool, task pool and method a composed config names, after building what they require.
+
+    A side whose requirement is built (or that has none) is constructed first, and checked against the
+    tasks the other side's requirement declares, so an incompatible pair fails before a build starts.
+    """
     method_cls = METHODS.get(cfg.method.name)
     values = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
     method = method_cls(method_cls.Params(**values))
-    missing = [t for t in pool.tasks if t not in taskpool.tasks]
+    pool_build, taskpool_build = pending(cfg.modelpool.requires), pending(cfg.taskpool.requires)
+    pool = None if pool_build else MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
+    taskpool = None if taskpool_build else TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
+    if pool is not None and taskpool_build is not None and taskpool_build.tasks() is not None:
+        _check_tasks(pool.tasks, taskpool_build.tasks(), cfg)  # type: ignore[arg-type]
+    if taskpool is not None and pool_build is not None and pool_build.tasks() is not None:
+        _check_tasks(pool_build.tasks(), taskpool.tasks, cfg)  # type: ignore[arg-type]
+    prepare(cfg.modelpool.requires)
+    prepare(cfg.taskpool.requires)
+    pool = pool or MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
+    taskpool = taskpool or TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
+    _check_tasks(pool.tasks, taskpool.tasks, cfg)
+    return pool, taskpool, method
+
+
+def _check_tasks(pool_tasks: list[str], taskpool_tasks: list[str], cfg: DictConfig) -> None:
+    """A ConfigError unless the task pool evaluates every task of the pool."""
+    missing = [t for t in pool_tasks if t not in taskpool_tasks]
     if missing:
         raise ConfigError(
             f"task pool {cfg.taskpool.name!r} cannot evaluate pool task {missing[0]!r}; "
-            f"pick a task pool with the pool's tasks ({', '.join(pool.tasks)})"
+            f"pick a task pool with the pool's tasks ({', '.join(pool_tasks)})"
         )
-    return pool, taskpool, method

@@ -9,6 +9,7 @@ so results are identical whichever executes them; only the driver writes the sto
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing
 import os
 import socket
@@ -143,10 +144,18 @@ class RayExecutor:
         if address and address != "auto":
             _check_reachable(address)
         try:
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = address or "a new local cluster"
             raise ConfigError(f"Ray cluster at {where!r} cannot be reached ({str(exc).splitlines()[0]}); start one with `ray start --head` or use ray.address=null for a local one") from None
+        have = ray.cluster_resources()
+        for resource, need in (("CPU", cpus), ("GPU", gpus)):
+            if need > have.get(resource, 0):  # Ray would wait forever for an actor it cannot place
+                self.close_cluster()
+                raise ConfigError(
+                    f"each Ray actor asks for {need:g} {resource}(s) but the cluster has {have.get(resource, 0):g}; "
+                    f"lower ray.{resource.lower()}s_per_actor or join a cluster that has them (ray.address=...)"
+                )
         remote_worker = ray.remote(num_cpus=cpus, num_gpus=gpus)(ConfigWorker)
         self.actors = [remote_worker.remote(config, threads) for _ in range(actors)]
 
@@ -159,3 +168,7 @@ class RayExecutor:
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+
+    def close_cluster(self) -> None:
+        """Leave the cluster (a local one started for this sweep stops)."""
+        self.ray.shutdown()

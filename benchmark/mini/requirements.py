@@ -7,6 +7,8 @@ from typing import ClassVar
 
 from fusionbench.api.requirement import Requirement
 from fusionbench.mini.pools import build_pools, pools_ready
+from fusionbench.mini.text_data import TEXT_TASKS
+from fusionbench.mini.vision_data import VISION_TASKS
 
 
 class MiniWorld(Requirement):
@@ -19,6 +21,9 @@ class MiniWorld(Requirement):
 
     def build(self) -> None:
         build_pools(self.kind)
+
+    def tasks(self) -> list[str]:
+        return list(VISION_TASKS if self.kind == "vision" else TEXT_TASKS)
 
 
 class MiniVision(MiniWorld):
