@@ -154,6 +154,10 @@ CASES: dict[str, Case] = {
     "pool file without a type": lambda t: ["run", "method=ties", f"modelpool={t / 'untyped.yaml'}"],
     "pool file of an unknown type": lambda t: ["run", "method=ties", f"modelpool={t / 'mistyped.yaml'}"],
     "pool file with an unknown key": lambda t: ["run", "method=ties", f"modelpool={t / 'extra_key.yaml'}"],
+    "pool file with models as a list": lambda t: ["run", "method=ties", f"modelpool={t / 'list_models.yaml'}", "taskpool=dummy"],
+    "output name too long": lambda t: [*RUN, f"output_dir={t / ('x' * 300)}"],
+    "sweep output name too long": lambda t: [*SWEEP, f"output_dir={t / ('x' * 300)}"],
+    "profile LoRA targets that match no layer": lambda t: ["profile", "paradigms=lora", "lora_targets=nonexistent", f"output={t / 'p.json'}"],
     "negative limit": lambda t: [*RUN, "taskpool.limit=-5"],
     "limit not a number": lambda t: [*RUN, "taskpool.limit=abc"],
     "NaN scaling factor": lambda t: ["run", "method=task_arithmetic", "modelpool=dummy", "method.scaling_factor=nan"],
@@ -253,6 +257,9 @@ MESSAGES: dict[str, str] = {
     "plugin merge renamed": r"do not match the pool's",
     "plugin merge exits": r"failed: SystemExit: 3",
     "seed beyond 64 bits": r"seed=999999999999999999999 is out of range",
+    "pool file with models as a list": r"modelpool\.models must be a mapping, got a list",
+    "output name too long": r"over the file system's 255",
+    "profile LoRA targets that match no layer": r"lora_targets=\['nonexistent'\] match no layer",
     "task pool of a world not built yet, without the pool's tasks": r"task pool 'mini_text7' cannot evaluate pool task 'alpha'",
     "sweep Ray GPUs the cluster lacks": r"asks for \d+ GPU\(s\) but the cluster has",
     "output under an unknown user's home": r"home folder of a user that does not exist",
@@ -284,6 +291,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "syntax.py").write_text("def (:\n")
     (tmp_path / "other_tasks.yaml").write_text("type: dummy\ntasks: [alpha]\n")
     (tmp_path / "untyped.yaml").write_text("name: untyped\n")
+    (tmp_path / "list_models.yaml").write_text("type: clip\nmode: full\nbase: /nope\nmodels: [a, b]\n")
     (tmp_path / "mistyped.yaml").write_text("type: dumy\n")
     (tmp_path / "extra_key.yaml").write_text("type: dummy\ncolour: blue\n")
     (tmp_path / "report.json").write_text('{"schema": "fusionbench.report/1"}\n')
@@ -312,6 +320,7 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
     "FUSIONBENCH_HOME empty": {"FUSIONBENCH_HOME": ""},
     "FUSIONBENCH_HOME a file": {"FUSIONBENCH_HOME": "a_file"},
     "FUSIONBENCH_HOME under an unknown user": {"FUSIONBENCH_HOME": "~fusionbench_no_such_user/home"},
+    "FUSIONBENCH_HOME where nothing can be created": {"FUSIONBENCH_HOME": "/proc/fusionbench"},
 }
 
 

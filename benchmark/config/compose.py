@@ -22,7 +22,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
@@ -145,6 +145,7 @@ def validate(group: str, raw: DictConfig, option: str, overrides: list[str]) -> 
         for key in raw:
             if key not in valid_keys:
                 raise ConfigKeyError(str(key))
+            _check_shape(schema, raw, str(key), f"{group}.{key}")
         merged = OmegaConf.merge(schema, raw)
         for word in overrides:
             key = word.split("=", 1)[0]
@@ -170,6 +171,19 @@ def validate(group: str, raw: DictConfig, option: str, overrides: list[str]) -> 
         raise ConfigError(f"invalid {group} config {option!r}: {str(exc).splitlines()[0]}") from None
     OmegaConf.set_struct(merged, True)
     return merged
+
+
+def _shape(node: Any) -> str:
+    return "a mapping" if isinstance(node, (dict, DictConfig)) else "a list" if isinstance(node, (list, ListConfig)) else "a single value"
+
+
+def _check_shape(schema: DictConfig, raw: DictConfig, key: str, where: str) -> None:
+    """A ConfigError when ``raw[key]`` is not the mapping or list the schema's field ``key`` is."""
+    if OmegaConf.is_missing(schema, key) or OmegaConf.is_missing(raw, key):
+        return
+    expected, given = schema[key], raw[key]
+    if isinstance(expected, (DictConfig, ListConfig)) and given is not None and _shape(given) != _shape(expected):
+        raise ConfigError(f"{where} must be {_shape(expected)}, got {_shape(given)}; see the shipped configs for its layout")
 
 
 def parse_words(words: list[str]) -> list[tuple[str, str]]:

@@ -16,6 +16,8 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.engine.prepare import pending, prepare
+from fusionbench.utils.cache import home
+from fusionbench.utils.paths import check_writable
 
 
 def resolve_device(device: str) -> str:
@@ -35,6 +37,7 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     A side whose requirement is built (or that has none) is constructed first, and checked against the
     tasks the other side's requirement declares, so an incompatible pair fails before a build starts.
     """
+    check_writable(home(), "FUSIONBENCH_HOME")  # caches and built worlds go there
     method_cls = METHODS.get(cfg.method.name)
     values = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
     method = method_cls(method_cls.Params(**values))

@@ -30,11 +30,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from fusionbench.api.errors import CheckpointError, ConfigError
+from fusionbench.api.errors import CheckpointError
 from fusionbench.api.families import ModelFamily, ZeroShotImageModel
 from fusionbench.api.modelpool import MODES, ModelPool
 from fusionbench.api.plugins import FAMILIES, MODELPOOLS
-from fusionbench.models.adapters import save_adapter, save_llora_model
+from fusionbench.models.adapters import add_lora, save_adapter, save_llora_model
 from fusionbench.models.checkpoints import Entry, read_json, resolve_entries
 from fusionbench.models.linearize import LinearizedModel, linearize_lora_
 
@@ -110,19 +110,11 @@ class Trainee:
 
 
 def _add_lora(root: nn.Module, recipe: Any, model: str) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     lora = recipe.lora
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets))
-    with torch.random.fork_rng(devices=[]):  # the init depends on init_seed only, as the pools regenerate it
-        torch.manual_seed(recipe.init_seed)
-        try:
-            peft_model = get_peft_model(root, config)
-        except ValueError as exc:
-            raise ConfigError(
-                f"recipe lora.targets={list(lora.targets)} match no layer of model {model!r} ({str(exc).splitlines()[0]}); "
-                f"CLIP attention layers are q_proj, k_proj, v_proj, out_proj; T5's are q, k, v, o"
-            ) from None
+    peft_model = add_lora(root, config, recipe.init_seed, "recipe lora.targets", model)
     peft_model.peft_config["default"].base_model_name_or_path = model
     return peft_model
 

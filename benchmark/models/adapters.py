@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from fusionbench.api.errors import CheckpointError
+from fusionbench.api.errors import CheckpointError, ConfigError
 from fusionbench.models.checkpoints import load_file_state_dict, read_json
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -288,3 +288,22 @@ def generate_init(root: nn.Module, config: Mapping[str, Any], seed: int) -> dict
         model = get_peft_model(copy.deepcopy(root).to("cpu", torch.float32), cfg)
     state = get_peft_model_state_dict(model)
     return {k: v.detach().clone().float().cpu() for k, v in state.items()}
+
+
+def add_lora(root: nn.Module, config: Any, init_seed: int, key: str, model: str) -> Any:
+    """``peft.get_peft_model(root, config)`` with the adapters initialised after ``torch.manual_seed(init_seed)``.
+
+    The init depends on ``init_seed`` only (the pools regenerate it from there). Targets that match no
+    layer are a ConfigError naming ``key``, the option that set them, and the layers there are.
+    """
+    from peft import get_peft_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        try:
+            return get_peft_model(root, config)
+        except ValueError as exc:  # peft's NoMatchingPeftModuleError is a ValueError
+            raise ConfigError(
+                f"{key}={sorted(config.target_modules)} match no layer of model {model!r} ({str(exc).splitlines()[0]}); "
+                f"CLIP attention layers are q_proj, k_proj, v_proj, out_proj; T5's are q, k, v, o"
+            ) from None

@@ -29,6 +29,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
@@ -157,6 +158,16 @@ def model_config(model: str) -> dict[str, Any]:
     return spec
 
 
+def check_lora_targets(recipe: Recipe) -> None:
+    """A ConfigError before any work when no layer of the preset's fine-tuned module matches ``recipe.lora_targets``."""
+    from fusionbench.profiling.workload import build_model
+
+    _, root = build_model(recipe, "meta", 0)  # shapes only: no memory, no time
+    linear = {name.rsplit(".", 1)[-1] for name, module in root.named_modules() if isinstance(module, torch.nn.Linear)}
+    if not linear & set(recipe.lora_targets):
+        raise ConfigError(f"lora_targets={sorted(recipe.lora_targets)} match no layer of {recipe.preset}; its linear layers: {choices_text(linear)}")
+
+
 def _words(value: str) -> list[str]:
     return [w.strip() for w in value.strip("[]").split(",") if w.strip()]
 
@@ -212,6 +223,8 @@ def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
             raise ConfigError(f"{key}={value} is not valid; it must be at least {low}")
     if not recipe_data["lora_targets"]:
         raise ConfigError("lora_targets names no module; give e.g. lora_targets=q_proj,v_proj")
+    if any(p in ("lora", "llora") for p in paradigms):
+        check_lora_targets(Recipe(**recipe_data))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     output = user_path(cfg.output) if cfg.output else Path("outputs") / f"{stamp}-profile-{Path(cfg.model).stem}" / "profile.json"
     settings = Settings(Path(cfg.model).stem, Recipe(**recipe_data), paradigms, device, steps, warmup, threads, cfg.seed, output)

@@ -120,11 +120,9 @@ def apply_paradigm(model: nn.Module, root: nn.Module, paradigm: str, recipe: Rec
         name = next(n for n, child in model.named_children() if child is root)
         setattr(model, name, linear)
         return model, linear
-    from peft import get_peft_model
+    from fusionbench.models.adapters import add_lora
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.init_seed)
-        get_peft_model(root, lora_config(recipe))  # injects the LoRA layers into root, in place
+    add_lora(root, lora_config(recipe), recipe.init_seed, "lora_targets", recipe.preset)  # injects the LoRA layers into root, in place
     if paradigm == "llora":
         from fusionbench.models.linearize import linearize_lora_
 
