@@ -17,6 +17,8 @@ import torch
 from fusionbench.cli.main import main
 
 PLUGIN = """
+import os
+import signal
 import sys
 import torch
 from fusionbench import Method, ParamDict
@@ -39,6 +41,7 @@ BEHAVIOURS = {
     "int64": "ParamDict({k: v.to(torch.int64) for k, v in base.items()})",
     "renamed": "ParamDict({k + '_x': v for k, v in base.items()})",
     "exits": "sys.exit(3)",
+    "is terminated": "os.kill(os.getpid(), signal.SIGTERM)",
 }
 RUN = ["run", "method=ties", "modelpool=dummy"]
 SWEEP = ["sweep", "method=task_arithmetic", "modelpool=dummy", "subsets=pairs", "grid.scaling_factor=[0.3]"]
@@ -93,7 +96,7 @@ CASES: dict[str, Case] = {
     "plugin that is not Python": lambda t: [*RUN, f"plugins=[{t / 'garbage.yaml'}]"],
     "plugin with a syntax error": lambda t: [*RUN, f"plugins=[{t / 'syntax.py'}]"],
     # plugins that misbehave
-    **{f"plugin merge {b}": (lambda b: lambda t: ["run", "method=broken", "modelpool=dummy", f"plugins=[{plugin(t, b)}]"])(b) for b in BEHAVIOURS},
+    **{f"plugin merge {b}": (lambda b: lambda t: ["run", "method=broken", "modelpool=dummy", f"plugins=[{plugin(t, b)}]"])(b) for b in BEHAVIOURS if b != "is terminated"},
     "sweep with a plugin that raises": lambda t: ["sweep", "method=broken", "modelpool=dummy", "subsets=pairs", f"plugins=[{plugin(t, 'raises')}]", f"store={t / 'new.sqlite'}"],
     # sweep
     "sweep subset size too large": lambda t: [*SWEEP, "subsets=size=9"],
@@ -392,3 +395,14 @@ def test_ctrl_c_while_libraries_load_is_interrupted_exit_130(tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-m", "fusionbench.cli", "list", "methods"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stdout + done.stderr
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(workdir: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``timeout`` and schedulers send SIGTERM: ``interrupted``, exit 130, nothing written."""
+    words = ["run", "method=broken", "modelpool=dummy", f"plugins=[{plugin(workdir, 'is terminated')}]"]
+    before = tree(workdir, isolated_home)
+    code = main(words)
+    err = capsys.readouterr().err
+    assert code == 130 and err.strip() == "interrupted" and "Traceback" not in err
+    assert tree(workdir, isolated_home) == before
+

@@ -325,6 +325,19 @@ def test_resume_after_interruption_gives_the_uninterrupted_result(world: dict[st
         assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in expected)
 
 
+def test_an_interrupt_names_the_partial_run_it_leaves(world: dict[str, Path]) -> None:
+    def ctrl_c_at_3(done: int, loss: float) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    recipe = recipe_for(CLIP_RECIPE, "lora", steps=7)
+    taskpool = load_taskpool(str(world["vision"]), [], "cpu")
+    out = world["root"] / "ctrl-c"
+    with pytest.raises(KeyboardInterrupt, match=r"the partial run in .*ctrl-c\.partial resumes from its last checkpoint"):
+        finetune(str(world["clip"]), "colors", "lora", taskpool, recipe, out, quiet(save_every=2), ctrl_c_at_3)
+    assert (out.with_name("ctrl-c.partial") / "checkpoints" / "step-00000002").is_dir()
+
+
 # ------------------------------------------------------------------------------- bad input
 def test_unknown_task_mode_and_incompatible_recipe_or_taskpool(world: dict[str, Path]) -> None:
     out = world["root"] / "never"

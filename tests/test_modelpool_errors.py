@@ -130,6 +130,13 @@ def test_a_pickle_that_would_run_code_is_refused_as_such(world: dict[str, Path],
         make_pool(world["base"], {"mnist": tmp_path / "runs_code.pt"})
 
 
+def test_a_pool_whose_mode_does_not_match_its_checkpoints_says_so(world: dict[str, Path]) -> None:
+    with pytest.raises(CheckpointError, match=r"holds a full model \(config.json\), not a LoRA / L-LoRA adapter.*modelpool.mode=full"):
+        make_pool(world["base"], {"a": world["full"]}, mode="lora")
+    with pytest.raises(CheckpointError, match=r"holds a LoRA / L-LoRA adapter \(adapter_config.json\), not a full model.*mode=lora or llora"):
+        make_pool(world["base"], {"a": world["lora"]})
+
+
 # ------------------------------------------------------------------------ adapters
 def test_lora_ranks_or_targets_that_differ_between_tasks(world: dict[str, Path]) -> None:
     with pytest.raises(CheckpointError, match=r"task 'b' has r=2 but task 'a' has r=4"):

@@ -54,6 +54,10 @@ class CheckpointError(FusionBenchError):
     """A model checkpoint is missing, unreadable, unsafe or inconsistent with its pool."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a command that keeps a resume artefact; the message says how to resume or remove it."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean X?' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

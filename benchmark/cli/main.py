@@ -10,7 +10,9 @@ shows the traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(main_help())
         return 0
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return _dispatch(argv[0], argv[1:])
     except FusionBenchError as exc:
@@ -91,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see _terminate); Interrupted says what it left
+        print("interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except (Exception, SystemExit) as exc:  # not the user's to fix: say so in one line, traceback on request
         if debug:
@@ -100,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         message = _one_line(str(exc)) or "(no message)"
         print(f"error: internal error, {type(exc).__name__}: {message} (raised at {raised_at(exc)}); rerun with {DEBUG_FLAG} for the traceback", file=sys.stderr)
         return 1
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``timeout``, a cluster's scheduler) ends a command as Ctrl-C does: cleanly, resumable."""
+    raise KeyboardInterrupt
 
 
 def _one_line(text: str, limit: int = 2000) -> str:

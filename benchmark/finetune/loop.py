@@ -15,6 +15,7 @@ seq2seq cross-entropy for T5. Runs checkpoint periodically and resume exactly
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 import fusionbench
-from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.errors import ConfigError, Interrupted, choices_text, did_you_mean
 from fusionbench.api.families import ModelFamily
 from fusionbench.api.plugins import FAMILIES, TASKPOOLS
 from fusionbench.api.taskpool import SPLITS, TaskPool
@@ -259,7 +260,7 @@ def finetune(
 
     stop = recipe.steps if options.max_steps_this_run is None else min(recipe.steps, step + options.max_steps_this_run)
     trainee.train(True)
-    with _ProgressBar(options.progress, f"{task} ({mode})", recipe.steps, step) as advance:
+    with _ProgressBar(options.progress, f"{task} ({mode})", recipe.steps, step) as advance, _resumable(out):
         while step < stop:
             started = time.perf_counter()
             lr = scheduler.get_last_lr()[0]
@@ -292,6 +293,21 @@ def finetune(
         write_json_atomic(tmp / METADATA, metadata)
     shutil.rmtree(partial_dir(out), ignore_errors=True)
     return FinetuneResult(out, True, step, losses, seconds, score, trainee.evaluated)
+
+
+@contextlib.contextmanager
+def _resumable(out: Path) -> Iterator[None]:
+    """An interrupt while training names the partial run it leaves (by design: rerunning resumes from it)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        partial = partial_dir(out)
+        if not partial.is_dir():
+            raise
+        raise Interrupted(
+            f"the partial run in {partial} resumes from its last checkpoint when the same command is run again; "
+            f"delete that folder (or pass resume=false) to start over"
+        ) from None
 
 
 def _train_step(trainee: Trainee, taskpool: TaskPool, task: str, data: TrainingData, step: int, optimizer: torch.optim.Optimizer) -> float:

@@ -183,6 +183,11 @@ def read_adapter(path: Path, where: str) -> AdapterCheckpoint:
     """
     if not path.is_dir():
         raise CheckpointError(f"{where} is not a directory; a LoRA / L-LoRA checkpoint is a directory with {ADAPTER_CONFIG}")
+    if not (path / ADAPTER_CONFIG).is_file() and (path / "config.json").is_file():
+        raise CheckpointError(
+            f"{where} holds a full model (config.json), not a LoRA / L-LoRA adapter ({ADAPTER_CONFIG}); "
+            f"a pool of full fine-tuned models needs modelpool.mode=full, an adapter pool needs adapter folders"
+        )
     config = read_json(path / ADAPTER_CONFIG, where)
     _check_config(config, where)
     phi0: Optional[dict[str, torch.Tensor]] = None

@@ -164,6 +164,11 @@ def weight_file(path: Path) -> Path:
     for name in WEIGHT_FILES:
         if (path / name).is_file():
             return path / name
+    if (path / "adapter_config.json").is_file():
+        raise CheckpointError(
+            f"checkpoint directory {str(path)!r} holds a LoRA / L-LoRA adapter (adapter_config.json), not a full model; "
+            f"a pool of adapters needs modelpool.mode=lora or llora"
+        )
     raise CheckpointError(
         f"checkpoint directory {str(path)!r} holds no weights file (looked for {', '.join(WEIGHT_FILES)}); "
         f"point the entry at a directory saved with save_pretrained or at a .safetensors file"
