@@ -157,6 +157,8 @@ CASES: dict[str, Case] = {
     "pool file without a type": lambda t: ["run", "method=ties", f"modelpool={t / 'untyped.yaml'}"],
     "pool file of an unknown type": lambda t: ["run", "method=ties", f"modelpool={t / 'mistyped.yaml'}"],
     "pool file with an unknown key": lambda t: ["run", "method=ties", f"modelpool={t / 'extra_key.yaml'}"],
+    "pool file with an unresolvable interpolation": lambda t: ["run", "method=ties", f"modelpool={t / 'interpolated.yaml'}"],
+    "zero batch size on a real task pool": lambda t: ["run", "method=ties", "modelpool=dummy", "taskpool=clip_vision7", "taskpool.batch_size=0"],
     "pool file with models as a list": lambda t: ["run", "method=ties", f"modelpool={t / 'list_models.yaml'}", "taskpool=dummy"],
     "output name too long": lambda t: [*RUN, f"output_dir={t / ('x' * 300)}"],
     "sweep output name too long": lambda t: [*SWEEP, f"output_dir={t / ('x' * 300)}"],
@@ -260,6 +262,8 @@ MESSAGES: dict[str, str] = {
     "plugin merge renamed": r"do not match the pool's",
     "plugin merge exits": r"failed: SystemExit: 3",
     "seed beyond 64 bits": r"seed=999999999999999999999 is out of range",
+    "pool file with an unresolvable interpolation": r"FUSIONBENCH_NO_SUCH_VARIABLE",
+    "zero batch size on a real task pool": r"taskpool\.batch_size must be a positive number",
     "pool file with models as a list": r"modelpool\.models must be a mapping, got a list",
     "output name too long": r"over the file system's 255",
     "profile LoRA targets that match no layer": r"lora_targets=\['nonexistent'\] match no layer",
@@ -294,6 +298,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "syntax.py").write_text("def (:\n")
     (tmp_path / "other_tasks.yaml").write_text("type: dummy\ntasks: [alpha]\n")
     (tmp_path / "untyped.yaml").write_text("name: untyped\n")
+    (tmp_path / "interpolated.yaml").write_text("type: dummy\nseed: ${oc.env:FUSIONBENCH_NO_SUCH_VARIABLE}\n")
     (tmp_path / "list_models.yaml").write_text("type: clip\nmode: full\nbase: /nope\nmodels: [a, b]\n")
     (tmp_path / "mistyped.yaml").write_text("type: dumy\n")
     (tmp_path / "extra_key.yaml").write_text("type: dummy\ncolour: blue\n")
@@ -405,4 +410,9 @@ def test_sigterm_ends_a_command_as_ctrl_c_does(workdir: Path, isolated_home: Pat
     err = capsys.readouterr().err
     assert code == 130 and err.strip() == "interrupted" and "Traceback" not in err
     assert tree(workdir, isolated_home) == before
+
+
+def test_mini_clean_with_nothing_to_clean_says_so(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mini", "clean"]) == 0
+    assert capsys.readouterr().out.strip() == f"nothing to clean: no built mini world matches (vision, text) under {isolated_home / 'mini'}"
 
