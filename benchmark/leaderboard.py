@@ -24,15 +24,16 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from fusionbench.api.errors import FusionBenchError
-from fusionbench.engine.report import SCHEMA as REPORT_SCHEMA
 from fusionbench.engine.report import averages, benchmark_family
+from fusionbench.engine.results import REPORT as REPORT_SCHEMA
+from fusionbench.engine.results import SWEEP as SUMMARY_SCHEMA
+from fusionbench.engine.results import result_problem
 from fusionbench.utils.cache import content_hash
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import user_path
 
 LEADERBOARD_SCHEMA = "fusionbench.leaderboard/1"
 ENTRY_SCHEMA = "fusionbench.leaderboard-entry/1"
-SUMMARY_SCHEMA = "fusionbench.sweep/1"  # fusionbench.sweep.aggregate.SUMMARY_SCHEMA, without importing the sweep machinery
 DEFAULT_FILE = "leaderboard/leaderboard.json"
 SOURCE_NAMES = ("report.json", "summary.json")
 _TASK_FIELDS = ("metric", "score", "n", "stderr", "normalized", "finetuned", "pretrained")
@@ -60,11 +61,6 @@ def schema() -> dict[str, Any]:
 def _validator(part: str) -> Draft202012Validator:
     doc = schema()
     return Draft202012Validator(doc if part == "leaderboard" else {"$ref": f"#/$defs/{part}", "$defs": doc["$defs"]})
-
-
-@cache
-def _report_validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads((files("fusionbench") / "schemas" / "report.schema.json").read_text()))
 
 
 def _where(error: ValidationError) -> str:
@@ -216,13 +212,16 @@ def entries_from_file(path: str | Path) -> list[dict[str, Any]]:
             raise LeaderboardError(f"{path}: leaderboard has no list of entries")
         return list(data["entries"])
     if kind == REPORT_SCHEMA:
-        error = next(iter(_report_validator().iter_errors(data)), None)
-        if error is not None:
-            raise LeaderboardError(f"{path}: invalid run report, {_where(error)}{error.message}")
+        problem = result_problem(data, REPORT_SCHEMA)
+        if problem is not None:
+            raise LeaderboardError(f"{path}: invalid run report, {problem}")
         return [entry_from_report(data)]
     if kind == SUMMARY_SCHEMA:
         if "provenance" not in data or "reference" not in data.get("method", {}):
             raise LeaderboardError(f"{path}: sweep summary has no provenance (written by an older FusionBench); re-run the sweep, it resumes from its store")
+        problem = result_problem(data, SUMMARY_SCHEMA)
+        if problem is not None:
+            raise LeaderboardError(f"{path}: invalid sweep summary, {problem}")
         try:
             return [entry_from_summary(data)]
         except (KeyError, TypeError) as exc:

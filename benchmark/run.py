@@ -24,6 +24,7 @@ from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.references import reference_scores
 from fusionbench.engine.report import SCHEMA, averages, task_rows
+from fusionbench.engine.results import check_result
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import check_writable, user_path
 from fusionbench.utils.provenance import provenance
@@ -96,5 +97,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except OSError as exc:
         raise OutputError(f"output directory {str(out)!r} cannot be created ({exc.strerror}); choose another with output_dir=PATH") from None
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    check_result({k: v for k, v in report.items() if k != "output_dir"}, SCHEMA)
     write_json_atomic(out / "report.json", report)
     return report

@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionbench.api.taskpool import TaskScore
+from fusionbench.engine.results import REPORT
 
-SCHEMA = "fusionbench.report/1"
+SCHEMA = REPORT
 _MODE_SUFFIX = re.compile(r"[_-](full|lora|llora)$")
 
 

@@ -33,6 +33,7 @@ from fusionbench.api.plugins import FAMILIES, TASKPOOLS
 from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.config.compose import load_option, validate
 from fusionbench.engine.build import resolve_device
+from fusionbench.engine.results import FINETUNE, check_result
 from fusionbench.finetune.io import (
     LOG,
     METADATA,
@@ -287,6 +288,7 @@ def finetune(
         score = {"split": options.eval_split, **asdict(task_pool.evaluate(trainee.evaluated, [task], options.eval_split)[task])}
     run = {"model": model, "family": family.name, "task": task, "mode": mode, "recipe": asdict(recipe), "seed": options.seed, "limit": options.limit}
     metadata = _metadata(run, task_pool, device, step, micro, trained, losses, score, seconds)
+    check_result(metadata, FINETUNE)
     with atomic_dir(out, "the fine-tuned checkpoint") as tmp:
         save_trainee(trainee, tmp, pool)
         write_log(tmp / LOG, log)
@@ -329,7 +331,7 @@ def _metadata(
 ) -> dict[str, Any]:
     """finetune.json: what was trained, how, on which data, with which code."""
     return {
-        "format": "fusionbench.finetune/1",
+        "format": FINETUNE,
         **run,
         "steps": steps,
         "micro_batch_size": micro,

@@ -35,11 +35,12 @@ from rich.console import Console
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
 from fusionbench.config.compose import read_yaml_file
+from fusionbench.engine.results import PROFILE, check_result
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
 from fusionbench.profiling.workload import OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
 from fusionbench.utils.paths import check_writable, user_path
 
-SCHEMA = "fusionbench.profile/1"
+SCHEMA = PROFILE
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
 # CPU: minutes, not hours; one thread, as a contended multi-threaded CPU step is far noisier
 CPU_DEFAULTS = {"batch_size": 2, "steps": 3, "warmup": 1, "threads": 1}
@@ -291,6 +292,7 @@ def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
         settings.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {str(settings.output.parent)!r} ({exc.strerror}); choose another with output=PATH") from None
+    check_result(data, SCHEMA)
     write_json_atomic(settings.output, data)
     data["output"] = str(settings.output)
     return data

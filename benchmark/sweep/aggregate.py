@@ -20,10 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionbench.engine.references import References
+from fusionbench.engine.results import SWEEP
 from fusionbench.engine.store import ResultStore
 from fusionbench.sweep.plan import Plan
 
-SUMMARY_SCHEMA = "fusionbench.sweep/1"
+SUMMARY_SCHEMA = SWEEP
 
 
 def mean_std(values: list[float]) -> dict[str, float | int]:

@@ -25,6 +25,7 @@ from fusionbench.config.compose import config_hash
 from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.executors import Job, LocalExecutor, RayExecutor, Worker
 from fusionbench.engine.references import References, reference_scores
+from fusionbench.engine.results import check_result
 from fusionbench.engine.store import ResultStore
 from fusionbench.sweep.aggregate import SUMMARY_SCHEMA, summarize
 from fusionbench.sweep.plan import Plan, enumerate_subsets, grid_points, select_best
@@ -152,6 +153,7 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
     summary["provenance"] = provenance(device, int(cfg.seed), config, config_hash(cfg, exclude=_NOT_RESULTS))  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    check_result(summary, SUMMARY_SCHEMA)
     write_json_atomic(out / "summary.json", summary)
     summary["output_dir"] = str(out)
     return summary

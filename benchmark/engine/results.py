@@ -1,0 +1,44 @@
+"""The results FusionBench writes, each versioned by its ``schema`` (``format``) field and described by a
+JSON Schema shipped in ``fusionbench/schemas``: run reports, sweep summaries, cost profiles and
+fine-tune metadata. Writers check what they write (a mismatch is a bug, never written); readers
+such as the leaderboard check what they read."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+from typing import Any, Optional
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+REPORT, SWEEP, PROFILE, FINETUNE = "fusionbench.report/1", "fusionbench.sweep/1", "fusionbench.profile/1", "fusionbench.finetune/1"
+SCHEMA_FILES = {REPORT: "report.schema.json", SWEEP: "sweep.schema.json", PROFILE: "profile.schema.json", FINETUNE: "finetune.schema.json"}
+
+
+@cache
+def schema_document(schema: str) -> dict[str, Any]:
+    """The JSON Schema of a result kind (one of SCHEMA_FILES)."""
+    return json.loads((files("fusionbench") / "schemas" / SCHEMA_FILES[schema]).read_text())
+
+
+@cache
+def _validator(schema: str) -> Draft202012Validator:
+    return Draft202012Validator(schema_document(schema))
+
+
+def result_problem(data: Any, schema: str) -> Optional[str]:
+    """One line saying where and why ``data`` does not match ``schema``, or None when it does."""
+    error = best_match(_validator(schema).iter_errors(data))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    return (f"at {where}: " if where else "") + error.message
+
+
+def check_result(data: Any, schema: str) -> None:
+    """Raise (an internal error: FusionBench wrote something its own schema refuses) unless ``data`` matches ``schema``."""
+    problem = result_problem(data, schema)
+    if problem is not None:
+        raise RuntimeError(f"a {schema} result does not match its JSON Schema ({problem}); this is a bug in FusionBench")
