@@ -84,4 +84,5 @@ interference      at one lambda (default 0.3): how each task vector alone change
                   interference.png (heatmap of the changes).
 
 All save config.yaml beside; output_dir defaults to outputs/analysis-<timestamp>-<kind>-<pool>.
+Every analysis also takes device=auto and plugins=[A,B] (plugin files or modules, loaded first).
 """
