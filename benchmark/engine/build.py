@@ -50,8 +50,10 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
         _check_tasks(pool_build.tasks(), taskpool.tasks, cfg)  # type: ignore[arg-type]
     prepare(cfg.modelpool.requires)
     prepare(cfg.taskpool.requires)
-    pool = pool or MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
-    taskpool = taskpool or TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
+    if pool is None:
+        pool = MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
+    if taskpool is None:
+        taskpool = TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
     _check_tasks(pool.tasks, taskpool.tasks, cfg)
     return pool, taskpool, method
 
