@@ -22,7 +22,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import compute_dtype, is_weight_matrix, load_finetuned, low_rank, mean_vector
+from fusionbench.methods.common import IsMatrix, compute_dtype, factorised, is_weight_matrix, load_finetuned, low_rank, mean_vector
 
 
 def cart_rank(rho: float, shape: Sequence[int]) -> int:
@@ -40,12 +40,12 @@ def cart_matrix(thetas: Sequence[torch.Tensor], rho: float, scaling_factor: floa
     return (average + scaling_factor * reduced).to(thetas[0].dtype)
 
 
-def cart_merge(thetas: Sequence[ParamDict], rho: float, scaling_factor: float) -> ParamDict:
-    """CART over whole ParamDicts of fine-tuned parameters."""
+def cart_merge(thetas: Sequence[ParamDict], rho: float, scaling_factor: float, is_matrix: IsMatrix = is_weight_matrix) -> ParamDict:
+    """CART over whole ParamDicts of fine-tuned parameters (``is_matrix`` picks the tensors it factorises)."""
     out = ParamDict()
     for name, first in thetas[0].items():
         tensors = [theta[name] for theta in thetas]
-        out[name] = cart_matrix(tensors, rho, scaling_factor) if is_weight_matrix(name, first) else mean_vector(tensors)
+        out[name] = cart_matrix(tensors, rho, scaling_factor) if is_matrix(name, first) else mean_vector(tensors)
     return out
 
 
@@ -70,4 +70,4 @@ class Cart(Method):
         check_range(self.name, "scaling_factor", self.params.scaling_factor, -10.0, 10.0)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        return cart_merge(load_finetuned(self, pool), self.params.rho, self.params.scaling_factor)
+        return cart_merge(load_finetuned(self, pool), self.params.rho, self.params.scaling_factor, factorised(pool))

@@ -1,12 +1,13 @@
 """Helpers shared by the built-in fusion methods: loading checked task vectors, choice
 validation, and the linear algebra of the SVD-based methods (CART, TSV, Iso-C, Iso-CTS).
 
-Which tensors count as weight matrices: a tensor is treated as a 2-D weight matrix when
-``tensor.dim() == 2`` and its lower-cased name contains none of ``NON_MATRIX_MARKERS``
-(token / position embeddings, T5's shared embedding, CLIP's text / visual projections).
-That covers attention and MLP matrices, LoRA's ``lora_A`` / ``lora_B`` factors and the
-dense per-layer deltas of delta-space pools. Every other tensor follows the rule each
-method documents.
+Which tensors the SVD-based methods factorise: the 2-D tensors whose role (declared by the
+pool's model family, ``ModelPool.tensor_role``) is neither ``embedding`` nor ``projection``:
+attention and MLP matrices, LoRA's ``lora_A`` / ``lora_B`` factors, the dense per-layer deltas
+of delta-space pools, T5's output head and relative attention bias. Embeddings and output
+projections take the mean task vector. (The official TSV / Iso code factorises every 2-D
+tensor; the merge-engine issue makes that the default.) The pure tensor functions, called
+without a pool, guess roles from names (``fusionbench.api.roles.guessed_role``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from fusionbench.api.errors import ConfigError, ParamMismatchError, choices_text
 from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
-
-NON_MATRIX_MARKERS = ("embed", "shared.weight", "_projection")
+from fusionbench.api.roles import guessed_role
 
 MatrixFn = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+IsMatrix = Callable[[str, torch.Tensor], bool]  # (name, tensor) -> factorise it?
+AVERAGED_ROLES = ("embedding", "projection")
 
 
 def check_choice(method: str, name: str, value: str, choices: Sequence[str]) -> None:
@@ -63,9 +65,13 @@ def load_task_vectors(method: Method, pool: ModelPool) -> tuple[ParamDict, list[
 
 
 def is_weight_matrix(name: str, tensor: torch.Tensor) -> bool:
-    """True for 2-D tensors that are not embedding-like (see the module docstring)."""
-    lowered = name.lower()
-    return tensor.dim() == 2 and not any(marker in lowered for marker in NON_MATRIX_MARKERS)
+    """Without a pool: whether a tensor is factorised, its role guessed from its name (see the module docstring)."""
+    return tensor.dim() == 2 and guessed_role(name, tensor) not in AVERAGED_ROLES
+
+
+def factorised(pool: ModelPool) -> IsMatrix:
+    """Whether the SVD-based methods factorise a tensor of ``pool``, by the role its family declares."""
+    return lambda name, tensor: pool.tensor_role(name, tensor) not in AVERAGED_ROLES and tensor.dim() == 2  # every tensor asked: none unknown
 
 
 def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -97,12 +103,12 @@ def mean_vector(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def per_matrix_merge(
-    base: ParamDict, vectors: Sequence[ParamDict], scaling_factor: float, matrix_fn: MatrixFn
+    base: ParamDict, vectors: Sequence[ParamDict], scaling_factor: float, matrix_fn: MatrixFn, is_matrix: IsMatrix = is_weight_matrix
 ) -> ParamDict:
-    """theta_0 + alpha * merged, merged = ``matrix_fn(taus)`` for weight matrices, the mean tau_t elsewhere."""
+    """theta_0 + alpha * merged, merged = ``matrix_fn(taus)`` for the tensors ``is_matrix`` picks, the mean tau_t elsewhere."""
     out = ParamDict()
     for name, tensor in base.items():
         taus = [tau[name] for tau in vectors]
-        merged = matrix_fn(taus) if is_weight_matrix(name, tensor) else mean_vector(taus)
+        merged = matrix_fn(taus) if is_matrix(name, tensor) else mean_vector(taus)
         out[name] = tensor + scaling_factor * merged
     return out

@@ -20,7 +20,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import compute_dtype, load_task_vectors, per_matrix_merge, svd
+from fusionbench.methods.common import compute_dtype, factorised, load_task_vectors, per_matrix_merge, svd
 
 ALPHA_GRID = [0.25 * i for i in range(1, 13)]
 
@@ -52,4 +52,4 @@ class IsoC(Method):
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         base, vectors = load_task_vectors(self, pool)
-        return per_matrix_merge(base, vectors, self.params.scaling_factor, iso_c_matrix)
+        return per_matrix_merge(base, vectors, self.params.scaling_factor, iso_c_matrix, factorised(pool))

@@ -29,7 +29,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import compute_dtype, load_task_vectors, orthogonalise, per_matrix_merge, svd
+from fusionbench.methods.common import compute_dtype, factorised, load_task_vectors, orthogonalise, per_matrix_merge, svd
 from fusionbench.methods.iso_c import ALPHA_GRID
 
 
@@ -81,4 +81,4 @@ class IsoCts(Method):
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         base, vectors = load_task_vectors(self, pool)
         matrix_fn = partial(iso_cts_matrix, common_fraction=self.params.common_fraction)
-        return per_matrix_merge(base, vectors, self.params.scaling_factor, matrix_fn)
+        return per_matrix_merge(base, vectors, self.params.scaling_factor, matrix_fn, factorised(pool))

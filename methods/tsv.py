@@ -23,7 +23,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import compute_dtype, load_task_vectors, orthogonalise, per_matrix_merge, svd
+from fusionbench.methods.common import compute_dtype, factorised, load_task_vectors, orthogonalise, per_matrix_merge, svd
 
 
 def tsv_matrix(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -61,4 +61,4 @@ class Tsv(Method):
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         base, vectors = load_task_vectors(self, pool)
-        return per_matrix_merge(base, vectors, self.params.scaling_factor, tsv_matrix)
+        return per_matrix_merge(base, vectors, self.params.scaling_factor, tsv_matrix, factorised(pool))

@@ -19,6 +19,7 @@ from torch import nn
 
 from fusionbench.api.errors import ParamMismatchError
 from fusionbench.api.families import ModelFamily, ZeroShotImageModel
+from fusionbench.api.roles import TensorRoles
 from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
 from fusionbench.models.checkpoints import entry_id, match_state_keys
 
@@ -60,6 +61,9 @@ class CLIPModelPool(TransformersModelPool):
     Config = TransformersPoolConfig
     offline_hint = "run offline with modelpool=mini_clip_{mode} (the embedded mini world)"
     adapter_prefix = "vision_model."
+
+    def tensor_role(self, name: str, tensor: torch.Tensor) -> str:
+        return CLIPFamily.tensor_roles.role(name)
 
     def _load_base(self, path: Path) -> nn.Module:
         from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
@@ -135,6 +139,13 @@ class CLIPFamily(ModelFamily):
     taskpool = "clip_vision"
     default_taskpool = "clip_ta8"
     default_recipe = "clip_paper"
+    tensor_roles = TensorRoles("CLIP", (
+        (r"(class_embedding|patch_embedding\.weight|position_embedding\.weight)$", "embedding"),
+        (r"(visual|text)_projection\.weight$", "projection"),
+        (r"(layer_?norm\d*|pre_layrnorm|post_layernorm)\.(weight|bias)$", "norm"),
+        (r"\.bias$", "bias"),
+        (r"\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$", "matrix"),
+    ))
     presets = {
         "clip-vit-b32": "openai/clip-vit-base-patch32",
         "clip-vit-b16": "openai/clip-vit-base-patch16",

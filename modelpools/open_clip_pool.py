@@ -24,6 +24,7 @@ from fusionbench.api.errors import CheckpointError, ConfigError, choices_text, d
 from fusionbench.api.families import ZeroShotImageModel
 from fusionbench.api.modelpool import ModelPool, ModelPoolConfig
 from fusionbench.api.params import ParamDict
+from fusionbench.api.roles import TensorRoles
 from fusionbench.modelpools.hf import DTYPES
 from fusionbench.models.checkpoints import (
     Resolved,
@@ -52,6 +53,17 @@ class OpenCLIPPoolConfig(ModelPoolConfig):
     cache_finetuned: bool = True  # keep loaded fine-tuned parameters in memory
 
 
+# open_clip's own parameter names for its vision transformers (model.visual): ``proj`` is the output
+# projection, so it is averaged like transformers' visual_projection, not factorised as a matrix.
+OPEN_CLIP_ROLES = TensorRoles("open_clip ViT", (
+    (r"(^|\.)(class_embedding|positional_embedding|conv1\.weight)$", "embedding"),
+    (r"(^|\.)proj$", "projection"),
+    (r"(^|\.)ln_\w+\.(weight|bias)$", "norm"),
+    (r"(in_proj_bias|\.bias)$", "bias"),
+    (r"(in_proj_weight|out_proj\.weight|c_fc\.weight|c_proj\.weight)$", "matrix"),
+))
+
+
 class OpenCLIPModelPool(ModelPool):
     """open_clip image encoders (full fine-tuning) with zero-shot evaluation through the base CLIP."""
 
@@ -59,6 +71,9 @@ class OpenCLIPModelPool(ModelPool):
     description = "open_clip image encoders, fully fine-tuned (task-arithmetic-style checkpoints)"
     reference = "Ilharco et al., Editing models with task arithmetic, ICLR 2023 (arXiv 2212.04089)"
     Config = OpenCLIPPoolConfig
+
+    def tensor_role(self, name: str, tensor: torch.Tensor) -> str:
+        return OPEN_CLIP_ROLES.role(name)
 
     def __init__(self, config: Any, device: str = "cpu") -> None:
         super().__init__(config, device)

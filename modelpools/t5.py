@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from torch import nn
 
 from fusionbench.api.families import ModelFamily, TextToTextModel
+from fusionbench.api.roles import TensorRoles
 from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
 from fusionbench.models.checkpoints import entry_id
 
@@ -41,6 +43,9 @@ class FlanT5ModelPool(TransformersModelPool):
     Config = TransformersPoolConfig
     offline_hint = "run offline with modelpool=mini_t5_{mode} (the embedded mini world)"
     adapter_prefix = ""
+
+    def tensor_role(self, name: str, tensor: torch.Tensor) -> str:
+        return T5Family.tensor_roles.role(name)
 
     def _load_base(self, path: Path) -> nn.Module:
         from transformers import AutoTokenizer, T5ForConditionalGeneration
@@ -73,4 +78,12 @@ class T5Family(ModelFamily):
     default_taskpool = "glue8"
     default_recipe = "t5_paper"
     checkpoint_task_prefix = "glue-"
+    tensor_roles = TensorRoles("T5", (
+        (r"(^|\.)(shared|embed_tokens)\.weight$", "embedding"),
+        (r"relative_attention_bias\.weight$", "position_bias"),
+        (r"(^|\.)lm_head\.weight$", "head"),
+        (r"layer_norm\.weight$", "norm"),
+        (r"\.bias$", "bias"),
+        (r"\.(q|k|v|o|wi|wi_0|wi_1|wo)\.weight$", "matrix"),
+    ))
     presets = {"flan-t5-base": "google/flan-t5-base", "flan-t5-large": "google/flan-t5-large"}

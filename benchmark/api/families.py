@@ -14,6 +14,8 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from fusionbench.api.roles import TensorRoles
+
 
 @dataclass
 class ZeroShotImageModel:
@@ -61,3 +63,4 @@ class ModelFamily:
     default_recipe: ClassVar[str]  # the paper's fine-tuning recipe for the family
     checkpoint_task_prefix: ClassVar[str] = ""  # published checkpoints' task prefix (Flan-T5's "glue-")
     presets: ClassVar[dict[str, str]] = {}  # architecture preset -> the pretrained checkpoint it mirrors
+    tensor_roles: ClassVar[TensorRoles]  # what each tensor of its pools' parameter spaces is

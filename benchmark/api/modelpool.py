@@ -13,10 +13,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
+import torch
 from omegaconf import MISSING
 
 from fusionbench.api.errors import ConfigError, check_unique, choices_text
 from fusionbench.api.params import ParamDict
+from fusionbench.api.roles import guessed_role
 
 MODES = ("full", "lora", "llora")
 
@@ -76,6 +78,14 @@ class ModelPool(ABC):
     @property
     def tasks(self) -> list[str]:
         return list(self._tasks)
+
+    def tensor_role(self, name: str, tensor: torch.Tensor) -> str:
+        """The role (``fusionbench.api.roles.ROLES``) of the tensor ``name`` of this pool's parameter space.
+
+        Pools of a known family answer from the family's declared ``TensorRoles`` and refuse a name it does
+        not describe; this default, for pools that declare none, guesses from the name (``guessed_role``).
+        """
+        return guessed_role(name, tensor)
 
     def task_vector(self, task: str) -> ParamDict:
         """tau_t = phi_t - phi_0."""
