@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fusionbench.analysis.outputs import analysis_pool, curves_csv, curves_plot, finish_analysis, heatmap, interference_csv, matrix_csv, start_analysis, write_atomic
@@ -34,6 +34,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.plugins import TASKPOOLS
 from fusionbench.api.taskpool import SPLITS
+from fusionbench.api.words import word_list
 from fusionbench.engine.report import benchmark_family
 
 # Mean off-diagonal task-vector cosine similarity from the L-LoRA paper's released result files
@@ -237,7 +238,7 @@ def analyze_cosine(cfg: DictConfig) -> dict[str, Any]:
 def _two_tasks(value: Any, pool: ModelPool) -> tuple[str, str]:
     if value is None:
         raise ConfigError(f"analyze disentanglement needs two tasks: tasks=a,b with tasks of the pool: {choices_text(pool.tasks)}")
-    names = [str(t).strip() for t in (list(value) if isinstance(value, ListConfig) else str(value).split(","))]
+    names = word_list(value)
     for name in names:
         if name not in pool.tasks:
             raise ConfigError(f"tasks: pool has no task {name!r}.{did_you_mean(name, pool.tasks)} Valid tasks: {choices_text(pool.tasks)}")

@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Generic, TypeVar
 
 from fusionbench.api.errors import PluginError, RegistryError, choices_text, did_you_mean
+from fusionbench.api.words import names_a_file
 
 T = TypeVar("T")
 
@@ -120,7 +121,7 @@ class Registry(Generic[T]):
 
 def import_plugin(spec: str) -> ModuleType:
     """Import a plugin given as a ``.py`` file path or a dotted module name."""
-    if spec.endswith(".py") or "/" in spec or spec.startswith("."):
+    if names_a_file(spec, (".py",)):
         try:
             path = Path(spec).expanduser()
         except RuntimeError:  # ~user of a user that does not exist

@@ -29,7 +29,7 @@ process's peak RSS on a CPU.
 keys:
   model=clip-vit-b16   clip-vit-b32, clip-vit-b16, clip-vit-l14, flan-t5-base
                        (configs/profile/<model>.yaml), or your own YAML file by path
-  paradigms=...        comma-separated: full, linearized, lora, llora
+  paradigms=...        a list of full, linearized, lora, llora: a,b or [a,b]
   batch_size=N         default: the paper's (64; L/14 16; Flan-T5 16) on a GPU, 2 on a CPU
   steps=N, warmup=N    timed and untimed steps per measurement (GPU 20 and 3, CPU 3 and 1)
   lora_r=16            LoRA rank; lora_targets=q_proj,v_proj (CLIP) or q,v (Flan-T5)

@@ -28,6 +28,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS, load_plugins
 from fusionbench.api.registry import Registry
+from fusionbench.api.words import names_a_file
 from fusionbench.utils.paths import user_path
 
 GROUPS: dict[str, Registry[Any]] = {"method": METHODS, "modelpool": MODELPOOLS, "taskpool": TASKPOOLS}
@@ -94,13 +95,9 @@ def group_options(group: str) -> list[str]:
     return sorted(options)
 
 
-def _is_path(option: str) -> bool:
-    return option.endswith((".yaml", ".yml")) or "/" in option or option.startswith(".")
-
-
 def load_option(group: str, option: str) -> DictConfig:
     """The raw config an option stands for (before validation)."""
-    if _is_path(option):
+    if names_a_file(option, (".yaml", ".yml")):
         path = user_path(option)
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "does not exist"

@@ -11,6 +11,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.plugins import FAMILIES
+from fusionbench.api.words import names_a_file
 from fusionbench.config.compose import read_dotlist
 from fusionbench.utils.paths import user_path
 
@@ -85,7 +86,7 @@ def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = ()) -> Re
         base, what = OmegaConf.structured(recipe), f"recipe {recipe.name!r}"
     elif recipe in RECIPES:
         base, what = OmegaConf.structured(RECIPES[recipe]), f"recipe {recipe!r}"
-    elif recipe.endswith((".yaml", ".yml")) or "/" in recipe:
+    elif names_a_file(recipe, (".yaml", ".yml")):
         path = user_path(recipe)
         if not path.is_file():
             raise ConfigError(f"recipe file {recipe!r} does not exist; give a YAML file or one of {choices_text(RECIPES)}")

@@ -34,6 +34,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
+from fusionbench.api.words import names_a_file, word_list
 from fusionbench.config.compose import read_yaml_file
 from fusionbench.engine.results import PROFILE, check_result
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
@@ -53,12 +54,12 @@ class ProfileSchema:
     """Top-level keys of ``fusionbench profile``."""
 
     model: str = "clip-vit-b16"  # a configs/profile/<model>.yaml, or your own YAML file by path
-    paradigms: str = ",".join(PARADIGMS)  # comma-separated subset of full, linearized, lora, llora
+    paradigms: Any = ",".join(PARADIGMS)  # a subset of full, linearized, lora, llora: a,b or [a,b]
     batch_size: Optional[int] = None  # default: the paper's on a GPU, 2 on a CPU
     steps: Optional[int] = None  # timed steps per measurement (default 20 on a GPU, 3 on a CPU)
     warmup: Optional[int] = None  # untimed steps before them (default 3 on a GPU, 1 on a CPU)
     lora_r: Optional[int] = None  # default: the recipe's (16)
-    lora_targets: Optional[str] = None  # comma-separated module names; default: the recipe's
+    lora_targets: Any = None  # module names, a,b or [a,b]; default: the recipe's
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: Optional[int] = None  # torch threads of each measuring process (0: torch's default; default 1 on a CPU)
     seed: int = 0
@@ -143,7 +144,7 @@ def profile_options() -> list[str]:
 
 def model_config(model: str) -> dict[str, Any]:
     """The recipe and the paper's figures of ``model``: ``configs/profile/<model>.yaml``, or a YAML file by path."""
-    if model.endswith((".yaml", ".yml")):
+    if names_a_file(model, (".yaml", ".yml")):
         path = user_path(model)
         if not path.is_file():
             raise ConfigError(f"profile config file {model!r} does not exist; give an existing YAML file or one of: {choices_text(profile_options())}")
@@ -169,10 +170,6 @@ def check_lora_targets(recipe: Recipe) -> None:
         raise ConfigError(f"lora_targets={sorted(recipe.lora_targets)} match no layer of {recipe.preset}; its linear layers: {choices_text(linear)}")
 
 
-def _words(value: str) -> list[str]:
-    return [w.strip() for w in value.strip("[]").split(",") if w.strip()]
-
-
 @dataclass(frozen=True)
 class Settings:
     """A resolved profile request."""
@@ -195,7 +192,7 @@ def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
     spec = model_config(cfg.model)
     device = resolve_device(cfg.device)
     defaults = CUDA_DEFAULTS if device.startswith("cuda") else CPU_DEFAULTS
-    paradigms = tuple(_words(cfg.paradigms))
+    paradigms = tuple(word_list(cfg.paradigms))
     check_paradigms(paradigms)
     if len(set(paradigms)) != len(paradigms):
         raise ConfigError(f"paradigms={cfg.paradigms!r} names a paradigm twice")
@@ -214,7 +211,7 @@ def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
     if cfg.lora_r is not None:
         recipe_data["lora_r"] = cfg.lora_r
     if cfg.lora_targets is not None:
-        recipe_data["lora_targets"] = tuple(_words(cfg.lora_targets))
+        recipe_data["lora_targets"] = tuple(word_list(cfg.lora_targets))
     steps = defaults["steps"] if cfg.steps is None else cfg.steps
     warmup = defaults["warmup"] if cfg.warmup is None else cfg.warmup
     threads = defaults["threads"] if cfg.threads is None else cfg.threads
