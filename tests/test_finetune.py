@@ -386,7 +386,7 @@ def test_full_disk_during_a_save_leaves_no_partial_files(world: dict[str, Path],
             run(world, "clip", "lora", "full-disk", options=quiet(save_every=2))
     assert list((partial / "checkpoints").iterdir()) == [] and not out.exists()
     with monkeypatch.context() as patch:  # the final checkpoint
-        patch.setattr("fusionbench.models.adapters.save_file", full_disk)
+        patch.setattr("fusionbench.models.adapters.save_tensors", full_disk)
         with pytest.raises(OutputError, match=r"cannot write the fine-tuned checkpoint .*no space left on device"):
             run(world, "clip", "lora", "full-disk", steps=3)
     assert not out.exists() and not list(world["root"].glob(".full-disk*"))

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from fusionbench.api.errors import ParamMismatchError
 from fusionbench.api.params import ParamDict
 from fusionbench.methods.simple_average import stream_average
 from fusionbench.methods.task_arithmetic import stream_task_arithmetic, task_arithmetic_merge
-from fusionbench.models.streaming import SafetensorsWriter, tensor_layout
+from fusionbench.models.streaming import SafetensorsWriter, save_tensors, tensor_layout
 
 
 def checkpoints(tmp_path: Path, count: int = 4) -> tuple[list[ParamDict], list[Path]]:
@@ -68,3 +69,14 @@ def test_mismatched_checkpoints_and_misuse_of_the_writer_are_errors(tmp_path: Pa
         writer.write("a", torch.ones(2))
         writer.write("b", torch.arange(3.0))
     assert torch.equal(load_file(str(tmp_path / "w.safetensors"))["b"], torch.arange(3.0))
+
+
+def test_save_tensors_writes_the_same_bytes_for_the_same_content(tmp_path: Path) -> None:
+    """safetensors' save_file orders metadata by a hash map; built artefacts must be checksummable."""
+    tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.tensor([1, 2], dtype=torch.int64)}
+    save_tensors(tensors, tmp_path / "one.safetensors", {"format": "pt", "fusionbench.adapter": "lora", "fusionbench.format": "1"})
+    save_tensors(dict(reversed(list(tensors.items()))), tmp_path / "two.safetensors", {"fusionbench.format": "1", "fusionbench.adapter": "lora", "format": "pt"})
+    assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "two.safetensors").read_bytes()
+    with safe_open(str(tmp_path / "one.safetensors"), framework="pt") as handle:
+        assert handle.metadata() == {"format": "pt", "fusionbench.adapter": "lora", "fusionbench.format": "1"}
+        assert all(torch.equal(handle.get_tensor(k), v) for k, v in tensors.items())

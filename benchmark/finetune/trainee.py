@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
@@ -37,6 +37,7 @@ from fusionbench.api.plugins import FAMILIES, MODELPOOLS
 from fusionbench.models.adapters import add_lora, save_adapter, save_llora_model
 from fusionbench.models.checkpoints import Entry, read_json, resolve_entries
 from fusionbench.models.linearize import LinearizedModel, linearize_lora_
+from fusionbench.models.streaming import save_tensors
 
 FINETUNE_MODES = (*MODES, "linearized")  # the pool modes, and full-model linearisation (paper Fig. 3b)
 LINEARIZED_WEIGHTS = "linearized_model.safetensors"
@@ -177,8 +178,8 @@ def save_linearized(module: nn.Module, linearized: LinearizedModel, path: Path, 
     meta = {"format": "pt", "fusionbench.linearized": "full", "fusionbench.format": "1"}
     theta = {n: p.detach().cpu().contiguous() for n, p in module.named_parameters() if p.requires_grad}
     theta0 = {n: p0.detach().cpu().contiguous() for n, p0 in zip(names, linearized.params0)}
-    save_file(theta, str(path / LINEARIZED_WEIGHTS), metadata=meta)
-    save_file(theta0, str(path / LINEARIZED_INIT), metadata=meta)
+    save_tensors(theta, path / LINEARIZED_WEIGHTS, meta)
+    save_tensors(theta0, path / LINEARIZED_INIT, meta)
     root: Any = module.get_submodule(pool.adapter_prefix.rstrip("."))  # a transformers PreTrainedModel
     root.config.save_pretrained(path)
 

@@ -27,11 +27,11 @@ from typing import Any, Mapping, Optional
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from fusionbench.api.errors import CheckpointError, ConfigError
 from fusionbench.models.checkpoints import load_file_state_dict, read_json
+from fusionbench.models.streaming import save_tensors
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -247,12 +247,12 @@ def save_adapter(
     (out / ADAPTER_CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     meta = {"format": "pt", KIND_KEY: kind, FORMAT_KEY: FORMAT_VERSION}
     tensors = {normalise_key(k): v.detach().contiguous().cpu() for k, v in phi.items()}
-    save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata=meta)
+    save_tensors(tensors, out / ADAPTER_WEIGHTS, meta)
     if phi0 is not None:
         init = {normalise_key(k): v.detach().contiguous().cpu() for k, v in phi0.items()}
         if init.keys() != tensors.keys():
             raise CheckpointError("phi0 must hold exactly the tensors of phi (same keys)")
-        save_file(init, str(out / ADAPTER_INIT), metadata={**meta, KIND_KEY: kind})
+        save_tensors(init, out / ADAPTER_INIT, {**meta, KIND_KEY: kind})
     return out
 
 

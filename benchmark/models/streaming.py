@@ -100,6 +100,19 @@ class SafetensorsWriter:
             self._file.close()
 
 
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Optional[Mapping[str, str]] = None) -> None:
+    """A safetensors file whose bytes depend on its content only: tensors in name order, metadata keys sorted.
+
+    (safetensors' own ``save_file`` orders the metadata through a hash map, so two saves of equal
+    content can differ byte for byte, which defeats checksums of built artefacts.)
+    """
+    names = sorted(tensors)
+    layout = {name: (tensors[name].dtype, tuple(tensors[name].shape)) for name in names}
+    with SafetensorsWriter(path, layout, dict(sorted(metadata.items())) if metadata else None) as writer:
+        for name in names:
+            writer.write(name, tensors[name])
+
+
 def stream_merge(
     checkpoints: Sequence[str | Path],
     out: str | Path,
