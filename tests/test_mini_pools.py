@@ -50,6 +50,7 @@ def test_parallel_fine_tunes_write_the_same_checkpoints(isolated_home: Path, tmp
             assert files and files == sorted(f.name for f in (parallel / mode / task).glob("*.safetensors"))
             for name in files:
                 assert ParamDict.load(serial / mode / task / name).allclose(ParamDict.load(parallel / mode / task / name), rtol=0.0, atol=0.0)
+                assert (serial / mode / task / name).read_bytes() == (parallel / mode / task / name).read_bytes()  # bit for bit, checksummable
 
 
 @pytest.mark.slow
