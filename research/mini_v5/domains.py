@@ -7,7 +7,11 @@ patterns for *texture*, dots in a night sky for *count*, a marker on a noisy fie
 *position*, gratings for *orientation* and house-number plates for *digit*.
 
 ``hard`` in [0, 1] scales the generic nuisances (pixel noise, jitter, contrast, size);
-``shift`` adds each domain's own nuisance, one the pretraining images never show (clutter,
+``novel`` in [0, 1] scales each domain's own range nuisance (rotation of signs, petals in
+shadow, pattern scale, star size, marker size and outline, grating period, digit slant and
+stroke): pretraining images draw it from a low range and task images from a wider one, so
+part of each test set lies outside what the base saw (a stand-in for the web/benchmark gap
+that leaves the base's features intact). ``shift`` adds each domain's own nuisance, one the pretraining images never show (clutter,
 colour cast, low contrast under a gradient, faint stars, a decoy, a plaid, an inverted
 plate): a stand-in for the gap between CLIP's web images and a benchmark dataset.
 """
@@ -37,7 +41,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "digit": ("a photo of the number {c}.", "the number {c}."),
 }
 _YY, _XX = np.mgrid[0:CANVAS, 0:CANVAS]
-Renderer = Callable[[int, np.random.Generator, float], np.ndarray]
+Renderer = Callable[[int, np.random.Generator, float, float], np.ndarray]
 
 
 def _colour(rng: np.random.Generator, lo: float = 0, hi: float = 255) -> tuple[int, int, int]:
@@ -56,7 +60,7 @@ def _fade(background: np.ndarray, drawn: np.ndarray, contrast: float) -> np.ndar
     return background + contrast * (drawn - background)
 
 
-def _shape(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
+def _shape(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
     ss = SUPERSAMPLING
     bg = np.zeros((CANVAS, CANVAS, 3)) + rng.uniform(90, 170) + rng.normal(0, 10, 3)
     bg += (_YY / CANVAS)[:, :, None] * rng.uniform(-40, 40)
@@ -64,7 +68,7 @@ def _shape(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
     jitter = (2 + 6 * hard) * ss
     cx, cy = CANVAS / 2 + rng.uniform(-1, 1) * jitter, CANVAS / 2 + rng.uniform(-1, 1) * jitter
     half_len, half_wid = rng.uniform(9, 12) * ss * (1 - 0.4 * hard * rng.random()), rng.uniform(4.5, 5.5) * ss
-    angle = math.radians(rng.uniform(-180, 180))
+    angle = math.radians(rng.uniform(-1, 1) * (20 + 160 * novel))
     cos, sin = math.cos(angle), math.sin(angle)
     name = v4.SHAPES[k]
     points = [(cx + half_wid * u * cos - half_len * v * sin, cy + half_wid * u * sin + half_len * v * cos) for u, v in v4._SHAPE_OUTLINES[name]]
@@ -77,13 +81,14 @@ def _shape(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
     return _finish(_fade(bg, np.asarray(im, float), 1 - 0.6 * hard * rng.random()), rng, hard)
 
 
-def _flower(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
+def _flower(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
     ss, g = SUPERSAMPLING, rng.uniform(60, 120)
     leaves = rng.normal(0, 20, (CANVAS // 8, CANVAS // 8, 3)).repeat(8, 0).repeat(8, 1)
     bg = np.array([g * 0.6, g, g * 0.5])[None, None, :] + leaves
     im = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(im)
-    petal = tuple(int(v) for v in np.clip(v4._PALETTE[k] + rng.normal(0, 10 + 35 * hard, 3), 0, 255))
+    shade = 1 - 0.5 * novel * rng.random()  # petals in shadow
+    petal = tuple(int(v) for v in np.clip(shade * v4._PALETTE[k] + rng.normal(0, 10 + 35 * hard, 3), 0, 255))
     n = int(rng.integers(5, 8))
     cx, cy = CANVAS / 2 + rng.uniform(-6, 6) * ss, CANVAS / 2 + rng.uniform(-6, 6) * ss
     r = rng.uniform(4, 6) * ss * (1 - 0.5 * hard * rng.random())
@@ -94,8 +99,8 @@ def _flower(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
     return _finish(_fade(bg, np.asarray(im, float), 1 - 0.5 * hard * rng.random()), rng, hard)
 
 
-def _pattern(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
-    scale = rng.uniform(0.8, 1.3)
+def _pattern(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
+    scale = rng.uniform(0.8, 1.3) / (1 + 1.2 * novel * rng.random())  # larger patterns
     y = (_YY / SUPERSAMPLING * scale + rng.integers(0, 8)).astype(int)
     x = (_XX / SUPERSAMPLING * scale + rng.integers(0, 8)).astype(int)
     masks = {
@@ -112,32 +117,33 @@ def _pattern(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
     return _finish(canvas, rng, hard)
 
 
-def _sky(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
+def _sky(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
     ss = SUPERSAMPLING
     im = Image.new("RGB", (CANVAS, CANVAS), _colour(rng, 0, 50))
     draw = ImageDraw.Draw(im)
     for slot in rng.choice(16, size=k + 1, replace=False):
         cx, cy = (4 + 8 * (slot % 4) + rng.uniform(-2, 2)) * ss, (4 + 8 * (slot // 4) + rng.uniform(-2, 2)) * ss
-        r, lum = rng.uniform(1.6, 2.4) * ss, int(rng.uniform(200 - 120 * hard, 255))
+        r, lum = rng.uniform(1.6, 2.4) * ss * (1 - 0.45 * novel), int(rng.uniform(200 - 120 * hard, 255))  # smaller stars
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(lum, lum, lum - 20))
     return _finish(np.asarray(im, float), rng, hard)
 
 
-def _marker(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
+def _marker(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
     ss = SUPERSAMPLING
     bg = rng.uniform(100, 160) + rng.normal(0, 15 + 20 * hard, (CANVAS // 4, CANVAS // 4, 3)).repeat(4, 0).repeat(4, 1)
     im = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     jitter = 2 + 5 * hard
     cx, cy = ((k % 2) * 16 + 8 + rng.uniform(-1, 1) * jitter) * ss, ((k // 2) * 16 + 8 + rng.uniform(-1, 1) * jitter) * ss
-    r = rng.uniform(3, 4.5) * ss
-    ImageDraw.Draw(im).rectangle((cx - r, cy - r, cx + r, cy + r), fill=_colour(rng), outline=(0, 0, 0), width=ss)
+    r = rng.uniform(3, 4.5) * ss * (1 - 0.45 * novel)  # smaller markers, without an outline
+    outline = (0, 0, 0) if rng.random() >= novel else None
+    ImageDraw.Draw(im).rectangle((cx - r, cy - r, cx + r, cy + r), fill=_colour(rng), outline=outline, width=ss)
     return _finish(np.asarray(im, float), rng, hard)
 
 
-def _grating(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
+def _grating(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
     angle = math.radians(45 * k + rng.uniform(-1, 1) * (5 + 15 * hard))  # stripes run along the long axis
     across = _XX * math.cos(angle) + _YY * math.sin(angle)
-    mask = (np.sin(2 * math.pi * across / (rng.uniform(5, 8) * SUPERSAMPLING) + rng.uniform(0, 6.3)) > 0).astype(float)
+    mask = (np.sin(2 * math.pi * across / (rng.uniform(5, 8) * (1 - 0.55 * novel) * SUPERSAMPLING) + rng.uniform(0, 6.3)) > 0).astype(float)
     c0, c1 = np.array(_colour(rng)), np.array(_colour(rng))
     canvas = c0[None, None] + (1 - 0.7 * hard * rng.random()) * (c1 - c0)[None, None] * mask[:, :, None]
     return _finish(canvas, rng, hard)
@@ -149,7 +155,7 @@ def _glyph(draw: ImageDraw.ImageDraw, digit: int, left: float, top: float, width
         draw.line([(left + u * width + slant * (2 - v) * half, top + v * half) for u, v in ((u0, v0), (u1, v1))], fill=fill, width=thickness)
 
 
-def _plate(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
+def _plate(k: int, rng: np.random.Generator, hard: float, novel: float) -> np.ndarray:
     ss = SUPERSAMPLING
     plate = _colour(rng, 30, 220)
     im = Image.new("RGB", (CANVAS, CANVAS), plate)
@@ -158,7 +164,7 @@ def _plate(k: int, rng: np.random.Generator, hard: float) -> np.ndarray:
     width, half = rng.uniform(9, 11) * ss, rng.uniform(10, 12) * ss
     left = CANVAS / 2 - width / 2 + rng.uniform(-1, 1) * (1 + 2 * hard) * ss
     top = CANVAS / 2 - half + rng.uniform(-1, 1) * ss
-    thickness, slant = int(rng.uniform(2.2, 3.0) * ss), rng.uniform(-0.15, 0.15)
+    thickness, slant = int(rng.uniform(2.2, 3.0) * ss * (1 - 0.4 * novel)), rng.uniform(-1, 1) * (0.15 + 0.45 * novel)  # thinner, slanted digits
     _glyph(draw, k, left, top, width, half, ink, thickness, slant)
     if hard > 0.6:  # neighbouring digits of the house number, cut by the frame
         for side in (-1, 1):
@@ -209,12 +215,12 @@ def _shifted(task: str, k: int, image: np.ndarray, rng: np.random.Generator) -> 
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
-def render(task: str, k: int, rng: np.random.Generator, hard: float, shift: bool) -> np.ndarray:
+def render(task: str, k: int, rng: np.random.Generator, hard: float, shift: bool, novel: float = 0.0) -> np.ndarray:
     """One (SIZE, SIZE, 3) uint8 image of class ``k`` of ``task``."""
-    image = RENDERERS[task](k, rng, hard)
+    image = RENDERERS[task](k, rng, hard, novel)
     return _shifted(task, k, image, rng) if shift else image
 
 
-def images(task: str, labels: np.ndarray, rng: np.random.Generator, hard: tuple[float, float], shift: bool) -> np.ndarray:
-    """(N, SIZE, SIZE, 3) images, ``hard`` drawn uniformly from its range per image."""
-    return np.stack([render(task, int(k), rng, float(rng.uniform(*hard)), shift) for k in labels])
+def images(task: str, labels: np.ndarray, rng: np.random.Generator, hard: tuple[float, float], shift: bool, novel: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """(N, SIZE, SIZE, 3) images, ``hard`` and ``novel`` drawn uniformly from their ranges per image."""
+    return np.stack([render(task, int(k), rng, float(rng.uniform(*hard)), shift, float(rng.uniform(*novel))) for k in labels])

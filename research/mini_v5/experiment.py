@@ -15,6 +15,7 @@ lambda 0.3 and 0.5, and what one vector at lambda 1 costs the other six tasks. W
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import sys
@@ -37,8 +38,8 @@ from fusionbench.mini.vision_data import VisionTask  # noqa: E402
 DEFAULTS: dict[str, Any] = dict(
     name="v0", seed=0,
     pretrain_examples=16000, pretrain_steps=700, pretrain_batch=128, pretrain_lr=2e-3, locked_text=0.3, position_std=0.2,
-    pretrain_hard=(0.0, 0.5), task_hard=(0.3, 1.0), shift=False,
-    p_name=0.7, fine_share=1.0, train_examples=2000,
+    pretrain_hard=(0.0, 0.5), task_hard=(0.3, 1.0), shift=False, pretrain_novel=(0.0, 0.0), task_novel=(0.0, 0.0),
+    p_name=0.7, fine_share=1.0, held_out=0.0, train_examples=2000,
     width=96, layers=3, text_width=64, projection=64,
     finetune_lr=1e-3, finetune_steps=300, finetune_batch=32,
 )  # fmt: skip
@@ -64,8 +65,16 @@ COARSE = {  # (group name, classes) per domain: what a caption names when it doe
 }
 COARSE_FORMS = {"shape": "a picture of an {c}.", "colour": "a {c} coloured flower.", "texture": "a {c} texture.", "count": "{c} in the sky.",
                 "position": "a marker at the {c}.", "orientation": "{c} stripes.", "digit": "a house with a {c} number."}  # fmt: skip
+PRETRAINING = ("seed", "pretrain_examples", "pretrain_steps", "pretrain_batch", "pretrain_lr", "locked_text", "position_std", "pretrain_hard", "pretrain_novel",
+               "p_name", "fine_share", "held_out", "width", "layers", "text_width", "projection")  # what the base depends on  # fmt: skip
+BASES = Path("/tmp/v5/bases")  # pretrained bases, reused by designs that change only the tasks or the fine-tuning
 SPLITS = {"train": None, "validation": 300, "test": 500}
 TASKS = list(domains.TASKS)
+
+
+def per_task(value: Any, task: str) -> Any:
+    """``value``, or its entry for ``task`` where it is given per task."""
+    return value[task] if isinstance(value, dict) else value
 
 
 class World:
@@ -75,24 +84,28 @@ class World:
         self.v = v
         self.tasks = {t: VisionTask(t, domains.TASKS[t], domains.TEMPLATES[t]) for t in TASKS}
         self.data: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.unnamed = {}  # per task, the classes no pretraining caption names (``held_out`` of them, rounded)
+        for i, t in enumerate(TASKS):
+            n = len(domains.TASKS[t])
+            self.unnamed[t] = set(np.random.default_rng([v["seed"], 4, i]).permutation(n)[: round(per_task(v["held_out"], t) * n)].tolist())
         self.processor = bases.clip_image_processor()
         for i, t in enumerate(TASKS):
             self.data[t] = {}
             for j, (split, n) in enumerate(SPLITS.items()):
                 rng = np.random.default_rng([v["seed"], 1, i, j])
                 labels = rng.permutation(np.arange(n or v["train_examples"]) % len(domains.TASKS[t]))
-                pixels = bases.pixel_values(domains.images(t, labels, rng, tuple(v["task_hard"]), bool(v["shift"])), self.processor)
+                pixels = bases.pixel_values(domains.images(t, labels, rng, tuple(per_task(v["task_hard"], t)), bool(v["shift"]), tuple(per_task(v["task_novel"], t))), self.processor)
                 self.data[t][split] = (pixels, torch.tensor(labels))
         rng = np.random.default_rng([v["seed"], 2])
         self.pre_domain = rng.integers(0, len(TASKS), v["pretrain_examples"])
         self.pre_label = np.array([rng.integers(0, len(domains.TASKS[TASKS[d]])) for d in self.pre_domain])
-        pre = [domains.render(TASKS[d], int(k), rng, float(rng.uniform(*v["pretrain_hard"])), False) for d, k in zip(self.pre_domain, self.pre_label)]
+        pre = [domains.render(TASKS[d], int(k), rng, float(rng.uniform(*v["pretrain_hard"])), False, float(rng.uniform(*v["pretrain_novel"]))) for d, k in zip(self.pre_domain, self.pre_label)]
         self.pre_pixels = bases.pixel_values(np.stack(pre), self.processor)
 
     def caption(self, d: int, k: int, rng: np.random.Generator) -> tuple[str, tuple[int, ...]]:
         """A caption of an image of class ``k`` of domain ``d``, and the classes it is true of."""
         t = TASKS[d]
-        if rng.random() >= self.v["p_name"]:
+        if k in self.unnamed[t] or rng.random() >= per_task(self.v["p_name"], t):
             return DOMAIN_ONLY[t], tuple(range(len(domains.TASKS[t])))
         if self.v["fine_share"] < 1 and rng.random() >= self.v["fine_share"]:
             group, members = next(g for g in COARSE[t] if k in g[1])
@@ -121,7 +134,16 @@ class World:
         self.model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=v["projection"]))
         torch.nn.init.normal_(self.model.vision_model.embeddings.position_embedding.weight, std=v["position_std"])
         schedule = bases.TrainSchedule(v["pretrain_steps"], v["pretrain_batch"], lr=v["pretrain_lr"], locked_text=v["locked_text"])
-        losses = bases.pretrain_clip(self.model, tok, self.pre_pixels, self.captions, schedule, v["seed"])
+        key = hashlib.sha256(json.dumps({k: v[k] for k in PRETRAINING}, sort_keys=True).encode()).hexdigest()[:16]
+        cached = BASES / f"{key}.pt"
+        if cached.exists():
+            state = torch.load(cached, weights_only=True)
+            self.model.load_state_dict(state["model"])
+            losses = state["losses"].tolist()
+        else:
+            losses = bases.pretrain_clip(self.model, tok, self.pre_pixels, self.captions, schedule, v["seed"])
+            BASES.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": self.model.state_dict(), "losses": torch.tensor(losses)}, cached)
         self.heads = {t: bases.zero_shot_head(self.model, tok, self.tasks[t]) for t in TASKS}
         self.names = [n for n, _ in self.model.named_parameters() if n.startswith(("vision_model", "visual_projection"))]
         self.theta0 = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.names}
@@ -136,6 +158,24 @@ class World:
         x, y = self.data[task][split]
         emb = F.normalize(bases._features(self.model.get_image_features(pixel_values=x)), dim=-1)
         return float(((emb @ self.heads[task].T).argmax(-1) == y).float().mean())
+
+    @torch.no_grad()
+    def diagnose(self) -> dict[str, dict[str, float]]:
+        """Per task, on the base: the largest cosine between two rows of the zero-shot head, and the test
+        accuracy of a ridge-regression probe on the base's image embeddings (how much of the task the
+        features already hold, whatever the head)."""
+        self.accuracy(self.theta0, TASKS[0])
+        out: dict[str, dict[str, float]] = {}
+        for t in TASKS:
+            cos = self.heads[t] @ self.heads[t].T
+            cos.fill_diagonal_(-1)
+            (x, y), (xt, yt) = self.data[t]["train"], self.data[t]["test"]
+            feats = [F.normalize(bases._features(self.model.get_image_features(pixel_values=z)), dim=-1) for z in (x, xt)]
+            a = torch.cat([feats[0], torch.ones(len(x), 1)], 1)
+            w = torch.linalg.solve(a.T @ a + 1e-3 * torch.eye(a.shape[1]), a.T @ F.one_hot(y).float())
+            probe = float(((torch.cat([feats[1], torch.ones(len(xt), 1)], 1) @ w).argmax(-1) == yt).float().mean())
+            out[t] = {"head_max_cosine": float(cos.max()), "linear_probe": probe}
+        return out
 
     def finetune(self, task: str) -> dict[str, torch.Tensor]:
         """The vision tower fine-tuned on ``task``: AdamW, 10% warm-up then cosine, frozen zero-shot head."""
@@ -184,6 +224,7 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
         return lam, {t: world.accuracy(merged(lam, subset), t) for t in subset}
 
     own = {lam: gain({t: world.accuracy(merged(lam, [t]), t) for t in TASKS}, TASKS) for lam in (0.3, 0.5)}
+    diagnosis = world.diagnose()
     cross = {t: {u: world.accuracy(merged(1.0, [t]), u) - pre[u] for u in TASKS if u != t} for t in TASKS}
     grid = [0.1, 1 / 7, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0]
     lam7, ta7 = tuned_merge(TASKS, grid)
@@ -195,7 +236,7 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
         pretrained=pre, finetuned=ft, task_vector_relative_norm={t: math.sqrt(sum(float((d**2).sum()) for d in tau[t].values())) / norm0 for t in TASKS},
         own_gain=own, cross_cost_at_1=cross, mean_cross_cost_at_1=float(np.mean([c for row in cross.values() for c in row.values()])),
         task_arithmetic_7=dict(scaling_factor=lam7, test=ta7, gain=gain(ta7, TASKS)),
-        simple_average_7=dict(test=average, gain=gain(average, TASKS)), pairs_task_arithmetic_gain=pair_gain,
+        simple_average_7=dict(test=average, gain=gain(average, TASKS)), pairs_task_arithmetic_gain=pair_gain, diagnosis=diagnosis,
     )  # fmt: skip
 
 
