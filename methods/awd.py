@@ -8,7 +8,9 @@ One redundant vector delta (same shape as a task vector, shared by all tasks) mi
 and the disentangled vectors tau_i - delta go to a base method: task arithmetic
 (theta_0 + lambda sum_i (tau_i - delta)) or TIES. Defaults: alpha 0.1, lr 0.01, 300 steps,
 delta_0 = 0, float32 (bf16 underflows), base_method task_arithmetic, lambda = the base
-method's default (0.3 task arithmetic, 1.0 TIES), TIES k 0.2 and mean divisor.
+method's default (0.3 task arithmetic, 1.0 TIES), TIES k 0.2, mean divisor and TIES's keep
+rule (``keep=kthvalue``, the official TIES code's, since version 2; version 1 kept int(k N)
+entries, ``keep=topk``).
 
 The official code is unreleased (its repository holds only a README); the choices made here:
 - ``cosine="global"`` takes cosines of the whole flattened vectors (as a public
@@ -39,7 +41,7 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_task_vectors
 from fusionbench.methods.task_arithmetic import TaskArithmeticParams, task_arithmetic_merge
-from fusionbench.methods.ties import MERGE_FUNCS, TiesParams, ties_merge
+from fusionbench.methods.ties import KEEP_RULES, MERGE_FUNCS, TiesParams, ties_merge
 
 BASE_METHODS = ("task_arithmetic", "ties")
 COSINES = ("global", "per_tensor")
@@ -114,6 +116,7 @@ class AwdParams:
     scaling_factor: Optional[float] = param(None, "lambda; null: the base method's default (0.3 / 1.0)")
     k: float = param(0.2, "with base_method=ties: fraction of entries kept, in (0, 1]")
     merge_func: str = param("mean", "with base_method=ties: disjoint merge divisor, mean or sum")
+    keep: str = param("kthvalue", "with base_method=ties: trim rule, kthvalue (official) or topk (see ties)")
 
 
 class Awd(Method):
@@ -122,7 +125,7 @@ class Awd(Method):
     name = "awd"
     description = "AWD: subtract a learned redundant vector to decorrelate task vectors, then TA or TIES"
     reference = "Xiong et al., Multi-Task Model Merging via Adaptive Weight Disentanglement, arXiv 2411.18729"
-    version = "1"
+    version = "2"
     Params = AwdParams
     grid = {"scaling_factor": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
     min_tasks = 2
@@ -136,6 +139,7 @@ class Awd(Method):
         check_choice(self.name, "base_method", p.base_method, BASE_METHODS)
         check_range(self.name, "k", p.k, 0.0, 1.0, low_open=True)
         check_choice(self.name, "merge_func", p.merge_func, MERGE_FUNCS)
+        check_choice(self.name, "keep", p.keep, KEEP_RULES)
         if p.scaling_factor is not None:
             check_range(self.name, "scaling_factor", p.scaling_factor, -10.0, 10.0)
 
@@ -146,5 +150,5 @@ class Awd(Method):
         disentangled = disentangle(vectors, delta)
         scaling = DEFAULT_SCALING[p.base_method] if p.scaling_factor is None else p.scaling_factor
         if p.base_method == "ties":
-            return ties_merge(base, disentangled, p.k, scaling, p.merge_func)
+            return ties_merge(base, disentangled, p.k, scaling, p.merge_func, p.keep)
         return task_arithmetic_merge(base, disentangled, scaling)

@@ -2,7 +2,7 @@
 Averaging for Model Merging", arXiv 2412.12153).
 
 theta_avg = (1/T) sum_t theta_t and c_t = theta_t - theta_avg (centered task vectors).
-Weight matrices (see ``fusionbench.methods.common``: 2-D, not embedding-like):
+Weight matrices (``fusionbench.methods.common``'s rule ``weights``: 2-D, not embedding-like):
     theta = theta_avg + lambda * sum_t SVD_k(c_t),  k = max(1, floor(rho * min(m, n))),
 SVD_k the rank-k truncated SVD. Every other tensor (biases, norms, embeddings) is
 theta_avg: its full c_t sum to zero. Hence rho = 1 gives weight averaging for any lambda.
@@ -22,7 +22,8 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import IsMatrix, compute_dtype, factorised, is_weight_matrix, load_finetuned, low_rank, mean_vector
+from fusionbench.methods.common import IsMatrix, factorised, is_weight_matrix, load_finetuned, mean_vector
+from fusionbench.methods.linalg import compute_dtype, low_rank, naming
 
 
 def cart_rank(rho: float, shape: Sequence[int]) -> int:
@@ -45,7 +46,8 @@ def cart_merge(thetas: Sequence[ParamDict], rho: float, scaling_factor: float, i
     out = ParamDict()
     for name, first in thetas[0].items():
         tensors = [theta[name] for theta in thetas]
-        out[name] = cart_matrix(tensors, rho, scaling_factor) if is_matrix(name, first) else mean_vector(tensors)
+        with naming(name):
+            out[name] = cart_matrix(tensors, rho, scaling_factor) if is_matrix(name, first) else mean_vector(tensors)
     return out
 
 
@@ -70,4 +72,4 @@ class Cart(Method):
         check_range(self.name, "scaling_factor", self.params.scaling_factor, -10.0, 10.0)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        return cart_merge(load_finetuned(self, pool), self.params.rho, self.params.scaling_factor, factorised(pool))
+        return cart_merge(load_finetuned(self, pool), self.params.rho, self.params.scaling_factor, factorised(pool, "weights"))

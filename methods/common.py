@@ -1,13 +1,17 @@
 """Helpers shared by the built-in fusion methods: loading checked task vectors, choice
-validation, and the linear algebra of the SVD-based methods (CART, TSV, Iso-C, Iso-CTS).
+validation, and which tensors the SVD-based methods (CART, TSV, Iso-C, Iso-CTS) factorise.
 
-Which tensors the SVD-based methods factorise: the 2-D tensors whose role (declared by the
-pool's model family, ``ModelPool.tensor_role``) is neither ``embedding`` nor ``projection``:
-attention and MLP matrices, LoRA's ``lora_A`` / ``lora_B`` factors, the dense per-layer deltas
-of delta-space pools, T5's output head and relative attention bias. Embeddings and output
-projections take the mean task vector. (The official TSV / Iso code factorises every 2-D
-tensor; the merge-engine issue makes that the default.) The pure tensor functions, called
-without a pool, guess roles from names (``fusionbench.api.roles.guessed_role``).
+Two rules (``FACTORISE``), chosen by a method parameter:
+- ``all_2d``: every 2-D tensor is factorised, including position embeddings and projections
+  (the official TSV and Iso-C / Iso-CTS code; the default of those methods);
+- ``weights``: the 2-D tensors whose role (declared by the pool's model family,
+  ``ModelPool.tensor_role``) is neither ``embedding`` nor ``projection``: attention and MLP
+  matrices, LoRA's ``lora_A`` / ``lora_B`` factors, the dense per-layer deltas of delta-space
+  pools, T5's output head and relative attention bias (CART's rule; FusionBench's first
+  version of the others).
+Every other tensor takes the mean task vector. Either way every tensor's role is asked, so a
+tensor the family does not describe is refused. The pure tensor functions, called without a
+pool, guess roles from names (``fusionbench.api.roles.guessed_role``) under ``weights``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.roles import guessed_role
+from fusionbench.methods.linalg import naming
 
 MatrixFn = Callable[[Sequence[torch.Tensor]], torch.Tensor]
 IsMatrix = Callable[[str, torch.Tensor], bool]  # (name, tensor) -> factorise it?
-AVERAGED_ROLES = ("embedding", "projection")
+AVERAGED_ROLES = ("embedding", "projection")  # averaged, not factorised, under the rule "weights"
+FACTORISE = ("all_2d", "weights")
+FACTORISE_HELP = "tensors factorised: all_2d (every 2-D tensor, official code) or weights (2-D, not embeddings / projections)"
 
 
 def check_choice(method: str, name: str, value: str, choices: Sequence[str]) -> None:
@@ -36,13 +43,14 @@ def check_choice(method: str, name: str, value: str, choices: Sequence[str]) -> 
         )
 
 
-def load_finetuned(method: Method, pool: ModelPool) -> list[ParamDict]:
-    """theta_t for every task of the pool, checked for task count, matching keys and finiteness."""
+def load_finetuned(method: Method, pool: ModelPool, finite: bool = True) -> list[ParamDict]:
+    """theta_t for every task of the pool, checked for task count, matching keys and (``finite``) finiteness."""
     method.check_pool(pool)
     thetas = []
     for task in pool.tasks:
         theta = ParamDict(pool.finetuned(task))
-        theta.assert_finite(f"fine-tuned parameters of task {task!r}")
+        if finite:
+            theta.assert_finite(f"fine-tuned parameters of task {task!r}")
         if thetas:
             try:
                 thetas[0].check_compatible(theta)
@@ -52,15 +60,26 @@ def load_finetuned(method: Method, pool: ModelPool) -> list[ParamDict]:
     return thetas
 
 
-def load_task_vectors(method: Method, pool: ModelPool) -> tuple[ParamDict, list[ParamDict]]:
-    """(theta_0, [tau_t = theta_t - theta_0 per task]), checked like :func:`load_finetuned`."""
-    thetas = load_finetuned(method, pool)
+def load_inputs(method: Method, pool: ModelPool, finite: bool = True) -> tuple[ParamDict, list[ParamDict]]:
+    """(theta_0, [theta_t per task]), checked like :func:`load_finetuned`.
+
+    The element-wise methods pass ``finite=False`` and check their output instead
+    (``fusionbench.methods.elementwise.finite_or_blame``).
+    """
+    thetas = load_finetuned(method, pool, finite)
     base = ParamDict(pool.base())
-    base.assert_finite("base parameters")
+    if finite:
+        base.assert_finite("base parameters")
     try:
         base.check_compatible(thetas[0])
     except ParamMismatchError as exc:
         raise ParamMismatchError(f"the fine-tuned parameters do not match the base: {exc}") from None
+    return base, thetas
+
+
+def load_task_vectors(method: Method, pool: ModelPool) -> tuple[ParamDict, list[ParamDict]]:
+    """(theta_0, [tau_t = theta_t - theta_0 per task]), checked like :func:`load_finetuned`."""
+    base, thetas = load_inputs(method, pool)
     return base, [theta - base for theta in thetas]
 
 
@@ -69,32 +88,10 @@ def is_weight_matrix(name: str, tensor: torch.Tensor) -> bool:
     return tensor.dim() == 2 and guessed_role(name, tensor) not in AVERAGED_ROLES
 
 
-def factorised(pool: ModelPool) -> IsMatrix:
-    """Whether the SVD-based methods factorise a tensor of ``pool``, by the role its family declares."""
-    return lambda name, tensor: pool.tensor_role(name, tensor) not in AVERAGED_ROLES and tensor.dim() == 2  # every tensor asked: none unknown
-
-
-def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
-    """float64 for float64 inputs, float32 otherwise (SVD is undefined for half types)."""
-    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
-
-
-def svd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Thin SVD (U, S, V) with ``matrix = U diag(S) V^T``; V's columns are right singular vectors."""
-    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-    return u, s, vh.mT
-
-
-def low_rank(matrix: torch.Tensor, rank: int) -> torch.Tensor:
-    """Best rank-``rank`` approximation of ``matrix`` (truncated SVD)."""
-    u, s, v = svd(matrix)
-    return (u[:, :rank] * s[:rank]) @ v[:, :rank].mT
-
-
-def orthogonalise(basis: torch.Tensor) -> torch.Tensor:
-    """Closest matrix with orthonormal columns (orthogonal Procrustes): basis = P D Q^T -> P Q^T."""
-    p, _, q = svd(basis)
-    return p @ q.mT
+def factorised(pool: ModelPool, rule: str = "all_2d") -> IsMatrix:
+    """Whether the SVD-based methods factorise a tensor of ``pool`` under ``rule`` (one of FACTORISE)."""
+    averaged = AVERAGED_ROLES if rule == "weights" else ()
+    return lambda name, tensor: pool.tensor_role(name, tensor) not in averaged and tensor.dim() == 2  # every tensor asked: none unknown
 
 
 def mean_vector(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -109,6 +106,7 @@ def per_matrix_merge(
     out = ParamDict()
     for name, tensor in base.items():
         taus = [tau[name] for tau in vectors]
-        merged = matrix_fn(taus) if is_matrix(name, tensor) else mean_vector(taus)
+        with naming(name):
+            merged = matrix_fn(taus) if is_matrix(name, tensor) else mean_vector(taus)
         out[name] = tensor + scaling_factor * merged
     return out

@@ -7,11 +7,16 @@ tau'_t = m_t * tau_t / (1 - p), m_t ~ Bernoulli(1 - p). The tau'_t are then merg
 election and disjoint merge of the tau'_t; DARE replaces TIES's magnitude trim, as in
 peft's ``dare_ties``).
 
-Masks come from one ``torch.Generator`` seeded with ``seed``, drawn on the CPU task by
-task (pool order) and tensor by tensor (key order): results are reproducible per seed,
-identical across devices, and the global RNG is never touched.
+Masks come from one ``torch.Generator`` seeded with ``seed``, drawn on the CPU in float32
+(whatever the parameters' dtype) task by task (pool order) and tensor by tensor (key order):
+results are reproducible per seed, identical across devices, and the global RNG is never
+touched. An entry is kept when its draw u > p (``strict=True``: the official code's
+``rand > p``, the default since version 2) or u >= p (``strict=False``, version 1); they
+differ only where u equals p exactly, and with p = 0 strict drops the rare draws u = 0 (2^-24
+of the entries), as the official code does.
 Defaults: p = 0.5, base_method task_arithmetic, lambda = the base method's default (0.3 for task
-arithmetic, 1.0 for TIES), merge_func mean, seed 0.
+arithmetic, 1.0 for TIES), merge_func mean, seed 0, strict. With task arithmetic the dropped
+task vectors are summed in place, chunk by chunk (``fusionbench.methods.elementwise``).
 """
 
 from __future__ import annotations
@@ -25,28 +30,52 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import check_choice, load_task_vectors
-from fusionbench.methods.task_arithmetic import TaskArithmeticParams, task_arithmetic_merge
+from fusionbench.methods.common import check_choice, load_inputs
+from fusionbench.methods.elementwise import CHUNK, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
+from fusionbench.methods.task_arithmetic import TaskArithmeticParams
 from fusionbench.methods.ties import MERGE_FUNCS, TiesParams, ties_merge
 
 BASE_METHODS = ("task_arithmetic", "ties")
 DEFAULT_SCALING = {"task_arithmetic": TaskArithmeticParams().scaling_factor, "ties": TiesParams().scaling_factor}
 
 
-def keep_mask(tensor: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Boolean mask, True with probability 1 - p per entry, drawn on the CPU from ``generator``."""
-    return (torch.rand(tensor.shape, generator=generator) >= p).to(tensor.device)
+def keep_mask(tensor: torch.Tensor, p: float, generator: torch.Generator, strict: bool = True) -> torch.Tensor:
+    """Boolean mask of ``tensor``'s shape: u > p (``strict``) or u >= p, u ~ U[0, 1) drawn in float32 on the CPU."""
+    draws = torch.rand(tensor.shape, generator=generator, dtype=torch.float32)
+    return (draws > p if strict else draws >= p).to(tensor.device)
 
 
 def drop_and_rescale(tensor: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
-    """Entries where ``keep`` is False become 0; the others are divided by (1 - p)."""
-    return torch.where(keep, tensor / (1.0 - p), torch.zeros_like(tensor))
+    """Entries where ``keep`` is False become 0 (a NaN stays NaN); the others are divided by (1 - p)."""
+    return tensor * keep / (1.0 - p)
 
 
-def dare_vectors(vectors: Sequence[ParamDict], p: float, seed: int) -> list[ParamDict]:
-    """Each task vector with entries dropped with probability p and survivors rescaled by 1/(1-p)."""
+def dare_vectors(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, finetuned: bool) -> list[ParamDict]:
+    """Each task vector (theta_t - theta_0 with ``finetuned``) with entries dropped and survivors rescaled by 1/(1-p)."""
     generator = torch.Generator().manual_seed(seed)
-    return [tau.map(lambda t: drop_and_rescale(t, keep_mask(t, p, generator), p)) for tau in vectors]
+    dropped = []
+    for vector in vectors:
+        taus = ParamDict({name: vector[name] - base[name] for name in base}) if finetuned else vector
+        dropped.append(taus.map(lambda t: drop_and_rescale(t, keep_mask(t, p, generator, strict), p)))
+    return dropped
+
+
+def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, finetuned: bool) -> dict[str, torch.Tensor]:
+    """sum_t m_t * tau_t / (1 - p) per tensor, accumulated in place in the masks' draw order (task, tensor, chunk)."""
+    generator = torch.Generator().manual_seed(seed)
+    sums = {name: torch.zeros(tensor.shape, dtype=accumulation_dtype(tensor.dtype)) for name, tensor in base.items()}
+    draws = torch.empty(CHUNK, dtype=torch.float32)
+    for vector in vectors:
+        for name, total in sums.items():
+            flat, target = vector[name].reshape(-1), total.view(-1)
+            flat_base = base[name].reshape(-1) if finetuned else None
+            scratch = torch.empty(min(CHUNK, flat.numel()), dtype=flat.dtype)
+            for part in chunks(flat.numel()):
+                u = torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
+                tau = task_vector_chunk(scratch[: part.stop - part.start], flat, flat_base, part)
+                tau.mul_((u > p if strict else u >= p).to(tau.device))
+                target[part].add_(tau, alpha=1.0 / (1.0 - p))
+    return sums
 
 
 def dare_merge(
@@ -57,12 +86,18 @@ def dare_merge(
     base_method: str = "task_arithmetic",
     scaling_factor: float = 0.3,
     merge_func: str = "mean",
+    strict: bool = True,
+    finetuned: bool = False,
 ) -> ParamDict:
-    """Drop-and-rescale every task vector, then merge with task arithmetic or TIES (k = 1)."""
-    dropped = dare_vectors(vectors, p, seed)
+    """Drop-and-rescale every task vector, then merge with task arithmetic or TIES (k = 1).
+
+    With ``finetuned`` the vectors are the theta_t; task arithmetic then accumulates the dropped
+    tau_t chunk by chunk, never storing them (TIES needs them all, tensor by tensor).
+    """
     if base_method == "ties":
-        return ties_merge(base, dropped, 1.0, scaling_factor, merge_func)
-    return task_arithmetic_merge(base, dropped, scaling_factor)
+        return ties_merge(base, dare_vectors(base, vectors, p, seed, strict, finetuned), 1.0, scaling_factor, merge_func)
+    sums = dare_sums(base, vectors, p, seed, strict, finetuned)
+    return ParamDict({name: sums[name].to(tensor.dtype).mul_(scaling_factor).add_(tensor) for name, tensor in base.items()})
 
 
 @dataclass
@@ -72,6 +107,7 @@ class DareParams:
     scaling_factor: Optional[float] = param(None, "lambda; null: the base method's default (0.3 / 1.0)")
     merge_func: str = param("mean", "with base_method=ties: disjoint merge divisor, mean or sum")
     seed: int = param(0, "seed of the drop masks' torch.Generator")
+    strict: bool = param(True, "keep an entry when u > p (true, the official code) or u >= p (false); u drawn in float32")
 
 
 class Dare(Method):
@@ -80,7 +116,7 @@ class Dare(Method):
     name = "dare"
     description = "DARE: drop task-vector entries with prob. p, rescale by 1/(1-p), then TA or TIES"
     reference = "Yu et al., Language Models are Super Mario, ICML 2024 (arXiv 2311.03099)"
-    version = "1"
+    version = "2"
     Params = DareParams
     grid = {"p": [0.1, 0.5, 0.9], "scaling_factor": [0.1, 0.3, 0.5, 0.7, 1.0]}
 
@@ -92,14 +128,8 @@ class Dare(Method):
             check_range(self.name, "scaling_factor", self.params.scaling_factor, -10.0, 10.0)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        base, vectors = load_task_vectors(self, pool)
-        scaling = self.params.scaling_factor
-        return dare_merge(
-            base,
-            vectors,
-            self.params.p,
-            self.params.seed,
-            self.params.base_method,
-            DEFAULT_SCALING[self.params.base_method] if scaling is None else scaling,
-            self.params.merge_func,
-        )
+        base, thetas = load_inputs(self, pool, finite=False)
+        p = self.params
+        scaling = DEFAULT_SCALING[p.base_method] if p.scaling_factor is None else p.scaling_factor
+        merged = dare_merge(base, thetas, p.p, p.seed, p.base_method, scaling, p.merge_func, p.strict, finetuned=True)
+        return finite_or_blame(merged, thetas, pool.tasks, base)

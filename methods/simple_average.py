@@ -15,6 +15,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import load_finetuned
+from fusionbench.methods.elementwise import finite_or_blame, sum_of_differences
 from fusionbench.models.streaming import stream_merge
 
 
@@ -27,9 +28,15 @@ class SimpleAverage(Method):
     version = "1"
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        return ParamDict.mean(load_finetuned(self, pool))
+        thetas = load_finetuned(self, pool, finite=False)
+        return finite_or_blame(ParamDict({name: mean_tensor([theta[name] for theta in thetas]) for name in thetas[0]}), thetas, pool.tasks)
+
+
+def mean_tensor(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(1/T) sum_t tensors[t], accumulated in place (``fusionbench.methods.elementwise``)."""
+    return sum_of_differences(tensors, None).div_(len(tensors)).to(tensors[0].dtype)
 
 
 def stream_average(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     """The element-wise mean of safetensors checkpoints, streamed tensor by tensor."""
-    return stream_merge(checkpoints, out, lambda tensors: torch.stack(tensors).mean(dim=0))
+    return stream_merge(checkpoints, out, mean_tensor)

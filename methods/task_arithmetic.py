@@ -2,6 +2,8 @@
 
 theta = theta_0 + lambda * sum_t tau_t with tau_t = theta_t - theta_0. Default lambda 0.3
 (FusionBench's fixed default); the L-LoRA paper sweeps lambda in {0, 0.05, ..., 1.0}.
+The sum is accumulated tensor by tensor in place, no task vector stored
+(``fusionbench.methods.elementwise``).
 """
 
 from __future__ import annotations
@@ -10,26 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import load_task_vectors
+from fusionbench.methods.common import load_inputs
+from fusionbench.methods.elementwise import finite_or_blame, task_arithmetic_tensor
 from fusionbench.models.streaming import stream_merge
 
 
-def task_arithmetic_tensor(base: torch.Tensor, vectors: Sequence[torch.Tensor], scaling_factor: float) -> torch.Tensor:
-    """theta_0 + lambda * sum_t tau_t for one tensor."""
-    return base + scaling_factor * torch.stack(list(vectors)).sum(dim=0)
-
-
-def task_arithmetic_merge(base: ParamDict, vectors: Sequence[ParamDict], scaling_factor: float) -> ParamDict:
-    """theta_0 + lambda * sum_t tau_t, tensor by tensor."""
+def task_arithmetic_merge(base: ParamDict, vectors: Sequence[ParamDict], scaling_factor: float, finetuned: bool = False) -> ParamDict:
+    """theta_0 + lambda * sum_t tau_t, tensor by tensor; with ``finetuned`` the vectors are the theta_t and
+    tau_t = theta_t - theta_0 is taken chunk by chunk, never stored (``fusionbench.methods.elementwise``)."""
     return ParamDict(
         {
-            name: task_arithmetic_tensor(tensor, [tau[name] for tau in vectors], scaling_factor)
+            name: task_arithmetic_tensor(tensor, [vector[name] for vector in vectors], scaling_factor, differences=finetuned)
             for name, tensor in base.items()
         }
     )
@@ -54,15 +51,12 @@ class TaskArithmetic(Method):
         check_range(self.name, "scaling_factor", self.params.scaling_factor, -10.0, 10.0)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        base, vectors = load_task_vectors(self, pool)
-        return task_arithmetic_merge(base, vectors, self.params.scaling_factor)
+        base, thetas = load_inputs(self, pool, finite=False)
+        merged = task_arithmetic_merge(base, thetas, self.params.scaling_factor, finetuned=True)
+        return finite_or_blame(merged, thetas, pool.tasks, base)
 
 
 def stream_task_arithmetic(base: str | Path, finetuned: Sequence[str | Path], out: str | Path, scaling_factor: float) -> Path:
     """theta_0 + lambda * sum_t (theta_t - theta_0) over safetensors checkpoints, streamed tensor by tensor."""
 
-    def combine(tensors: list[torch.Tensor]) -> torch.Tensor:
-        theta0 = tensors[0]
-        return task_arithmetic_tensor(theta0, [theta - theta0 for theta in tensors[1:]], scaling_factor)
-
-    return stream_merge([base, *finetuned], out, combine)
+    return stream_merge([base, *finetuned], out, lambda tensors: task_arithmetic_tensor(tensors[0], tensors[1:], scaling_factor))

@@ -1,8 +1,13 @@
 """TIES-Merging (Yadav et al., "TIES-Merging: Resolving Interference When Merging Models", NeurIPS 2023).
 
 1. Trim: keep the top-k fraction of each task vector's entries by magnitude; the
-   threshold is taken over the whole flattened task vector (not per tensor): the
-   int(k * N)-th largest |entry| of its N entries, entries at least that large are kept.
+   threshold is taken over the whole flattened task vector (not per tensor), entries at
+   least that large are kept. ``keep="kthvalue"`` (the official code's convention, the
+   default since version 2): the threshold is the (N - int(k N))-th smallest |entry| of the
+   N entries (``torch.kthvalue``), so int(k N) + 1 entries are kept, and every entry at
+   k = 1 (where the official code raises). ``keep="topk"`` (peft's, version 1): the
+   int(k N)-th largest |entry|, int(k N) entries kept (none when int(k N) = 0). Entries
+   tied with the threshold are kept either way.
 2. Elect: gamma = sign(sum_t trimmed tau_t) (total mass); an entry whose mass is exactly
    zero elects no sign and merges to 0.
 3. Disjoint merge of the trimmed entries whose sign equals gamma (zeros excluded):
@@ -11,15 +16,16 @@
    FusionBench convention).
 4. theta = theta_0 + lambda * merged.
 
-Defaults: k = 0.2 and lambda = 1.0 (the paper's settings without validation data), mean.
-Grid: k, lambda in {0.25, 0.5, 0.75, 1.0} (L-LoRA paper). Steps 2-3 are element-wise and
-step 1 needs one threshold per task, so checkpoints can be streamed tensor by tensor.
+Defaults: k = 0.2 and lambda = 1.0 (the paper's settings without validation data), mean,
+kthvalue. Grid: k, lambda in {0.25, 0.5, 0.75, 1.0} (L-LoRA paper). The threshold is found
+exactly by a radix select over the magnitudes' bit patterns, two passes over each task
+vector without storing it; steps 2-3 run chunk by chunk (``fusionbench.methods.elementwise``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -27,9 +33,13 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import check_choice, load_task_vectors
+from fusionbench.methods.common import check_choice, load_inputs
+from fusionbench.methods.elementwise import CHUNK, chunks, finite_or_blame, task_vector_chunk
 
 MERGE_FUNCS = ("mean", "sum")
+KEEP_RULES = ("kthvalue", "topk")
+DIGIT = 16  # bits of the magnitudes' patterns resolved per radix-select pass
+SELECT_CHUNK = 1 << 20  # entries per step of a radix-select pass (its histogram costs 2^DIGIT counters a step)
 
 
 def _magnitude_dtype(vector: ParamDict) -> torch.dtype:
@@ -37,45 +47,114 @@ def _magnitude_dtype(vector: ParamDict) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in vector.values()) else torch.float32
 
 
-def trim_threshold(vector: ParamDict, k: float) -> float:
-    """Magnitude of the int(k * N)-th largest entry of the flattened vector (inf when none is kept)."""
+def _magnitudes(vector: ParamDict, origin: Optional[ParamDict], dtype: torch.dtype) -> Iterator[torch.Tensor]:
+    """|tau| of every entry, SELECT_CHUNK at a time; tau = vector - origin (the vector itself without origin)."""
+    for name, tensor in vector.items():
+        flat = tensor.detach().reshape(-1)
+        base = None if origin is None else origin[name].reshape(-1)
+        buffer = torch.empty(min(SELECT_CHUNK, flat.numel()), dtype=tensor.dtype)
+        for part in chunks(flat.numel(), SELECT_CHUNK):
+            yield task_vector_chunk(buffer[: part.stop - part.start], flat, base, part).abs_().to(dtype)
+
+
+def kth_smallest_magnitude(vector: ParamDict, rank: int, origin: Optional[ParamDict] = None) -> float:
+    """The ``rank``-th smallest |entry| (1-indexed) of the flattened vector, exactly what ``torch.kthvalue`` gives.
+
+    Non-negative floats order as their bit patterns do, so the pattern is found DIGIT bits at a
+    time: each pass counts the next digit of the entries that share the digits found so far.
+    """
     dtype = _magnitude_dtype(vector)
-    magnitudes = torch.cat([t.detach().reshape(-1).abs().to(dtype) for t in vector.values()])
-    keep = int(k * magnitudes.numel())
-    if keep == 0:
-        return float("inf")
-    return float(torch.kthvalue(magnitudes, magnitudes.numel() - keep + 1).values)
+    bits_dtype, width = (torch.int64, 64) if dtype == torch.float64 else (torch.int32, 32)
+    prefix, mask = 0, (1 << DIGIT) - 1
+    for shift in range(width - DIGIT, -1, -DIGIT):
+        counts = torch.zeros(1 << DIGIT, dtype=torch.int64)
+        for magnitudes in _magnitudes(vector, origin, dtype):
+            bits = magnitudes.view(bits_dtype)
+            if shift + DIGIT == width:  # the top digit (the sign bit of a magnitude is 0)
+                digits = bits >> shift
+            else:  # only the entries that share the digits found so far
+                digits = (bits[(bits >> (shift + DIGIT)) == prefix] >> shift) & mask
+            counts += torch.bincount(digits, minlength=1 << DIGIT)
+        cumulative = counts.cumsum(0)
+        digit = int(torch.searchsorted(cumulative, torch.tensor([rank]))[0])
+        rank -= int(cumulative[digit] - counts[digit])
+        prefix = (prefix << DIGIT) | digit
+    return float(torch.tensor(prefix, dtype=bits_dtype).view(dtype))
 
 
-def trim(vector: ParamDict, k: float) -> ParamDict:
-    """Zero every entry below the global top-k magnitude threshold of ``vector``."""
-    threshold, dtype = trim_threshold(vector, k), _magnitude_dtype(vector)
-    return vector.map(lambda t: torch.where(t.abs().to(dtype) >= threshold, t, torch.zeros_like(t)))
+def trim_threshold(vector: ParamDict, k: float, keep: str = "kthvalue", origin: Optional[ParamDict] = None) -> float:
+    """The magnitude an entry needs to survive the trim (inf when none does); see the module docstring."""
+    total = sum(t.numel() for t in vector.values())
+    if keep == "kthvalue":
+        return kth_smallest_magnitude(vector, max(1, total - int(k * total)), origin)
+    kept = int(k * total)
+    return kth_smallest_magnitude(vector, total - kept + 1, origin) if kept else float("inf")
 
 
-def elect_signs(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """gamma = sign(sum_t tensors[t]), the sign carrying the larger total mass."""
-    return torch.stack(list(tensors)).sum(dim=0).sign()
+def elect_signs(stacked: torch.Tensor) -> torch.Tensor:
+    """gamma = sign(sum_t stacked[t]), the sign carrying the larger total mass."""
+    return stacked.sum(dim=0).sign()
 
 
-def disjoint_merge(tensors: Sequence[torch.Tensor], merge_func: str = "mean") -> torch.Tensor:
-    """Mean ("mean") or sum ("sum") of the entries whose sign agrees with the elected sign."""
-    stacked = torch.stack(list(tensors))
-    agree = (stacked.sign() == elect_signs(tensors)) & (stacked != 0)
-    total = torch.where(agree, stacked, torch.zeros_like(stacked)).sum(dim=0)
+def disjoint_merge(stacked: torch.Tensor, merge_func: str = "mean") -> torch.Tensor:
+    """Mean ("mean") or sum ("sum") over dim 0 of the entries whose sign agrees with the elected sign.
+
+    Masks multiply rather than select, so a NaN or Inf entry reaches the result (0 * NaN = NaN).
+    """
+    agree = (stacked.sign() == elect_signs(stacked)) & (stacked != 0)
+    total = (stacked * agree).sum(dim=0)
     if merge_func == "sum":
         return total
     return total / agree.sum(dim=0).clamp(min=1).to(total.dtype)
 
 
+def ties_tensor(
+    base: torch.Tensor, vectors: Sequence[torch.Tensor], thresholds: torch.Tensor, scaling_factor: float,
+    merge_func: str, finetuned: bool,
+) -> torch.Tensor:
+    """theta_0 + lambda * disjoint_merge(elect(trim(tau_t))) of one tensor, chunk by chunk in reused buffers.
+
+    ``thresholds`` holds one trim threshold per task, shape (T, 1), in the magnitude dtype. Only
+    floating-point arithmetic (boolean masks cost several times more): |tau| >= threshold is
+    sign(max(|tau| - below, 0)) = 1 with ``below`` the next float under the threshold; an entry
+    agrees with the elected sign gamma when tau * gamma > 0, and the agreeing entries sum to
+    gamma * sum_t max(tau_t * gamma, 0) exactly (negation commutes with rounding). A NaN or Inf
+    entry reaches the result.
+    """
+    below = torch.nextafter(thresholds, torch.tensor(-float("inf"), dtype=thresholds.dtype))
+    flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
+    merged = torch.empty(base.numel(), dtype=base.dtype)
+    width = min(merged.numel(), CHUNK)
+    stack, signed = (torch.empty(len(vectors), width, dtype=base.dtype) for _ in range(2))
+    keep = torch.empty(len(vectors), width, dtype=thresholds.dtype)
+    gamma, count = torch.empty(width, dtype=base.dtype), torch.empty(width, dtype=base.dtype)
+    for part in chunks(merged.numel()):
+        n = part.stop - part.start
+        taus, kept, products, sign, out = stack[:, :n], keep[:, :n], signed[:, :n], gamma[:n], merged[part]
+        for tau, flat in zip(taus, flats):
+            task_vector_chunk(tau, flat, flat_base if finetuned else None, part)
+        kept.copy_(taus).abs_().sub_(below).clamp_(min=0).sign_()
+        taus.mul_(kept)  # trim
+        torch.sign(torch.sum(taus, dim=0, out=out), out=sign)  # elect
+        torch.mul(taus, sign, out=products).clamp_(min=0)
+        torch.sum(products, dim=0, out=out).mul_(sign)
+        if merge_func == "mean":
+            out.div_(torch.sum(products.sign_(), dim=0, out=count[:n]).clamp_(min=1))
+    return merged.view(base.shape).mul_(scaling_factor).add_(base)
+
+
 def ties_merge(
-    base: ParamDict, vectors: Sequence[ParamDict], k: float, scaling_factor: float, merge_func: str = "mean"
+    base: ParamDict, vectors: Sequence[ParamDict], k: float, scaling_factor: float, merge_func: str = "mean",
+    keep: str = "kthvalue", finetuned: bool = False,
 ) -> ParamDict:
-    """theta_0 + lambda * disjoint_merge(elect(trim_k(tau_t)))."""
-    trimmed = [trim(tau, k) for tau in vectors]
+    """theta_0 + lambda * disjoint_merge(elect(trim_k(tau_t))); with ``finetuned`` the vectors are the theta_t
+    and tau_t = theta_t - theta_0 is taken chunk by chunk, never stored."""
+    origin = base if finetuned else None
+    dtype = _magnitude_dtype(vectors[0])
+    thresholds = torch.tensor([[trim_threshold(vector, k, keep, origin)] for vector in vectors], dtype=dtype)
     return ParamDict(
         {
-            name: tensor + scaling_factor * disjoint_merge([tau[name] for tau in trimmed], merge_func)
+            name: ties_tensor(tensor, [vector[name] for vector in vectors], thresholds, scaling_factor, merge_func, finetuned)
             for name, tensor in base.items()
         }
     )
@@ -86,6 +165,7 @@ class TiesParams:
     k: float = param(0.2, "fraction of each task vector's entries kept by magnitude, in (0, 1]")
     scaling_factor: float = param(1.0, "lambda, the weight of the merged task vector")
     merge_func: str = param("mean", "disjoint merge divisor: mean (by agreeing entries) or sum (none)")
+    keep: str = param("kthvalue", "trim rule: kthvalue (|tau| >= kthvalue threshold, int(kN)+1 kept, official) or topk (int(kN) kept)")
 
 
 class Ties(Method):
@@ -94,7 +174,7 @@ class Ties(Method):
     name = "ties"
     description = "TIES-Merging: trim to top-k, elect signs by mass, disjoint merge, scale"
     reference = "Yadav et al., TIES-Merging, NeurIPS 2023 (arXiv 2306.01708)"
-    version = "1"
+    version = "2"
     Params = TiesParams
     grid = {"k": [0.25, 0.5, 0.75, 1.0], "scaling_factor": [0.25, 0.5, 0.75, 1.0]}
 
@@ -102,7 +182,10 @@ class Ties(Method):
         check_range(self.name, "k", self.params.k, 0.0, 1.0, low_open=True)
         check_range(self.name, "scaling_factor", self.params.scaling_factor, -10.0, 10.0)
         check_choice(self.name, "merge_func", self.params.merge_func, MERGE_FUNCS)
+        check_choice(self.name, "keep", self.params.keep, KEEP_RULES)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        base, vectors = load_task_vectors(self, pool)
-        return ties_merge(base, vectors, self.params.k, self.params.scaling_factor, self.params.merge_func)
+        base, thetas = load_inputs(self, pool, finite=False)
+        p = self.params
+        merged = ties_merge(base, thetas, p.k, p.scaling_factor, p.merge_func, p.keep, finetuned=True)
+        return finite_or_blame(merged, thetas, pool.tasks, base)

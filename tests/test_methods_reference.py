@@ -23,8 +23,9 @@ from fusionbench.methods.iso_c import IsoC, IsoCParams
 from fusionbench.methods.iso_cts import IsoCts, IsoCtsParams, subspace_sizes
 from fusionbench.methods.lorahub import LoraHub, LoraHubParams, lorahub_weights
 from fusionbench.methods.simple_average import SimpleAverage
-from fusionbench.methods.task_arithmetic import TaskArithmetic, TaskArithmeticParams, task_arithmetic_tensor
-from fusionbench.methods.ties import Ties, TiesParams, disjoint_merge, ties_merge, trim
+from fusionbench.methods.elementwise import task_arithmetic_tensor
+from fusionbench.methods.task_arithmetic import TaskArithmetic, TaskArithmeticParams
+from fusionbench.methods.ties import Ties, TiesParams, disjoint_merge, ties_merge
 from fusionbench.methods.tsv import Tsv, TsvParams
 
 
@@ -58,7 +59,7 @@ def test_task_arithmetic_formula_and_peft() -> None:
     assert_params_close(merged, {k: base[k] + 0.4 * sum(tau[k] for tau in taus) for k in base})
     tensors = [torch.from_numpy(tau["layers.0.weight"]) for tau in taus]
     peft = merge_utils.task_arithmetic(tensors, torch.full((3,), 0.4, dtype=torch.float64))
-    ours = task_arithmetic_tensor(torch.zeros(8, 6, dtype=torch.float64), tensors, 0.4)
+    ours = task_arithmetic_tensor(torch.zeros(8, 6, dtype=torch.float64), tensors, 0.4, differences=False)
     torch.testing.assert_close(ours, peft)
 
 
@@ -73,25 +74,29 @@ def test_ties_matches_peft_on_a_single_tensor(k: float) -> None:
     vectors = single_tensor_vectors(4, seed=3)
     base = ParamDict(w=torch.zeros(10, 8, dtype=torch.float64))
     tensors = [tau["w"] for tau in vectors]
-    for tau in vectors:  # trim == peft's magnitude pruning when the vector is one tensor
-        torch.testing.assert_close(trim(tau, k)["w"], merge_utils.magnitude_based_pruning(tau["w"], k))
+    for tau in vectors:  # TIES of one vector is its trim: peft's magnitude pruning under peft's keep rule
+        trimmed = ties_merge(base, [tau], k, 1.0, "mean", keep="topk")["w"]
+        torch.testing.assert_close(trimmed, merge_utils.magnitude_based_pruning(tau["w"], k))
     expected = merge_utils.ties(tensors, torch.ones(4, dtype=torch.float64), density=k)
-    torch.testing.assert_close(ties_merge(base, vectors, k, 1.0, "mean")["w"], expected)
+    torch.testing.assert_close(ties_merge(base, vectors, k, 1.0, "mean", keep="topk")["w"], expected)
 
 
 def test_disjoint_merge_matches_peft_sign_election_and_merge() -> None:
     stacked = torch.stack([tau["w"] for tau in single_tensor_vectors(5, seed=9)])
     mask = merge_utils.calculate_majority_sign_mask(stacked, method="total")
-    torch.testing.assert_close(disjoint_merge(list(stacked), "mean"), merge_utils.disjoint_merge(stacked, mask))
+    torch.testing.assert_close(disjoint_merge(stacked, "mean"), merge_utils.disjoint_merge(stacked, mask))
 
 
-def np_ties(taus: list[dict[str, np.ndarray]], k: float, merge_func: str) -> dict[str, np.ndarray]:
+def np_ties(taus: list[dict[str, np.ndarray]], k: float, merge_func: str, keep_rule: str = "kthvalue") -> dict[str, np.ndarray]:
     """TIES by hand: global threshold per task, elect by mass, disjoint mean or sum."""
     trimmed = []
     for tau in taus:
         flat = np.concatenate([v.ravel() for v in tau.values()])
         keep = int(k * flat.size)
-        threshold = np.sort(np.abs(flat))[::-1][keep - 1] if keep else np.inf
+        if keep_rule == "kthvalue":  # the (N - int(k N))-th smallest magnitude; the smallest at k = 1
+            threshold = np.sort(np.abs(flat))[max(1, flat.size - keep) - 1]
+        else:
+            threshold = np.sort(np.abs(flat))[::-1][keep - 1] if keep else np.inf
         trimmed.append({name: np.where(np.abs(v) >= threshold, v, 0.0) for name, v in tau.items()})
     out = {}
     for name in taus[0]:
@@ -103,21 +108,25 @@ def np_ties(taus: list[dict[str, np.ndarray]], k: float, merge_func: str) -> dic
     return out
 
 
+@pytest.mark.parametrize("keep", ["kthvalue", "topk"])
 @pytest.mark.parametrize("merge_func", ["mean", "sum"])
 @pytest.mark.parametrize("k", [0.2, 0.5])
-def test_ties_hand_computed_with_global_threshold(merge_func: str, k: float) -> None:
+def test_ties_hand_computed_with_global_threshold(merge_func: str, k: float, keep: str) -> None:
     pool = random_pool(3, seed=4)
     base, taus = np_vectors(pool)
-    merged = Ties(TiesParams(k=k, scaling_factor=0.7, merge_func=merge_func)).merge(pool)
-    expected = np_ties(taus, k, merge_func)
+    merged = Ties(TiesParams(k=k, scaling_factor=0.7, merge_func=merge_func, keep=keep)).merge(pool)
+    expected = np_ties(taus, k, merge_func, keep)
     assert_params_close(merged, {name: base[name] + 0.7 * expected[name] for name in base})
 
 
 def test_ties_threshold_is_global_not_per_tensor() -> None:
     big = ParamDict(a=torch.tensor([5.0, -6.0, 7.0, 8.0]), b=torch.tensor([0.1, -0.2, 0.3, 0.4]))
-    trimmed = trim(big, 0.5)
+    zeros = big.map(torch.zeros_like)
+    trimmed = ties_merge(zeros, [big], 0.5, 1.0, keep="topk")  # one task: its trim
     torch.testing.assert_close(trimmed["a"], big["a"])  # all four largest entries live in "a"
     torch.testing.assert_close(trimmed["b"], torch.zeros(4))
+    official = ties_merge(zeros, [big], 0.5, 1.0)  # int(k N) + 1 = 5 kept: the fifth is b's 0.4
+    torch.testing.assert_close(official["b"], torch.tensor([0.0, 0.0, 0.0, 0.4]))
 
 
 def test_ties_zero_total_mass_merges_to_zero() -> None:
@@ -149,7 +158,7 @@ def test_dare_linear_and_ties_match_peft_when_masks_are_replayed(p: float) -> No
     torch.testing.assert_close(task_arithmetic_tensor(torch.zeros_like(tensors[0]), dropped, 0.6), linear)
     torch.manual_seed(7)
     ties = merge_utils.dare_ties(tensors, torch.ones(3, dtype=torch.float64), density=1 - p)
-    torch.testing.assert_close(disjoint_merge(dropped, "mean"), ties)
+    torch.testing.assert_close(disjoint_merge(torch.stack(dropped), "mean"), ties)
 
 
 def test_dare_method_uses_one_seeded_generator_task_by_task_key_by_key() -> None:
@@ -159,7 +168,7 @@ def test_dare_method_uses_one_seeded_generator_task_by_task_key_by_key() -> None
     expected = {k: base[k].copy() for k in base}
     for tau in taus:
         for k, v in tau.items():
-            keep = (torch.rand(v.shape, generator=g) >= 0.4).numpy()
+            keep = (torch.rand(v.shape, generator=g) > 0.4).numpy()
             expected[k] += 0.5 * np.where(keep, v / 0.6, 0.0)
     merged = Dare(DareParams(p=0.4, scaling_factor=0.5, seed=11)).merge(pool)
     assert_params_close(merged, expected)
@@ -354,12 +363,18 @@ def test_cart_with_full_rank_is_the_weight_average(scaling_factor: float) -> Non
 
 
 # ------------------------------------------------------------------------------------------ TSV
-def test_tsv_hand_computed_with_polar_orthogonalisation() -> None:
+def factorised_names(rule: str) -> tuple[str, ...]:
+    """The tensors of SHAPES the SVD-based methods factorise under ``rule`` (all_2d adds the position embedding)."""
+    return tuple(k for k, shape in SHAPES.items() if len(shape) == 2) if rule == "all_2d" else MATRICES
+
+
+@pytest.mark.parametrize("rule", ["all_2d", "weights"])
+def test_tsv_hand_computed_with_polar_orthogonalisation(rule: str) -> None:
     pool = random_pool(3, seed=16)
     base, taus = np_vectors(pool)
     expected = {}
     for k in SHAPES:
-        if k in MATRICES:
+        if k in factorised_names(rule):
             rank = min(SHAPES[k]) // 3
             parts = [np_svd(tau[k]) for tau in taus]
             u_hat = np.concatenate([u[:, :rank] for u, _, _ in parts], axis=1)
@@ -369,7 +384,7 @@ def test_tsv_hand_computed_with_polar_orthogonalisation() -> None:
             expected[k] = base[k] + 0.9 * (u_perp * s_hat) @ v_perp.T
         else:
             expected[k] = base[k] + 0.9 * np.mean([tau[k] for tau in taus], axis=0)
-    assert_params_close(Tsv(TsvParams(scaling_factor=0.9)).merge(pool), expected)
+    assert_params_close(Tsv(TsvParams(scaling_factor=0.9, factorise=rule)).merge(pool), expected)
 
 
 def test_tsv_with_one_task_returns_its_vector() -> None:
@@ -396,16 +411,18 @@ def np_iso_c(taus: list[np.ndarray]) -> np.ndarray:
     return s.mean() * u @ v.T
 
 
-def test_iso_c_hand_computed_with_a_flat_spectrum() -> None:
+@pytest.mark.parametrize("rule", ["all_2d", "weights"])
+def test_iso_c_hand_computed_with_a_flat_spectrum(rule: str) -> None:
     pool = random_pool(3, seed=18)
     base, taus = np_vectors(pool)
-    merged = IsoC(IsoCParams(scaling_factor=1.3)).merge(pool)
+    merged = IsoC(IsoCParams(scaling_factor=1.3, factorise=rule)).merge(pool)
+    names = factorised_names(rule)
     expected = {
-        k: base[k] + 1.3 * (np_iso_c([t[k] for t in taus]) if k in MATRICES else np.mean([t[k] for t in taus], axis=0))
+        k: base[k] + 1.3 * (np_iso_c([t[k] for t in taus]) if k in names else np.mean([t[k] for t in taus], axis=0))
         for k in SHAPES
     }
     assert_params_close(merged, expected)
-    for k in MATRICES:
+    for k in names:
         singular = torch.linalg.svdvals((merged[k] - pool.base()[k]) / 1.3)
         summed = sum(torch.from_numpy(t[k]) for t in taus)
         torch.testing.assert_close(singular, torch.full_like(singular, float(torch.linalg.svdvals(summed).mean())))
@@ -413,20 +430,24 @@ def test_iso_c_hand_computed_with_a_flat_spectrum() -> None:
 
 # -------------------------------------------------------------------------------------- Iso-CTS
 @pytest.mark.parametrize(
-    ("rank", "tasks", "fraction", "sizes"),
+    ("rank", "tasks", "fraction", "rounding", "sizes"),
     [
-        (768, 8, 0.8, (616, 19)),  # floor(614.4) = 614; 154 / 8 = 19.25 -> 19 per task
-        (6, 4, 0.8, (2, 1)),
-        (6, 3, 0.8, (3, 1)),  # 2 / 3 rounds to 1
-        (5, 4, 0.8, (5, 0)),  # 1 / 4 rounds to 0: common subspace only
-        (3, 4, 0.5, (3, 0)),  # 2 / 4 rounds to 1, but 4 tasks x 1 > rank 3
-        (10, 2, 0.8, (8, 1)),
-        (8, 3, 1.0, (8, 0)),
-        (4, 1, 0.5, (2, 2)),
+        (768, 8, 0.8, "half_even", (616, 19)),  # floor(614.4) = 614; 154 / 8 = 19.25 -> 19 per task
+        (768, 4, 0.8, "half_even", (616, 38)),  # 154 / 4 = 38.5: half to even -> 38 (the official code)
+        (768, 4, 0.8, "half_up", (612, 39)),
+        (6, 4, 0.8, "half_even", (6, 0)),  # 2 / 4 = 0.5 -> 0: common subspace only
+        (6, 4, 0.8, "half_up", (2, 1)),
+        (6, 3, 0.8, "half_even", (3, 1)),  # 2 / 3 rounds to 1
+        (5, 4, 0.8, "half_even", (5, 0)),  # 1 / 4 rounds to 0: common subspace only
+        (3, 4, 0.5, "half_up", (3, 0)),  # 2 / 4 rounds up to 1, but 4 tasks x 1 > rank 3
+        (10, 2, 0.8, "half_even", (8, 1)),
+        (8, 3, 1.0, "half_even", (8, 0)),
+        (4, 1, 0.5, "half_even", (2, 2)),
+        (14, 4, 0.5, "half_even", (6, 2)),  # 7 / 4 = 1.75 -> 2 either way
     ],
 )
-def test_iso_cts_subspace_sizes(rank: int, tasks: int, fraction: float, sizes: tuple[int, int]) -> None:
-    assert subspace_sizes(rank, tasks, fraction) == sizes
+def test_iso_cts_subspace_sizes(rank: int, tasks: int, fraction: float, rounding: str, sizes: tuple[int, int]) -> None:
+    assert subspace_sizes(rank, tasks, fraction, rounding) == sizes
 
 
 def np_iso_cts(taus: list[np.ndarray], common: int, specific: int) -> np.ndarray:

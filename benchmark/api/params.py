@@ -28,6 +28,14 @@ def _names(keys: Iterable[str]) -> str:
     return shown + more
 
 
+def is_finite(tensor: torch.Tensor) -> bool:
+    """Whether every entry is finite; one cheap reduction first (NaN and Inf propagate through a sum),
+    the exact entry-wise test only when the sum is not finite (it may have overflowed)."""
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
 class ParamDict(dict[str, torch.Tensor]):
     """Name -> tensor mapping with element-wise arithmetic and vector views."""
 
@@ -53,7 +61,7 @@ class ParamDict(dict[str, torch.Tensor]):
 
     def assert_finite(self, label: str = "parameters") -> None:
         """Raise NonFiniteError naming the first tensor that holds NaN or Inf, and how many do."""
-        bad = [name for name, tensor in self.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+        bad = [name for name, tensor in self.items() if not is_finite(tensor)]
         if bad:
             raise NonFiniteError(f"{label} contain NaN or Inf in tensor {bad[0]!r} ({len(bad)} of {len(self)} tensors)")
 

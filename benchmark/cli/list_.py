@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.method import param_help
+from fusionbench.api.registry import Registry
 
 CONFIG_GROUPS = {"modelpools": "modelpool", "taskpools": "taskpool"}  # kinds with shipped YAML options
 
@@ -29,14 +31,29 @@ def handle(words: list[str]) -> int:
         table.add_row(name, cls.description, cls.reference, registry.source(name))
     console = Console()
     console.print(table)
+    if kind == "methods":
+        console.print(parameter_table(registry))
     if kind in CONFIG_GROUPS:
         console.print(f"configs shipped ({CONFIG_GROUPS[kind]}=OPTION): {', '.join(packaged_options(CONFIG_GROUPS[kind]))}")
     return 0
+
+
+def parameter_table(registry: Registry) -> Table:
+    """Every method's parameters with their defaults and meanings (the conventions among them)."""
+    table = Table(title="method parameters (method.NAME=VALUE)")
+    for column in ("method", "parameter", "default", "meaning"):
+        table.add_column(column, overflow="fold")
+    for name in registry.names():
+        for field_name, default, meaning in param_help(registry.get(name).Params):
+            table.add_row(name, field_name, str(default), meaning)
+    return table
 
 
 HELP = """\
 usage: fusionbench list methods|modelpools|taskpools|families|requirements
 
 Print every registered method, model pool, task pool, model family or requirement with its
-one-line description, paper reference and where it comes from (built-in, entry point or plugin).
+one-line description, paper reference and where it comes from (built-in, entry point or plugin);
+for methods, also every parameter with its default and meaning (the official implementations'
+conventions among them: ties keep, dare strict, tsv factorise and min_rank, iso_cts rounding).
 """
