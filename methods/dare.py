@@ -65,16 +65,18 @@ def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int
     generator = torch.Generator().manual_seed(seed)
     sums = {name: torch.zeros(tensor.shape, dtype=accumulation_dtype(tensor.dtype)) for name, tensor in base.items()}
     draws = torch.empty(CHUNK, dtype=torch.float32)
+    bar = torch.tensor(p, dtype=torch.float32)  # u > p is u - p > 0; u >= p is u - (the float below p) > 0
+    bar = bar if strict else torch.nextafter(bar, torch.tensor(-1.0))
     for vector in vectors:
         for name, total in sums.items():
             flat, target = vector[name].reshape(-1), total.view(-1)
             flat_base = base[name].reshape(-1) if finetuned else None
             scratch = torch.empty(min(CHUNK, flat.numel()), dtype=flat.dtype)
             for part in chunks(flat.numel()):
-                u = torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
+                keep = torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
+                keep.sub_(bar).clamp_(min=0).sign_()  # 1 kept, 0 dropped: float arithmetic, several times cheaper than a bool mask
                 tau = task_vector_chunk(scratch[: part.stop - part.start], flat, flat_base, part)
-                tau.mul_((u > p if strict else u >= p).to(tau.device))
-                target[part].add_(tau, alpha=1.0 / (1.0 - p))
+                target[part].add_(tau.mul_(keep.to(tau.device)), alpha=1.0 / (1.0 - p))
     return sums
 
 

@@ -1,15 +1,17 @@
 """The engine of the element-wise merges (simple average, task arithmetic, DARE, TIES's steps).
 
 Memory bandwidth is their floor: a merge of T checkpoints must read T + 1 models and write one.
-So each output tensor is accumulated in place, CHUNK entries at a time: for one chunk,
-tau_t = theta_t - theta_0 goes to a scratch buffer and is added to the output chunk while both
-are in the CPU cache, and no task vector is ever materialised. Differences are taken in the
-parameters' dtype and summed in float32 for half types (what ``torch.stack(taus).sum(0)``
-does), in the parameters' dtype otherwise.
+So each output tensor is accumulated in place, CHUNK entries at a time (:func:`combine`): for
+one chunk, tau_t = theta_t - theta_0 goes to a scratch buffer and is added to the output chunk
+while both are in the CPU cache, then the chunk is scaled and offset there; no task vector is
+ever materialised. Differences are taken in the parameters' dtype and summed in float32 for half
+types (what ``torch.stack(taus).sum(0)`` does), in the parameters' dtype otherwise. DARE and
+TIES run their own chunk loops on the same pieces (:func:`chunks`, :func:`task_vector_chunk`).
 
 Finite values cost no pass of their own: a NaN or Inf in any input reaches the output (drops
 and trims multiply by a 0/1 mask, and 0 * NaN = NaN), so :func:`finite_or_blame` checks the
-output once and, only when it is not finite, finds which input is.
+output once (one sum per tensor, ``ParamDict.assert_finite``) and, only when it is not finite,
+finds which input is. Measured against the floor in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -41,24 +43,37 @@ def task_vector_chunk(out: torch.Tensor, flat: torch.Tensor, flat_base: Optional
     return torch.sub(flat[part], flat_base[part], out=out)
 
 
-def sum_of_differences(thetas: Sequence[torch.Tensor], base: Optional[torch.Tensor]) -> torch.Tensor:
-    """sum_t (thetas[t] - base) of one tensor (sum_t thetas[t] when ``base`` is None), in the accumulation dtype."""
-    dtype = thetas[0].dtype
-    out = torch.zeros(thetas[0].shape, dtype=accumulation_dtype(dtype))
-    flat_out, flat_base = out.view(-1), None if base is None else base.reshape(-1)
-    flats = [theta.reshape(-1) for theta in thetas]
-    scratch = torch.empty(min(CHUNK, out.numel()), dtype=dtype)
-    for part in chunks(out.numel()):
-        target, tau = flat_out[part], scratch[: part.stop - part.start]
-        for flat in flats:
-            target.add_(task_vector_chunk(tau, flat, flat_base, part))
+def combine(
+    tensors: Sequence[torch.Tensor], base: Optional[torch.Tensor] = None, scale: float = 1.0, offset: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """``scale * sum_t (tensors[t] - base) + offset`` of one tensor (no difference without ``base``, no offset without ``offset``).
+
+    Chunk by chunk: the sum is accumulated in the accumulation dtype and rounded to the tensors'
+    dtype, then scaled and offset there while the chunk is in the cache, which is what
+    ``torch.stack(taus).sum(0)`` followed by tensor arithmetic computes.
+    """
+    dtype = tensors[0].dtype
+    out = torch.empty(tensors[0].shape, dtype=dtype)
+    flat_out, numel = out.view(-1), out.numel()
+    flat_base = None if base is None else base.reshape(-1)
+    flat_offset = None if offset is None else offset.reshape(-1)
+    flats = [tensor.reshape(-1) for tensor in tensors]
+    width = min(CHUNK, numel)
+    scratch = torch.empty(width, dtype=dtype)
+    wide = torch.empty(width, dtype=accumulation_dtype(dtype)) if accumulation_dtype(dtype) != dtype else None
+    for part in chunks(numel):
+        n = part.stop - part.start
+        target = flat_out[part] if wide is None else wide[:n]
+        for index, flat in enumerate(flats):
+            tau = flat[part] if flat_base is None else task_vector_chunk(scratch[:n], flat, flat_base, part)
+            target.copy_(tau) if index == 0 else target.add_(tau)
+        if wide is not None:
+            flat_out[part].copy_(target)
+        if scale != 1.0:
+            flat_out[part].mul_(scale)
+        if flat_offset is not None:
+            flat_out[part].add_(flat_offset[part])
     return out
-
-
-def task_arithmetic_tensor(base: torch.Tensor, thetas: Sequence[torch.Tensor], scaling_factor: float, differences: bool = True) -> torch.Tensor:
-    """theta_0 + lambda * sum_t (theta_t - theta_0) of one tensor (theta_0 + lambda * sum_t thetas[t] with ``differences=False``)."""
-    merged = sum_of_differences(thetas, base if differences else None).to(base.dtype)
-    return merged.mul_(scaling_factor).add_(base)
 
 
 def finite_or_blame(merged: ParamDict, thetas: Sequence[ParamDict], tasks: Sequence[str], base: Optional[ParamDict] = None) -> ParamDict:

@@ -15,7 +15,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import load_finetuned
-from fusionbench.methods.elementwise import finite_or_blame, sum_of_differences
+from fusionbench.methods.elementwise import combine, finite_or_blame
 from fusionbench.models.streaming import stream_merge
 
 
@@ -34,7 +34,7 @@ class SimpleAverage(Method):
 
 def mean_tensor(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """(1/T) sum_t tensors[t], accumulated in place (``fusionbench.methods.elementwise``)."""
-    return sum_of_differences(tensors, None).div_(len(tensors)).to(tensors[0].dtype)
+    return combine(tensors, scale=1.0 / len(tensors))
 
 
 def stream_average(checkpoints: Sequence[str | Path], out: str | Path) -> Path:

@@ -17,7 +17,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import load_inputs
-from fusionbench.methods.elementwise import finite_or_blame, task_arithmetic_tensor
+from fusionbench.methods.elementwise import combine, finite_or_blame
 from fusionbench.models.streaming import stream_merge
 
 
@@ -26,7 +26,7 @@ def task_arithmetic_merge(base: ParamDict, vectors: Sequence[ParamDict], scaling
     tau_t = theta_t - theta_0 is taken chunk by chunk, never stored (``fusionbench.methods.elementwise``)."""
     return ParamDict(
         {
-            name: task_arithmetic_tensor(tensor, [vector[name] for vector in vectors], scaling_factor, differences=finetuned)
+            name: combine([vector[name] for vector in vectors], tensor if finetuned else None, scaling_factor, tensor)
             for name, tensor in base.items()
         }
     )
@@ -59,4 +59,4 @@ class TaskArithmetic(Method):
 def stream_task_arithmetic(base: str | Path, finetuned: Sequence[str | Path], out: str | Path, scaling_factor: float) -> Path:
     """theta_0 + lambda * sum_t (theta_t - theta_0) over safetensors checkpoints, streamed tensor by tensor."""
 
-    return stream_merge([base, *finetuned], out, lambda tensors: task_arithmetic_tensor(tensors[0], tensors[1:], scaling_factor))
+    return stream_merge([base, *finetuned], out, lambda tensors: combine(tensors[1:], tensors[0], scaling_factor, tensors[0]))

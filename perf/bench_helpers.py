@@ -37,6 +37,14 @@ TARGETS = (
     Target("warm-cache / cold-cache evaluation speed (mini scale)", "eval-cold:tiny-clip", "eval-warm:tiny-clip", 5.0, True),
     Target("warm-cache / cold-cache evaluation speed (ViT-B/16 scale)", "eval-cold:clip-vit-b16", "eval-warm:clip-vit-b16", 5.0, True),
     Target("streaming task arithmetic peak RSS / one checkpoint (8 checkpoints)", "rss:stream", "checkpoint", 3.0, False),
+    # the merge engine against the memory-bandwidth floor (perf/test_merge_engine.py)
+    Target("task arithmetic time / bandwidth floor (8 ViT-B/16 tasks)", "merge:task_arithmetic", "merge:floor", 1.5, False),
+    Target("simple average time / bandwidth floor (8 ViT-B/16 tasks)", "merge:simple_average", "merge:floor", 1.5, False),
+    Target("DARE (p = 0.5) time / bandwidth floor (8 ViT-B/16 tasks)", "merge:dare", "merge:floor", 3.0, False),
+    Target("TIES (k = 0.2) time / bandwidth floor (8 ViT-B/16 tasks)", "merge:ties", "merge:floor", 6.0, False),
+    Target("task arithmetic extra peak memory / one model", "merge-extra:task_arithmetic", "merge-model", 1.2, False),
+    Target("simple average extra peak memory / one model", "merge-extra:simple_average", "merge-model", 1.2, False),
+    Target("TIES extra peak memory / one model", "merge-extra:ties", "merge-model", 2.0, False),
 )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from bench_helpers import BYTES, RESULTS_FILE, SECONDS, TARGETS
+from bench_helpers import BYTES, RESULTS_FILE, SECONDS, TARGETS, Target
 
 
 def pytest_configure(config: Any) -> None:
@@ -34,13 +34,21 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     return home
 
 
+def figures(target: Target) -> str:
+    """`` (numerator / denominator)`` of a measured target, seconds or MiB, so the figures print beside the ratio."""
+    source, unit, scale = (SECONDS, "s", 1.0) if target.numerator in SECONDS else (BYTES, "MiB", 2.0**-20)
+    if target.numerator not in source or target.denominator not in source:
+        return ""
+    return f" ({source[target.numerator] * scale:.4g} {unit} / {source[target.denominator] * scale:.4g} {unit})"
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     rows = []
     for target in TARGETS:
         ratio = target.ratio()
         met = None if ratio is None else (ratio >= target.bound if target.at_least else ratio <= target.bound)
         rows.append({"target": target.name, "ratio": ratio, "bound": f"{'>=' if target.at_least else '<='} {target.bound}",
-                     "met": met, "paper": target.paper})
+                     "met": met, "paper": target.paper, "figures": figures(target)})
     if not SECONDS and not BYTES:
         return
     terminalreporter.section("FusionBench performance targets (ratios measured side by side in this run)")
@@ -48,7 +56,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         shown = "not measured" if row["ratio"] is None else f"{row['ratio']:.3f}"
         verdict = {None: "-", True: "met", False: "MISSED"}[row["met"]]
         paper = f" (paper: {row['paper']:.2f})" if row["paper"] else ""
-        terminalreporter.write_line(f"{row['target']:<72} {shown:>12}  target {row['bound']:<8} {verdict}{paper}")
+        terminalreporter.write_line(f"{row['target']:<72} {shown:>12}  target {row['bound']:<8} {verdict}{paper}{row['figures']}")
     for key, value in sorted(BYTES.items()):
         terminalreporter.write_line(f"{key:<72} {value / 2**20:>9.1f} MiB")
     RESULTS_FILE.parent.mkdir(exist_ok=True)

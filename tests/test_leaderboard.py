@@ -197,7 +197,7 @@ def test_publish_is_all_or_nothing(sources: Path, tmp_path: Path, capsys: pytest
     bad_file = tmp_path / "bad.json"
     bad_file.write_text(json.dumps(bad))
     code, _, err = cli(capsys, "leaderboard", "publish", str(sources / "sweeps" / "ta_all"), str(bad_file), f"out={board_file}")
-    assert code == 2 and re.search(r"bad\.json: entry 1 \(ties 1 on dummy \(single_run\)\) is invalid, at tasks\.beta\.n: 0 is less than the minimum of 1", err), err
+    assert code == 2 and re.search(r"bad\.json: entry 1 \(ties 2 on dummy \(single_run\)\) is invalid, at tasks\.beta\.n: 0 is less than the minimum of 1", err), err
     assert board_file.read_bytes() == before
     # the same new entry twice in one call is a duplicate too
     code, _, err = cli(capsys, "leaderboard", "publish", str(sources / "runs" / "ties"), str(sources / "runs" / "ties" / "report.json"), f"out={board_file}")
@@ -210,7 +210,7 @@ def test_publish_entry_files_and_whole_leaderboards(sources: Path, tmp_path: Pat
     entry_file = tmp_path / "entry.json"
     entry_file.write_text(json.dumps(entry))
     code, out, _ = cli(capsys, "leaderboard", "validate", str(entry_file))
-    assert code == 0 and "valid entry (fusionbench.leaderboard-entry/1): ties 1 on dummy (single_run)" in out
+    assert code == 0 and "valid entry (fusionbench.leaderboard-entry/1): ties 2 on dummy (single_run)" in out
     other = tmp_path / "other.json"
     assert cli(capsys, "leaderboard", "build", str(sources / "sweeps"), f"out={other}")[0] == 0
     board_file = tmp_path / "leaderboard.json"

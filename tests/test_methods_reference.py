@@ -23,7 +23,7 @@ from fusionbench.methods.iso_c import IsoC, IsoCParams
 from fusionbench.methods.iso_cts import IsoCts, IsoCtsParams, subspace_sizes
 from fusionbench.methods.lorahub import LoraHub, LoraHubParams, lorahub_weights
 from fusionbench.methods.simple_average import SimpleAverage
-from fusionbench.methods.elementwise import task_arithmetic_tensor
+from fusionbench.methods.elementwise import combine
 from fusionbench.methods.task_arithmetic import TaskArithmetic, TaskArithmeticParams
 from fusionbench.methods.ties import Ties, TiesParams, disjoint_merge, ties_merge
 from fusionbench.methods.tsv import Tsv, TsvParams
@@ -59,7 +59,7 @@ def test_task_arithmetic_formula_and_peft() -> None:
     assert_params_close(merged, {k: base[k] + 0.4 * sum(tau[k] for tau in taus) for k in base})
     tensors = [torch.from_numpy(tau["layers.0.weight"]) for tau in taus]
     peft = merge_utils.task_arithmetic(tensors, torch.full((3,), 0.4, dtype=torch.float64))
-    ours = task_arithmetic_tensor(torch.zeros(8, 6, dtype=torch.float64), tensors, 0.4, differences=False)
+    ours = combine(tensors, scale=0.4)  # theta_0 = 0
     torch.testing.assert_close(ours, peft)
 
 
@@ -155,7 +155,7 @@ def test_dare_linear_and_ties_match_peft_when_masks_are_replayed(p: float) -> No
     dropped = [drop_and_rescale(t, m, p) for t, m in zip(tensors, peft_masks())]
     torch.manual_seed(7)
     linear = merge_utils.dare_linear(tensors, torch.full((3,), 0.6, dtype=torch.float64), density=1 - p)
-    torch.testing.assert_close(task_arithmetic_tensor(torch.zeros_like(tensors[0]), dropped, 0.6), linear)
+    torch.testing.assert_close(combine(dropped, scale=0.6), linear)
     torch.manual_seed(7)
     ties = merge_utils.dare_ties(tensors, torch.ones(3, dtype=torch.float64), density=1 - p)
     torch.testing.assert_close(disjoint_merge(torch.stack(dropped), "mean"), ties)
