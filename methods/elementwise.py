@@ -63,9 +63,17 @@ def combine(
     wide = torch.empty(width, dtype=accumulation_dtype(dtype)) if accumulation_dtype(dtype) != dtype else None
     for part in chunks(numel):
         n = part.stop - part.start
-        target = flat_out[part] if wide is None else wide[:n]
+        target, theta_0, difference = flat_out[part] if wide is None else wide[:n], None, scratch[:n]
+        if flat_base is not None:
+            theta_0 = flat_base[part]
         for index, flat in enumerate(flats):
-            tau = flat[part] if flat_base is None else task_vector_chunk(scratch[:n], flat, flat_base, part)
+            if theta_0 is None:
+                tau = flat[part]
+            elif index == 0 and wide is None:  # the first difference straight into the output
+                torch.sub(flat[part], theta_0, out=target)
+                continue
+            else:
+                tau = torch.sub(flat[part], theta_0, out=difference)
             target.copy_(tau) if index == 0 else target.add_(tau)
         if wide is not None:
             flat_out[part].copy_(target)

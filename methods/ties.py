@@ -61,7 +61,8 @@ def kth_smallest_magnitude(vector: ParamDict, rank: int, origin: Optional[ParamD
     """The ``rank``-th smallest |entry| (1-indexed) of the flattened vector, exactly what ``torch.kthvalue`` gives.
 
     Non-negative floats order as their bit patterns do, so the pattern is found DIGIT bits at a
-    time: each pass counts the next digit of the entries that share the digits found so far.
+    time, counted and never sorted: each pass counts the next digit of the entries that share the
+    digits found so far (two passes for float32 magnitudes, four for float64).
     """
     dtype = _magnitude_dtype(vector)
     bits_dtype, width = (torch.int64, 64) if dtype == torch.float64 else (torch.int32, 32)
@@ -91,55 +92,54 @@ def trim_threshold(vector: ParamDict, k: float, keep: str = "kthvalue", origin: 
     return kth_smallest_magnitude(vector, total - kept + 1, origin) if kept else float("inf")
 
 
-def elect_signs(stacked: torch.Tensor) -> torch.Tensor:
-    """gamma = sign(sum_t stacked[t]), the sign carrying the larger total mass."""
-    return stacked.sum(dim=0).sign()
+def disjoint_merge(
+    taus: torch.Tensor, merge_func: str = "mean", out: Optional[torch.Tensor] = None, scratch: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Elect gamma = sign(sum_t taus[t]) and merge over dim 0 the entries whose sign agrees with it: their
+    mean ("mean", over at least 1) or sum ("sum"). ``out`` (one entry per column) and ``scratch``
+    (the shape of ``taus``) are reused when given.
 
-
-def disjoint_merge(stacked: torch.Tensor, merge_func: str = "mean") -> torch.Tensor:
-    """Mean ("mean") or sum ("sum") over dim 0 of the entries whose sign agrees with the elected sign.
-
-    Masks multiply rather than select, so a NaN or Inf entry reaches the result (0 * NaN = NaN).
+    Floating-point arithmetic only (boolean masks cost several times more): an entry agrees when
+    tau * gamma > 0, and the agreeing entries sum to gamma * sum_t max(tau_t * gamma, 0) exactly
+    (negation commutes with rounding). A NaN or Inf entry reaches the result.
     """
-    agree = (stacked.sign() == elect_signs(stacked)) & (stacked != 0)
-    total = (stacked * agree).sum(dim=0)
-    if merge_func == "sum":
-        return total
-    return total / agree.sum(dim=0).clamp(min=1).to(total.dtype)
+    out = torch.empty(taus.shape[1:], dtype=taus.dtype) if out is None else out
+    gamma = torch.sign(torch.sum(taus, dim=0))
+    products = torch.mul(taus, gamma, out=scratch).clamp_(min=0)
+    torch.sum(products, dim=0, out=out).mul_(gamma)
+    if merge_func == "mean":
+        out.div_(torch.sum(products.sign_(), dim=0).clamp_(min=1))
+    return out
 
 
 def ties_tensor(
     base: torch.Tensor, vectors: Sequence[torch.Tensor], thresholds: torch.Tensor, scaling_factor: float,
     merge_func: str, finetuned: bool,
 ) -> torch.Tensor:
-    """theta_0 + lambda * disjoint_merge(elect(trim(tau_t))) of one tensor, chunk by chunk in reused buffers.
+    """theta_0 + lambda * disjoint_merge(trim(tau_t)) of one tensor, chunk by chunk in reused buffers.
 
-    ``thresholds`` holds one trim threshold per task, shape (T, 1), in the magnitude dtype. Only
-    floating-point arithmetic (boolean masks cost several times more): |tau| >= threshold is
-    sign(max(|tau| - below, 0)) = 1 with ``below`` the next float under the threshold; an entry
-    agrees with the elected sign gamma when tau * gamma > 0, and the agreeing entries sum to
-    gamma * sum_t max(tau_t * gamma, 0) exactly (negation commutes with rounding). A NaN or Inf
-    entry reaches the result.
+    ``thresholds`` holds one trim threshold per task, shape (T, 1), in the magnitude dtype. The trim
+    keeps |tau| > ``below``, the next float under the threshold: ``torch.hardshrink`` in place
+    (a NaN stays NaN) when the tensors have the magnitude dtype; for half types, whose
+    hardshrink would round ``below`` to their precision, tau times sign(max(|tau| - below, 0)).
     """
     below = torch.nextafter(thresholds, torch.tensor(-float("inf"), dtype=thresholds.dtype))
+    shrink = [float(value) for value in below[:, 0]] if thresholds.dtype == base.dtype else None
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
     merged = torch.empty(base.numel(), dtype=base.dtype)
     width = min(merged.numel(), CHUNK)
-    stack, signed = (torch.empty(len(vectors), width, dtype=base.dtype) for _ in range(2))
-    keep = torch.empty(len(vectors), width, dtype=thresholds.dtype)
-    gamma, count = torch.empty(width, dtype=base.dtype), torch.empty(width, dtype=base.dtype)
+    stack, scratch = (torch.empty(len(vectors), width, dtype=base.dtype) for _ in range(2))
+    keep = None if shrink is not None else torch.empty(len(vectors), width, dtype=thresholds.dtype)
     for part in chunks(merged.numel()):
         n = part.stop - part.start
-        taus, kept, products, sign, out = stack[:, :n], keep[:, :n], signed[:, :n], gamma[:n], merged[part]
-        for tau, flat in zip(taus, flats):
+        taus = stack[:, :n]
+        for index, (tau, flat) in enumerate(zip(taus, flats)):
             task_vector_chunk(tau, flat, flat_base if finetuned else None, part)
-        kept.copy_(taus).abs_().sub_(below).clamp_(min=0).sign_()
-        taus.mul_(kept)  # trim
-        torch.sign(torch.sum(taus, dim=0, out=out), out=sign)  # elect
-        torch.mul(taus, sign, out=products).clamp_(min=0)
-        torch.sum(products, dim=0, out=out).mul_(sign)
-        if merge_func == "mean":
-            out.div_(torch.sum(products.sign_(), dim=0, out=count[:n]).clamp_(min=1))
+            if shrink is not None:
+                torch.hardshrink(tau, shrink[index], out=tau)
+        if keep is not None:
+            taus.mul_(keep[:, :n].copy_(taus).abs_().sub_(below).clamp_(min=0).sign_())
+        disjoint_merge(taus, merge_func, merged[part], scratch[:, :n])
     return merged.view(base.shape).mul_(scaling_factor).add_(base)
 
 
@@ -147,7 +147,7 @@ def ties_merge(
     base: ParamDict, vectors: Sequence[ParamDict], k: float, scaling_factor: float, merge_func: str = "mean",
     keep: str = "kthvalue", finetuned: bool = False,
 ) -> ParamDict:
-    """theta_0 + lambda * disjoint_merge(elect(trim_k(tau_t))); with ``finetuned`` the vectors are the theta_t
+    """theta_0 + lambda * disjoint_merge(trim_k(tau_t)); with ``finetuned`` the vectors are the theta_t
     and tau_t = theta_t - theta_0 is taken chunk by chunk, never stored."""
     origin = base if finetuned else None
     dtype = _magnitude_dtype(vectors[0])

@@ -12,6 +12,7 @@ from test_methods_reference import np_iso_cts, np_svd, np_ties
 
 from fusionbench.api.errors import MethodError
 from fusionbench.api.params import ParamDict
+from fusionbench.cli.main import main
 from fusionbench.engine.merge import checked_merge
 from fusionbench.methods import linalg
 from fusionbench.methods.dare import Dare, DareParams
@@ -211,3 +212,20 @@ def test_a_merge_that_overflows_from_finite_inputs_names_the_method() -> None:
     pool = StaticPool(base, {"t0": big, "t1": big})
     with pytest.raises(Exception, match=r"merged by method 'task_arithmetic'.*NaN or Inf in tensor 'w' \(1 of 2 tensors\)"):
         checked_merge(TaskArithmetic(TaskArithmeticParams(1.0)), pool)
+
+
+def test_list_methods_names_every_convention_with_its_default(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per parameter
+    assert main(["list", "methods"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    for method, parameter, default in [("ties", "keep", "kthvalue"), ("dare", "strict", "True"), ("tsv", "factorise", "all_2d"),
+                                       ("tsv", "min_rank", "0"), ("iso_c", "factorise", "all_2d"), ("iso_cts", "factorise", "all_2d"),
+                                       ("iso_cts", "rounding", "half_even"), ("awd", "keep", "kthvalue")]:
+        assert any([cell.strip() for cell in row.split("│")[1:4]] == [method, parameter, default] for row in rows), (method, parameter)
+
+
+def test_ties_on_half_precision_trims_ties_at_the_threshold_exactly() -> None:
+    values = [0.125, -0.25, 0.375, -0.5, 0.625, 0.75, 1.0, -1.0, 2.0, -3.0]  # exact in bfloat16; threshold 1.0, tied
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        assert kept(one_tensor(values, dtype), 0.2, "kthvalue") == [-3.0, -1.0, 1.0, 2.0]
+        assert kept(one_tensor(values, dtype), 0.2, "topk") == [-3.0, 2.0]
