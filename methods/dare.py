@@ -63,7 +63,7 @@ def dare_vectors(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: 
 def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, finetuned: bool) -> dict[str, torch.Tensor]:
     """sum_t m_t * tau_t / (1 - p) per tensor, accumulated in place in the masks' draw order (task, tensor, chunk)."""
     generator = torch.Generator().manual_seed(seed)
-    sums = {name: torch.zeros(tensor.shape, dtype=accumulation_dtype(tensor.dtype)) for name, tensor in base.items()}
+    sums = {name: torch.zeros(tensor.shape, dtype=accumulation_dtype(tensor.dtype), device=tensor.device) for name, tensor in base.items()}
     draws = torch.empty(CHUNK, dtype=torch.float32)
     bar = torch.tensor(p, dtype=torch.float32)  # u > p is u - p > 0; u >= p is u - (the float below p) > 0
     bar = bar if strict else torch.nextafter(bar, torch.tensor(-1.0))
@@ -71,7 +71,7 @@ def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int
         for name, total in sums.items():
             flat, target = vector[name].reshape(-1), total.view(-1)
             flat_base = base[name].reshape(-1) if finetuned else None
-            scratch = torch.empty(min(CHUNK, flat.numel()), dtype=flat.dtype)
+            scratch = torch.empty(min(CHUNK, flat.numel()), dtype=flat.dtype, device=flat.device)
             for part in chunks(flat.numel()):
                 keep = torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
                 keep.sub_(bar).clamp_(min=0).sign_()  # 1 kept, 0 dropped: float arithmetic, several times cheaper than a bool mask

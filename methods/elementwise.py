@@ -53,14 +53,14 @@ def combine(
     ``torch.stack(taus).sum(0)`` followed by tensor arithmetic computes.
     """
     dtype = tensors[0].dtype
-    out = torch.empty(tensors[0].shape, dtype=dtype)
+    out = torch.empty(tensors[0].shape, dtype=dtype, device=tensors[0].device)
     flat_out, numel = out.view(-1), out.numel()
     flat_base = None if base is None else base.reshape(-1)
     flat_offset = None if offset is None else offset.reshape(-1)
     flats = [tensor.reshape(-1) for tensor in tensors]
     width = min(CHUNK, numel)
-    scratch = torch.empty(width, dtype=dtype)
-    wide = torch.empty(width, dtype=accumulation_dtype(dtype)) if accumulation_dtype(dtype) != dtype else None
+    scratch = torch.empty(width, dtype=dtype, device=out.device)
+    wide = torch.empty(width, dtype=accumulation_dtype(dtype), device=out.device) if accumulation_dtype(dtype) != dtype else None
     for part in chunks(numel):
         n = part.stop - part.start
         target, theta_0, difference = flat_out[part] if wide is None else wide[:n], None, scratch[:n]

@@ -52,7 +52,7 @@ def _magnitudes(vector: ParamDict, origin: Optional[ParamDict], dtype: torch.dty
     for name, tensor in vector.items():
         flat = tensor.detach().reshape(-1)
         base = None if origin is None else origin[name].reshape(-1)
-        buffer = torch.empty(min(SELECT_CHUNK, flat.numel()), dtype=tensor.dtype)
+        buffer = torch.empty(min(SELECT_CHUNK, flat.numel()), dtype=tensor.dtype, device=tensor.device)
         for part in chunks(flat.numel(), SELECT_CHUNK):
             yield task_vector_chunk(buffer[: part.stop - part.start], flat, base, part).abs_().to(dtype)
 
@@ -75,7 +75,7 @@ def kth_smallest_magnitude(vector: ParamDict, rank: int, origin: Optional[ParamD
                 digits = bits >> shift
             else:  # only the entries that share the digits found so far
                 digits = (bits[(bits >> (shift + DIGIT)) == prefix] >> shift) & mask
-            counts += torch.bincount(digits, minlength=1 << DIGIT)
+            counts += torch.bincount(digits, minlength=1 << DIGIT).cpu()
         cumulative = counts.cumsum(0)
         digit = int(torch.searchsorted(cumulative, torch.tensor([rank]))[0])
         rank -= int(cumulative[digit] - counts[digit])
@@ -103,7 +103,7 @@ def disjoint_merge(
     tau * gamma > 0, and the agreeing entries sum to gamma * sum_t max(tau_t * gamma, 0) exactly
     (negation commutes with rounding). A NaN or Inf entry reaches the result.
     """
-    out = torch.empty(taus.shape[1:], dtype=taus.dtype) if out is None else out
+    out = torch.empty(taus.shape[1:], dtype=taus.dtype, device=taus.device) if out is None else out
     gamma = torch.sign(torch.sum(taus, dim=0))
     products = torch.mul(taus, gamma, out=scratch).clamp_(min=0)
     torch.sum(products, dim=0, out=out).mul_(gamma)
@@ -123,13 +123,14 @@ def ties_tensor(
     (a NaN stays NaN) when the tensors have the magnitude dtype; for half types, whose
     hardshrink would round ``below`` to their precision, tau times sign(max(|tau| - below, 0)).
     """
-    below = torch.nextafter(thresholds, torch.tensor(-float("inf"), dtype=thresholds.dtype))
+    thresholds = thresholds.to(base.device)
+    below = torch.nextafter(thresholds, torch.full_like(thresholds, -float("inf")))
     shrink = [float(value) for value in below[:, 0]] if thresholds.dtype == base.dtype else None
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
-    merged = torch.empty(base.numel(), dtype=base.dtype)
+    merged = torch.empty(base.numel(), dtype=base.dtype, device=base.device)
     width = min(merged.numel(), CHUNK)
-    stack, scratch = (torch.empty(len(vectors), width, dtype=base.dtype) for _ in range(2))
-    keep = None if shrink is not None else torch.empty(len(vectors), width, dtype=thresholds.dtype)
+    stack, scratch = (torch.empty(len(vectors), width, dtype=base.dtype, device=base.device) for _ in range(2))
+    keep = None if shrink is not None else torch.empty(len(vectors), width, dtype=thresholds.dtype, device=base.device)
     for part in chunks(merged.numel()):
         n = part.stop - part.start
         taus = stack[:, :n]

@@ -10,7 +10,7 @@ import torch
 from method_helpers import StaticPool, pool_from_vectors, random_pool
 from test_methods_reference import np_iso_cts, np_svd, np_ties
 
-from fusionbench.api.errors import MethodError
+from fusionbench.api.errors import MethodError, NonFiniteError
 from fusionbench.api.params import ParamDict
 from fusionbench.cli.main import main
 from fusionbench.engine.merge import checked_merge
@@ -210,8 +210,19 @@ def test_a_merge_that_overflows_from_finite_inputs_names_the_method() -> None:
     base = ParamDict(w=torch.zeros(3), b=torch.zeros(2))
     big = ParamDict(w=torch.tensor([3e38, 1.0, 2.0]), b=torch.zeros(2))
     pool = StaticPool(base, {"t0": big, "t1": big})
-    with pytest.raises(Exception, match=r"merged by method 'task_arithmetic'.*NaN or Inf in tensor 'w' \(1 of 2 tensors\)"):
+    with pytest.raises(NonFiniteError, match=r"merged by method 'task_arithmetic'.*NaN or Inf in tensor 'w' \(1 of 2 tensors\)"):
         checked_merge(TaskArithmetic(TaskArithmeticParams(1.0)), pool)
+
+
+@pytest.mark.parametrize("method", [TaskArithmetic(), Ties(), Dare()], ids=lambda m: m.name)
+def test_a_non_finite_base_is_named_when_the_output_is_not_finite(method: object) -> None:
+    pool = random_pool(2, seed=12)
+    base = ParamDict(pool.base())
+    base["layers.0.bias"] = base["layers.0.bias"].clone()
+    base["layers.0.bias"][2] = float("nan")
+    finetuned = {task: pool.finetuned(task) for task in pool.tasks}  # finite: theta_t - theta_0 is NaN only through the base
+    with pytest.raises(NonFiniteError, match=r"^base parameters contain NaN or Inf in tensor 'layers.0.bias' \(1 of 5 tensors\)"):
+        method.merge(StaticPool(base, finetuned))  # type: ignore[attr-defined]
 
 
 def test_list_methods_names_every_convention_with_its_default(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
