@@ -15,8 +15,11 @@ touched. An entry is kept when its draw u > p (``strict=True``: the official cod
 differ only where u equals p exactly, and with p = 0 strict drops the rare draws u = 0 (2^-24
 of the entries), as the official code does.
 Defaults: p = 0.5, base_method task_arithmetic, lambda = the base method's default (0.3 for task
-arithmetic, 1.0 for TIES), merge_func mean, seed 0, strict. With task arithmetic the dropped
-task vectors are summed in place, chunk by chunk (``fusionbench.methods.elementwise``).
+arithmetic, 1.0 for TIES), merge_func mean, seed 0, strict. No dropped task vector is stored
+(``fusionbench.methods.elementwise``): with task arithmetic they are summed in place, chunk by
+chunk; with TIES each tensor is merged chunk by chunk from every task at once, each task's
+masks drawn from the generator state recorded, in a first pass over the draws, at that task
+and tensor.
 """
 
 from __future__ import annotations
@@ -33,31 +36,44 @@ from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
 from fusionbench.methods.task_arithmetic import TaskArithmeticParams
-from fusionbench.methods.ties import MERGE_FUNCS, TiesParams, ties_merge
+from fusionbench.methods.ties import MERGE_FUNCS, TiesParams, disjoint_merge
 
 BASE_METHODS = ("task_arithmetic", "ties")
 DEFAULT_SCALING = {"task_arithmetic": TaskArithmeticParams().scaling_factor, "ties": TiesParams().scaling_factor}
 
 
-def keep_mask(tensor: torch.Tensor, p: float, generator: torch.Generator, strict: bool = True) -> torch.Tensor:
-    """Boolean mask of ``tensor``'s shape: u > p (``strict``) or u >= p, u ~ U[0, 1) drawn in float32 on the CPU."""
-    draws = torch.rand(tensor.shape, generator=generator, dtype=torch.float32)
-    return (draws > p if strict else draws >= p).to(tensor.device)
+def keep_mask(count: int, p: float, generator: torch.Generator, strict: bool = True, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``count`` entries, 1.0 where u > p (``strict``) or u >= p, else 0.0; u ~ U[0, 1) drawn in float32 on the CPU.
+
+    Float arithmetic (u - p > 0 is u > p; u >= p is u minus the float below p > 0), several
+    times cheaper than a boolean mask.
+    """
+    bar = torch.tensor(p, dtype=torch.float32)
+    bar = bar if strict else torch.nextafter(bar, torch.tensor(-1.0))
+    draws = torch.rand(count, generator=generator, dtype=torch.float32, out=out)
+    return draws.sub_(bar).clamp_(min=0).sign_()
 
 
-def drop_and_rescale(tensor: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
-    """Entries where ``keep`` is False become 0 (a NaN stays NaN); the others are divided by (1 - p)."""
-    return tensor * keep / (1.0 - p)
+def drop_and_rescale_(tensor: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+    """In place: entries where ``keep`` is 0 become 0 (a NaN stays NaN); the others are divided by (1 - p)."""
+    return tensor.mul_(keep.to(tensor.device)).div_(1.0 - p)
 
 
-def dare_vectors(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, finetuned: bool) -> list[ParamDict]:
-    """Each task vector (theta_t - theta_0 with ``finetuned``) with entries dropped and survivors rescaled by 1/(1-p)."""
-    generator = torch.Generator().manual_seed(seed)
-    dropped = []
-    for vector in vectors:
-        taus = ParamDict({name: vector[name] - base[name] for name in base}) if finetuned else vector
-        dropped.append(taus.map(lambda t: drop_and_rescale(t, keep_mask(t, p, generator, strict), p)))
-    return dropped
+def _draw_states(base: ParamDict, tasks: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """The generator's state at the first draw of each (task, tensor), in draw order (task, tensor, entry).
+
+    mt19937 cannot jump ahead, so the draws are made and dropped; what is kept is one state a
+    tensor and task (5 KiB each), not the masks.
+    """
+    generator, draws = torch.Generator().manual_seed(seed), torch.empty(CHUNK, dtype=torch.float32)
+    states: list[dict[str, torch.Tensor]] = []
+    for _ in range(tasks):
+        states.append({})
+        for name, tensor in base.items():
+            states[-1][name] = generator.get_state()
+            for part in chunks(tensor.numel()):
+                torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
+    return states
 
 
 def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, finetuned: bool) -> dict[str, torch.Tensor]:
@@ -65,19 +81,39 @@ def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int
     generator = torch.Generator().manual_seed(seed)
     sums = {name: torch.zeros(tensor.shape, dtype=accumulation_dtype(tensor.dtype), device=tensor.device) for name, tensor in base.items()}
     draws = torch.empty(CHUNK, dtype=torch.float32)
-    bar = torch.tensor(p, dtype=torch.float32)  # u > p is u - p > 0; u >= p is u - (the float below p) > 0
-    bar = bar if strict else torch.nextafter(bar, torch.tensor(-1.0))
     for vector in vectors:
         for name, total in sums.items():
             flat, target = vector[name].reshape(-1), total.view(-1)
             flat_base = base[name].reshape(-1) if finetuned else None
             scratch = torch.empty(min(CHUNK, flat.numel()), dtype=flat.dtype, device=flat.device)
             for part in chunks(flat.numel()):
-                keep = torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
-                keep.sub_(bar).clamp_(min=0).sign_()  # 1 kept, 0 dropped: float arithmetic, several times cheaper than a bool mask
-                tau = task_vector_chunk(scratch[: part.stop - part.start], flat, flat_base, part)
+                n = part.stop - part.start
+                keep = keep_mask(n, p, generator, strict, draws[:n])
+                tau = task_vector_chunk(scratch[:n], flat, flat_base, part)
                 target[part].add_(tau.mul_(keep.to(tau.device)), alpha=1.0 / (1.0 - p))
     return sums
+
+
+def dare_ties_tensor(
+    base: torch.Tensor, vectors: Sequence[torch.Tensor], states: Sequence[torch.Tensor], p: float, strict: bool,
+    scaling_factor: float, merge_func: str, finetuned: bool,
+) -> torch.Tensor:
+    """theta_0 + lambda * disjoint_merge(drop_and_rescale(tau_t)) of one tensor, chunk by chunk; task t's
+    masks are drawn from its generator ``states[t]``, so they are those of the draw order."""
+    generators = [torch.Generator().set_state(state) for state in states]
+    flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
+    merged = torch.empty(base.numel(), dtype=base.dtype, device=base.device)
+    width = min(merged.numel(), CHUNK)
+    stack, scratch = (torch.empty(len(vectors), width, dtype=base.dtype, device=base.device) for _ in range(2))
+    draws = torch.empty(width, dtype=torch.float32)
+    for part in chunks(merged.numel()):
+        n = part.stop - part.start
+        taus = stack[:, :n]
+        for tau, flat, generator in zip(taus, flats, generators):
+            task_vector_chunk(tau, flat, flat_base if finetuned else None, part)
+            drop_and_rescale_(tau, keep_mask(n, p, generator, strict, draws[:n]), p)
+        disjoint_merge(taus, merge_func, merged[part], scratch[:, :n])
+    return merged.view(base.shape).mul_(scaling_factor).add_(base)
 
 
 def dare_merge(
@@ -91,13 +127,19 @@ def dare_merge(
     strict: bool = True,
     finetuned: bool = False,
 ) -> ParamDict:
-    """Drop-and-rescale every task vector, then merge with task arithmetic or TIES (k = 1).
-
-    With ``finetuned`` the vectors are the theta_t; task arithmetic then accumulates the dropped
-    tau_t chunk by chunk, never storing them (TIES needs them all, tensor by tensor).
-    """
+    """Drop-and-rescale every task vector, then merge with task arithmetic or TIES (k = 1: sign election and
+    disjoint merge). With ``finetuned`` the vectors are the theta_t; no dropped task vector is stored."""
     if base_method == "ties":
-        return ties_merge(base, dare_vectors(base, vectors, p, seed, strict, finetuned), 1.0, scaling_factor, merge_func)
+        states = _draw_states(base, len(vectors), seed)
+        return ParamDict(
+            {
+                name: dare_ties_tensor(
+                    tensor, [vector[name] for vector in vectors], [task[name] for task in states], p, strict,
+                    scaling_factor, merge_func, finetuned,
+                )
+                for name, tensor in base.items()
+            }
+        )
     sums = dare_sums(base, vectors, p, seed, strict, finetuned)
     return ParamDict({name: sums[name].to(tensor.dtype).mul_(scaling_factor).add_(tensor) for name, tensor in base.items()})
 

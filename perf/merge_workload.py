@@ -29,7 +29,7 @@ from method_helpers import StaticPool  # noqa: E402
 from fusionbench.api.method import Method  # noqa: E402
 from fusionbench.api.modelpool import ModelPool  # noqa: E402
 from fusionbench.api.params import ParamDict  # noqa: E402
-from fusionbench.methods.dare import Dare  # noqa: E402
+from fusionbench.methods.dare import Dare, DareParams  # noqa: E402
 from fusionbench.methods.simple_average import SimpleAverage  # noqa: E402
 from fusionbench.methods.task_arithmetic import TaskArithmetic  # noqa: E402
 from fusionbench.methods.ties import Ties  # noqa: E402
@@ -37,7 +37,10 @@ from fusionbench.profiling.workload import build_model  # noqa: E402
 
 TASKS = 8
 SCOPES = {"block": "encoder.layers.0.", "tower": ""}
-METHODS: dict[str, Method] = {"simple_average": SimpleAverage(), "task_arithmetic": TaskArithmetic(), "dare": Dare(), "ties": Ties()}
+METHODS: dict[str, Method] = {
+    "simple_average": SimpleAverage(), "task_arithmetic": TaskArithmetic(), "dare": Dare(), "ties": Ties(),
+    "dare_ties": Dare(DareParams(base_method="ties")),
+}
 FLOOR_CHUNK = 1 << 16
 
 

@@ -3,7 +3,7 @@
 Time: the floor (``bandwidth_floor``: ``torch.add`` summing the base and the eight fine-tuned
 models into one output, T + 1 = 9 models read and one written; the faster of chunked and
 whole-tensor adds) and ``Method.merge`` of simple average, task arithmetic, DARE (p = 0.5) and
-TIES (k = 0.2) with their defaults, side by side (``bench_helpers.side_by_side``). Memory: each
+TIES (k = 0.2) with their defaults, and DARE with ``base_method=ties``, side by side (``bench_helpers.side_by_side``). Memory: each
 method's extra peak RSS in a fresh process, against one model's bytes.
 
 ``FUSIONBENCH_BENCH_MERGE`` picks the size: ``block`` (default: one encoder block, 7,087,872

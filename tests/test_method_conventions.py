@@ -98,6 +98,25 @@ def test_dare_draws_its_masks_in_float32_whatever_the_dtype(dtype: torch.dtype) 
     torch.testing.assert_close(merged.float(), (draws > 0.5).float())  # kept entries: 0.5 * 1 / (1 - 0.5) = 1
 
 
+@pytest.mark.parametrize("strict", [True, False])
+def test_dare_ties_draws_its_masks_task_by_task_tensor_by_tensor(strict: bool) -> None:
+    shapes = {"big.weight": (300, 250), "big.bias": (300,)}  # the weight spans two chunks
+    pool = random_pool(3, seed=13, shapes=shapes)
+    base = pool.base()
+    g = torch.Generator().manual_seed(2)
+    dropped = []
+    for task in pool.tasks:  # the draw order: each task's tensors in key order, each tensor drawn whole
+        dropped.append({})
+        for name in shapes:
+            tau = pool.finetuned(task)[name] - base[name]
+            draws = torch.rand(tau.shape, generator=g, dtype=torch.float32)
+            dropped[-1][name] = torch.where(draws > 0.4 if strict else draws >= 0.4, tau / 0.6, 0.0).numpy()
+    expected = np_ties(dropped, 1.0, "mean")
+    merged = Dare(DareParams(p=0.4, base_method="ties", scaling_factor=0.9, seed=2, strict=strict)).merge(pool)
+    for name in shapes:
+        np.testing.assert_allclose(merged[name].numpy(), base[name].numpy() + 0.9 * expected[name], atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------ TSV
 def test_tsv_keeps_no_component_when_tasks_exceed_the_rank() -> None:
     shapes = {"layers.0.weight": (5, 2), "layers.0.bias": (5,)}  # rank 2 < 3 tasks

@@ -18,7 +18,7 @@ from fusionbench.api.params import ParamDict
 from fusionbench.methods.awd import Awd, AwdParams, awd_objective, orthogonality_loss, redundant_vector
 from fusionbench.methods.cart import Cart, CartParams
 from fusionbench.methods.common import is_weight_matrix
-from fusionbench.methods.dare import Dare, DareParams, dare_merge, drop_and_rescale, keep_mask
+from fusionbench.methods.dare import Dare, DareParams, dare_merge, drop_and_rescale_, keep_mask
 from fusionbench.methods.iso_c import IsoC, IsoCParams
 from fusionbench.methods.iso_cts import IsoCts, IsoCtsParams, subspace_sizes
 from fusionbench.methods.lorahub import LoraHub, LoraHubParams, lorahub_weights
@@ -141,7 +141,7 @@ def test_dare_drop_matches_peft_random_pruning_given_its_mask(p: float) -> None:
     tensor = random_params(5, {"w": (30, 20)})["w"]  # no exact zeros, so peft's survivors are its non-zeros
     torch.manual_seed(123)
     pruned = merge_utils.random_pruning(tensor, density=1 - p, rescale=True)
-    torch.testing.assert_close(drop_and_rescale(tensor, pruned != 0, p), pruned)
+    torch.testing.assert_close(drop_and_rescale_(tensor.clone(), pruned != 0, p), pruned)
 
 
 @pytest.mark.parametrize("p", [0.3, 0.7])
@@ -152,7 +152,7 @@ def test_dare_linear_and_ties_match_peft_when_masks_are_replayed(p: float) -> No
         torch.manual_seed(7)
         return [torch.bernoulli(torch.full_like(t, 1 - p)).bool() for t in tensors]
 
-    dropped = [drop_and_rescale(t, m, p) for t, m in zip(tensors, peft_masks())]
+    dropped = [drop_and_rescale_(t.clone(), m, p) for t, m in zip(tensors, peft_masks())]
     torch.manual_seed(7)
     linear = merge_utils.dare_linear(tensors, torch.full((3,), 0.6, dtype=torch.float64), density=1 - p)
     torch.testing.assert_close(combine(dropped, scale=0.6), linear)
@@ -185,10 +185,10 @@ def test_dare_is_reproducible_per_seed_and_leaves_the_global_rng_alone() -> None
 
 def test_dare_statistics_drop_rate_and_unbiased_rescaling() -> None:
     tensor = torch.ones(200_000, dtype=torch.float64)
-    keep = keep_mask(tensor, 0.3, torch.Generator().manual_seed(0))
+    keep = keep_mask(tensor.numel(), 0.3, torch.Generator().manual_seed(0))
     sigma = math.sqrt(0.3 * 0.7 / tensor.numel())
     assert abs(keep.double().mean().item() - 0.7) < 5 * sigma
-    assert abs(drop_and_rescale(tensor, keep, 0.3).mean().item() - 1.0) < 5 * sigma / 0.7
+    assert abs(drop_and_rescale_(tensor.clone(), keep, 0.3).mean().item() - 1.0) < 5 * sigma / 0.7
 
 
 def test_dare_with_p_zero_is_task_arithmetic_or_ties() -> None:
