@@ -63,18 +63,19 @@ def combine(
     wide = torch.empty(width, dtype=accumulation_dtype(dtype), device=out.device) if accumulation_dtype(dtype) != dtype else None
     for part in chunks(numel):
         n = part.stop - part.start
-        target, theta_0, difference = flat_out[part] if wide is None else wide[:n], None, scratch[:n]
-        if flat_base is not None:
-            theta_0 = flat_base[part]
+        target = flat_out[part] if wide is None else wide[:n]
+        theta_0 = None if flat_base is None else flat_base[part]
         for index, flat in enumerate(flats):
             if theta_0 is None:
                 tau = flat[part]
-            elif index == 0 and wide is None:  # the first difference straight into the output
-                torch.sub(flat[part], theta_0, out=target)
+            else:  # the first difference straight into the output when the dtypes allow
+                tau = torch.sub(flat[part], theta_0, out=target if index == 0 and wide is None else scratch[:n])
+            if tau is target:
                 continue
+            if index == 0:
+                target.copy_(tau)
             else:
-                tau = torch.sub(flat[part], theta_0, out=difference)
-            target.copy_(tau) if index == 0 else target.add_(tau)
+                target.add_(tau)
         if wide is not None:
             flat_out[part].copy_(target)
         if scale != 1.0:
