@@ -3,7 +3,8 @@
 ``fusionbench run method=M modelpool=P [taskpool=T]`` loads the pool, merges it with the
 method, evaluates the merged model on the pool's tasks, normalises each score by the
 task's individual fine-tuned model (cached on disk with the pretrained scores), prints a
-table and writes ``report.json`` and ``config.yaml`` into the run directory.
+table and writes ``report.json`` and ``config.yaml`` into the run directory; with
+``save_model=DIR`` it also saves the merged model there, with a model card holding the scores.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from fusionbench.api.taskpool import SPLITS
 from fusionbench.config.compose import config_hash
 from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.merge import merge_and_evaluate
+from fusionbench.engine.model_card import model_card
 from fusionbench.engine.references import reference_scores
 from fusionbench.engine.report import SCHEMA, averages, task_rows
 from fusionbench.engine.results import check_result
+from fusionbench.engine.save import check_save_request, save_merged
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import check_writable, user_path
 from fusionbench.utils.provenance import provenance
@@ -42,6 +45,9 @@ class RunSchema:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     plugins: list[str] = field(default_factory=list)
+    save_model: Optional[str] = None  # also save the merged model into this folder (with a model card)
+    save_format: str = "auto"  # auto | dense | adapter, for save_model
+    overwrite: bool = False  # replace an existing save_model folder
 
 
 def peak_memory_bytes(device: str) -> int:
@@ -65,9 +71,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"split={cfg.split!r} is not a split; choose one of {', '.join(SPLITS)}")
     out = output_dir(cfg)
     check_writable(out)
+    save_to = user_path(cfg.save_model) if cfg.save_model else None
+    if save_to is not None:
+        check_save_request(save_to, cfg.overwrite, cfg.save_format, "save_model")
     torch.manual_seed(cfg.seed)
     pool, taskpool, method = build(cfg, device)
     method.check_pool(pool)
+    save_format = pool.save_format(cfg.save_format) if save_to is not None else None
     tasks = pool.tasks
 
     evaluation = merge_and_evaluate(method, pool, taskpool, cfg.split)
@@ -92,6 +102,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "provenance": provenance(device, cfg.seed, resolved, config_hash(cfg)),  # type: ignore[arg-type]
         "output_dir": str(out),
     }
+    if save_to is not None and save_format is not None:
+        scores = {task: {"split": cfg.split, **{k: row[k] for k in ("metric", "score", "n", "normalized")}} for task, row in rows.items()}
+        save_merged(pool, evaluation.merged, save_to, save_format, model_card(cfg, method, pool, save_format, scores))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -84,6 +84,12 @@ class CLIPModelPool(TransformersModelPool):
     def _arch_signature(self, path: Path) -> Optional[dict[str, Any]]:
         return clip_vision_signature(path)
 
+    def _save_dense(self, directory: Path) -> None:
+        """The whole ``CLIPModel`` (merged vision tower, the base's text tower) with its processor and tokenizer."""
+        self._clip.save_pretrained(str(directory))
+        self._processor.save_pretrained(str(directory))
+        self._tokenizer.save_pretrained(str(directory))
+
     def _full_mapping(self, found: dict[str, tuple[int, ...]], where: str) -> dict[str, str]:
         """Vision-transformer keys under any prefix (vision_model., none ...); the projection is optional."""
         tower = {n[len("vision_model.") :]: tuple(t.shape) for n, t in self._base.items() if n.startswith("vision_model.")}

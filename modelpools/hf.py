@@ -26,7 +26,7 @@ from torch import nn
 from fusionbench.api.errors import CheckpointError, ConfigError, ParamMismatchError, choices_text
 from fusionbench.api.modelpool import MODES, ModelPool, ModelPoolConfig
 from fusionbench.api.params import ParamDict
-from fusionbench.models.adapters import PEFT_PREFIX, AdapterCheckpoint, generate_init, read_adapter
+from fusionbench.models.adapters import PEFT_PREFIX, AdapterCheckpoint, generate_init, read_adapter, save_adapter
 from fusionbench.models.checkpoints import (
     Entry,
     Resolved,
@@ -39,6 +39,7 @@ from fusionbench.models.checkpoints import (
     tensor_shapes,
 )
 from fusionbench.models.linearize import llora_delta, lora_delta
+from fusionbench.modelpools.saving import adapter_save_format
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MERGE_SPACES = ("adapter", "delta")
@@ -99,6 +100,10 @@ class TransformersModelPool(ModelPool):
     @abstractmethod
     def _wrap(self) -> Any:
         """The evaluation object around the resident module (built once, on first ``model`` call)."""
+
+    @abstractmethod
+    def _save_dense(self, directory: Path) -> None:
+        """``save_pretrained`` the resident model (as its family loads it) with the base's processor / tokenizer."""
 
     @abstractmethod
     def _arch_signature(self, path: Path) -> Optional[dict[str, Any]]:
@@ -171,6 +176,22 @@ class TransformersModelPool(ModelPool):
         if self._wrapped is None:
             self._wrapped = self._wrap()
         return self._wrapped
+
+    def save_format(self, requested: str) -> str:
+        """full: dense; lora and llora: see ``fusionbench.modelpools.saving.adapter_save_format``."""
+        if requested == "adapter" and self.mode == "full":
+            return super().save_format(requested)
+        return adapter_save_format(self.config, requested)
+
+    def save(self, params: ParamDict, directory: Path, save_format: str) -> None:
+        """The folded model via ``save_pretrained`` (dense), or a peft adapter directory holding ``params`` (adapter;
+        L-LoRA adds its shared init phi_0, so ``mode=llora`` pools read it back)."""
+        if save_format == "adapter":
+            llora = self.mode == "llora"
+            save_adapter(directory, next(iter(self._adapters.values())).config, params, self._phi0 if llora else None, "llora" if llora else "lora")
+            return
+        self.model(params)
+        self._save_dense(directory)
 
     def identity(self) -> dict[str, Any]:
         if self._identity is None:

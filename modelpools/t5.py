@@ -61,6 +61,10 @@ class FlanT5ModelPool(TransformersModelPool):
     def _arch_signature(self, path: Path) -> Optional[dict[str, Any]]:
         return t5_signature(path)
 
+    def _save_dense(self, directory: Path) -> None:
+        self._resident.save_pretrained(str(directory))
+        self._tokenizer.save_pretrained(str(directory))
+
     def _wrap(self) -> TextToTextModel:
         fingerprint = hashlib.sha256(json.dumps(["t5-tokenizer", entry_id(self._base_loc)]).encode()).hexdigest()
         return TextToTextModel(module=self._resident, tokenizer=self._tokenizer, tokenizer_fingerprint=fingerprint, device=self.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -30,3 +31,15 @@ def restore_registries() -> object:
             reg._entries = saved[kind]
         else:
             reg._entries, reg._discovered = {}, False
+
+
+@pytest.fixture(scope="module")
+def mini_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A FUSIONBENCH_HOME holding the reduced mini vision world (built in seconds, once per test module)."""
+    from fusionbench.mini.pools import build_pools
+
+    home = tmp_path_factory.mktemp("mini-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FUSIONBENCH_HOME", str(home))
+        build_pools("vision", reduced=True, quiet=True)
+    yield home

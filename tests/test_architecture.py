@@ -16,7 +16,7 @@ FOLDERS = {"fusionbench": "benchmark", "fusionbench.methods": "methods", "fusion
 BASE = {"api": set(), "utils": {"api"}, "models": {"api", "utils"}, "config": {"api", "utils"}}
 BASE["engine"] = {"api", "utils", "models", "config"}
 PLUGINS = {"methods", "modelpools", "taskpools"}
-APPLICATIONS = {"run", "sweep", "finetune", "analysis", "profiling", "leaderboard", "mini"}
+APPLICATIONS = {"run", "export", "sweep", "finetune", "analysis", "profiling", "leaderboard", "mini"}
 MAX_LINES = 400
 
 

@@ -44,6 +44,7 @@ BEHAVIOURS = {
     "is terminated": "os.kill(os.getpid(), signal.SIGTERM)",
 }
 RUN = ["run", "method=ties", "modelpool=dummy"]
+MERGE = ["merge", "method=ties", "modelpool=dummy"]
 SWEEP = ["sweep", "method=task_arithmetic", "modelpool=dummy", "subsets=pairs", "grid.scaling_factor=[0.3]"]
 
 
@@ -241,6 +242,20 @@ CASES: dict[str, Case] = {
     "mini seed not a number": lambda t: ["mini", "build", "seed=abc"],
     "mini negative seed": lambda t: ["mini", "build", "seed=-1"],
     "mini reduced not a boolean": lambda t: ["mini", "clean", "reduced=maybe"],
+    # saving merged models
+    "merge without out": lambda t: ["merge", "method=ties", "modelpool=dummy"],
+    "merge out that exists": lambda t: [*MERGE, f"out={t}"],
+    "merge out that is a file": lambda t: [*MERGE, f"out={t / 'a_file'}"],
+    "merge out under a file": lambda t: [*MERGE, f"out={t / 'a_file'}/m"],
+    "merge out where nothing can be created": lambda t: [*MERGE, "out=/proc/fusionbench/m"],
+    "merge unknown save format": lambda t: [*MERGE, f"out={t / 'm'}", "save_format=adaptr"],
+    "merge adapter format of a full pool": lambda t: [*MERGE, f"out={t / 'm'}", "save_format=adapter"],
+    "merge unknown task": lambda t: [*MERGE, f"out={t / 'm'}", "tasks=alpha,zeta"],
+    "merge no task": lambda t: [*MERGE, f"out={t / 'm'}", "tasks=[]"],
+    "merge overwrite not a boolean": lambda t: [*MERGE, f"out={t / 'm'}", "overwrite=maybe"],
+    "run save_model that exists": lambda t: [*RUN, f"output_dir={t / 'run'}", f"save_model={t}"],
+    "run save_model unknown save format": lambda t: [*RUN, f"output_dir={t / 'run'}", f"save_model={t / 'm'}", "save_format=dense2"],
+    "run save_model adapter format of a full pool": lambda t: [*RUN, f"output_dir={t / 'run'}", f"save_model={t / 'm'}", "save_format=adapter"],
 }
 
 
@@ -273,6 +288,13 @@ MESSAGES: dict[str, str] = {
     "task pool of a world not built yet, without the pool's tasks": r"task pool 'mini_text7' cannot evaluate pool task 'alpha'",
     "sweep Ray GPUs the cluster lacks": r"asks for \d+ GPU\(s\) but the cluster has",
     "output under an unknown user's home": r"home folder of a user that does not exist",
+    "merge without out": r"needs out=DIR",
+    "merge out that exists": r"already exists.*overwrite=true",
+    "merge out that is a file": r"is a file",
+    "merge unknown save format": r"Did you mean 'adapter'\?",
+    "merge adapter format of a full pool": r"save_format=adapter is not possible .*not LoRA adapters; use save_format=dense",
+    "merge unknown task": r"no task 'zeta'",
+    "run save_model that exists": r"save_model=.* already exists",
 }
 
 

@@ -13,13 +13,14 @@ from fusionbench.analysis import analyses
 from fusionbench.cli.main import VERBS, verb_help
 from fusionbench.cli.mini import MiniSchema
 from fusionbench.cli.results import ResultsSchema
+from fusionbench.export import MergeSchema
 from fusionbench.finetune.command import FinetuneArgs
 from fusionbench.profiling.measure import ProfileSchema
 from fusionbench.run import RunSchema
 from fusionbench.sweep.protocol import SweepSchema
 
 SCHEMAS: dict[str, list[type]] = {
-    "run": [RunSchema], "sweep": [SweepSchema], "results": [ResultsSchema], "profile": [ProfileSchema], "finetune": [FinetuneArgs],
+    "run": [RunSchema], "merge": [MergeSchema], "sweep": [SweepSchema], "results": [ResultsSchema], "profile": [ProfileSchema], "finetune": [FinetuneArgs],
     "mini": [MiniSchema], "analyze": [analyses.CosineSchema, analyses.DisentanglementSchema, analyses.ScalingSchema, analyses.InterferenceSchema],
 }
 

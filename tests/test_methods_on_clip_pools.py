@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -12,17 +11,7 @@ from mini_helpers import reduced_configs
 from fusionbench.api.plugins import METHODS
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
-from fusionbench.mini.pools import build_pools
 from fusionbench.run import RunSchema
-
-
-@pytest.fixture(scope="module")
-def mini_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("mini-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FUSIONBENCH_HOME", str(home))
-        build_pools("vision", reduced=True, quiet=True)
-    yield home
 
 
 @pytest.mark.slow

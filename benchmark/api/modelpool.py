@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -21,6 +22,7 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.roles import guessed_role
 
 MODES = ("full", "lora", "llora")
+SAVE_FORMATS = ("auto", "dense", "adapter")  # how a merged model is written; auto: the pool's natural format
 
 
 @dataclass
@@ -86,6 +88,27 @@ class ModelPool(ABC):
         not describe; this default, for pools that declare none, guesses from the name (``guessed_role``).
         """
         return guessed_role(name, tensor)
+
+    def save_format(self, requested: str) -> str:
+        """The format (``dense`` or ``adapter``) a merge of this pool is written in for ``save_format=requested``.
+
+        ``auto`` picks the pool's natural format; a format the pool cannot write is a ConfigError saying
+        why and what works. This default writes every pool's parameters as one dense safetensors file.
+        """
+        if requested == "adapter":
+            raise ConfigError(
+                f"save_format=adapter is not possible for pool {self.config.name!r}: its parameters (mode {self.mode}) are "
+                f"not LoRA adapters; use save_format=dense (or auto)"
+            )
+        return "dense"
+
+    def save(self, params: ParamDict, directory: Path, save_format: str) -> None:
+        """Write the merged ``params`` as a model into the existing empty ``directory``, in a resolved ``save_format``.
+
+        This default writes ``model.safetensors`` holding the ParamDict; pools of a model ecosystem write
+        what that ecosystem loads (``save_pretrained`` directories, peft adapters).
+        """
+        params.save(directory / "model.safetensors")
 
     def task_vector(self, task: str) -> ParamDict:
         """tau_t = phi_t - phi_0."""

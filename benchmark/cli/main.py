@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Callable
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text, did_you_mean, raised_at
-from fusionbench.cli import analyze, finetune, leaderboard, list_, mini, profile, results, run, sweep
+from fusionbench.cli import analyze, finetune, leaderboard, list_, merge, mini, profile, results, run, sweep
 from fusionbench.utils.quiet import quiet_libraries
 
 DEBUG_FLAG = "--debug"
@@ -36,6 +36,7 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     "run": Verb("merge a model pool with a method and evaluate it", run),
+    "merge": Verb("merge a model pool with a method and save the merged model (no evaluation)", merge),
     "sweep": Verb("every task subset x hyper-parameter grid, normalised scores, resumable", sweep),
     "results": Verb("query / export the result store; compare sweeps in the Table-1 layout", results),
     "list": Verb("list registered methods, model pools, task pools, model families or requirements", list_),

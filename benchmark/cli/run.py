@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from fusionbench.cli.words import with_group_options
+
 
 def handle(words: list[str]) -> int:
     from fusionbench.config.compose import compose
@@ -38,6 +40,10 @@ top-level keys:
   seed=0            global torch seed
   device=auto       auto, cpu, cuda or cuda:N
   plugins=[A,B]     plugin .py files or modules defining methods / pools, loaded first
+  save_model=DIR    also save the merged model into DIR, with a model card holding the scores
+                    (formats as `fusionbench merge --help` describes; DIR must not exist)
+  save_format=auto  for save_model: auto (the pool's natural format), dense or adapter
+  overwrite=false   for save_model: true replaces an existing DIR
 
 `fusionbench list methods` shows every method with its reference.
 """
@@ -45,6 +51,4 @@ top-level keys:
 
 def usage() -> str:
     """HELP with the valid options of each group filled in."""
-    from fusionbench.config.compose import group_options
-
-    return HELP.format(**{f"{g}s": ", ".join(group_options(g)) for g in ("method", "modelpool", "taskpool")})
+    return with_group_options(HELP)

@@ -11,3 +11,10 @@ def subcommand(words: list[str], verb: str, actions: tuple[str, ...]) -> tuple[s
         given = words[0] if words else ""
         raise ConfigError(f"{verb} what?{did_you_mean(given, actions)} Choose one of: {choices_text(actions)}")
     return words[0], words[1:]
+
+
+def with_group_options(text: str) -> str:
+    """``text`` with ``{methods}``, ``{modelpools}`` and ``{taskpools}`` replaced by the valid options of each group."""
+    from fusionbench.config.compose import group_options
+
+    return text.format(**{f"{g}s": ", ".join(group_options(g)) for g in ("method", "modelpool", "taskpool")})

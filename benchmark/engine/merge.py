@@ -48,8 +48,9 @@ def checked_merge(method: Method, pool: ModelPool, data: Optional[TaskPool] = No
 
 @dataclass
 class Evaluation:
-    """The merged model's scores on the pool's tasks, and what merging and evaluating cost."""
+    """The merged parameters, their scores on the pool's tasks, and what merging and evaluating cost."""
 
+    merged: ParamDict
     scores: dict[str, TaskScore]
     merge_seconds: float
     eval_seconds: float
@@ -61,4 +62,4 @@ def merge_and_evaluate(method: Method, pool: ModelPool, taskpool: TaskPool, spli
     merged = checked_merge(method, pool, taskpool if method.needs_data else None)
     merged_at = time.perf_counter()
     scores = taskpool.evaluate(pool.model(merged), pool.tasks, split)
-    return Evaluation(scores, merged_at - start, time.perf_counter() - merged_at)
+    return Evaluation(merged, scores, merged_at - start, time.perf_counter() - merged_at)

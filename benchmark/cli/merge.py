@@ -1,0 +1,50 @@
+"""`fusionbench merge`."""
+
+from __future__ import annotations
+
+from fusionbench.cli.words import with_group_options
+
+
+def handle(words: list[str]) -> int:
+    from fusionbench.config.compose import compose
+    from fusionbench.export import MergeSchema, merge_to_folder
+
+    saved = merge_to_folder(compose(words, MergeSchema))
+    print(f"merged {len(saved.tasks)} tasks ({', '.join(saved.tasks)}) in {saved.merge_seconds:.2f}s; "
+          f"model ({saved.save_format}) and model card written to {saved.out}")
+    return 0
+
+
+HELP = """\
+usage: fusionbench merge method=M modelpool=P out=DIR [tasks=a,b] [save_format=auto] [overwrite=false] [GROUP.KEY=VALUE ...]
+
+Merge a model pool with a fusion method, without evaluating it, and write the merged model
+into DIR in the format its ecosystem loads with no FusionBench installed, with a model card
+(README.md). The folder appears complete or not at all.
+
+  full pools         save_pretrained of the merged model (safetensors), the base's config,
+                     processor and tokenizer: CLIPModel / T5ForConditionalGeneration.from_pretrained(DIR)
+  LoRA pools         a peft adapter (adapter_config.json, adapter_model.safetensors):
+                     PeftModel.from_pretrained(base, DIR); with modelpool.merge_space=delta the folded dense model
+  L-LoRA pools       the folded dense model (exact); with save_format set to adapter, the L-LoRA adapter
+                     with its init phi_0 (adapter_init.safetensors), which a mode=llora pool reads
+
+groups (GROUP=OPTION picks configs/GROUP/OPTION.yaml, or your own YAML file by path):
+  method=M          fusion method: {methods}
+  modelpool=P       model pool: {modelpools}
+  taskpool=T        data for the methods that need it (default: the one the model pool names): {taskpools}
+
+top-level keys:
+  out=DIR           the folder the merged model is written to (required; must not exist)
+  tasks=a,b         merge only these tasks of the pool (default: all)
+  save_format=auto  auto (the pool's natural format), dense or adapter
+  overwrite=false   true replaces an existing out folder
+  seed=0            global torch seed
+  device=auto       auto, cpu, cuda or cuda:N
+  plugins=[A,B]     plugin .py files or modules defining methods / pools, loaded first
+"""
+
+
+def usage() -> str:
+    """HELP with the valid options of each group filled in."""
+    return with_group_options(HELP)
