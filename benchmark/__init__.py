@@ -1,14 +1,18 @@
 """FusionBench: a benchmark suite for multi-task model fusion.
 
-The public API a plugin needs is importable from here; it lives in ``fusionbench.api`` and is
-loaded on first use (so the ``fusionbench`` command can answer Ctrl-C while torch loads).
+The public API is importable from here and loaded on first use (so the ``fusionbench`` command can answer
+Ctrl-C while torch loads): what a plugin needs lives in ``fusionbench.api``; the Python API (``merge``,
+``run``, ``load_pool``, ``load_taskpool``, ``ParamDictPool``, ``Report``) in ``fusionbench.library``.
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
 
+LIBRARY = ["ParamDictPool", "Report", "load_pool", "load_taskpool", "merge", "run"]
+
 __all__ = [
+    *LIBRARY,
     "FusionBenchError",
     "Method",
     "ModelFamily",
@@ -26,6 +30,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in LIBRARY:
+        from fusionbench import library
+
+        return getattr(library, name)
     if name in __all__:
         from fusionbench import api
 

@@ -16,7 +16,7 @@ FOLDERS = {"fusionbench": "benchmark", "fusionbench.methods": "methods", "fusion
 BASE = {"api": set(), "utils": {"api"}, "models": {"api", "utils"}, "config": {"api", "utils"}}
 BASE["engine"] = {"api", "utils", "models", "config"}
 PLUGINS = {"methods", "modelpools", "taskpools"}
-APPLICATIONS = {"run", "export", "sweep", "finetune", "analysis", "profiling", "leaderboard", "mini"}
+APPLICATIONS = {"runner", "export", "library", "sweep", "finetune", "analysis", "profiling", "leaderboard", "mini"}
 MAX_LINES = 400
 
 
@@ -62,8 +62,8 @@ def allowed(source: str, target: str) -> bool:
     src, dst = layer(source), layer(target)
     if src == dst or dst == "root" and target == "fusionbench":
         return src != "api" or dst == "api"
-    if src == "root":
-        return dst == "api"
+    if src == "root":  # the package's facade: the plugin contracts and the Python API
+        return dst in {"api", "library"}
     if src in BASE:
         return dst in BASE[src]
     if src in PLUGINS:
@@ -108,6 +108,7 @@ def test_the_layering_rules_catch_an_upward_import() -> None:
     assert allowed("fusionbench.mini.pools", "fusionbench.finetune")
     assert not allowed("fusionbench.methods.ties", "fusionbench.engine.build")
     assert allowed("fusionbench.methods.ties", "fusionbench.methods.common")
+    assert allowed("fusionbench", "fusionbench.library") and not allowed("fusionbench", "fusionbench.engine.build")
 
 
 def test_no_module_is_longer_than_the_limit() -> None:
@@ -118,6 +119,8 @@ def test_no_module_is_longer_than_the_limit() -> None:
 def test_the_lazy_top_level_exports_the_whole_api() -> None:
     import fusionbench
     import fusionbench.api
+    import fusionbench.library
 
-    assert set(fusionbench.__all__) - {"__version__"} == set(fusionbench.api.__all__)
+    assert set(fusionbench.__all__) - {"__version__"} == set(fusionbench.api.__all__) | set(fusionbench.library.__all__)
     assert all(getattr(fusionbench, name) is getattr(fusionbench.api, name) for name in fusionbench.api.__all__)
+    assert all(getattr(fusionbench, name) is getattr(fusionbench.library, name) for name in fusionbench.library.__all__)

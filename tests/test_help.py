@@ -16,7 +16,7 @@ from fusionbench.cli.results import ResultsSchema
 from fusionbench.export import MergeSchema
 from fusionbench.finetune.command import FinetuneArgs
 from fusionbench.profiling.measure import ProfileSchema
-from fusionbench.run import RunSchema
+from fusionbench.runner import RunSchema
 from fusionbench.sweep.protocol import SweepSchema
 
 SCHEMAS: dict[str, list[type]] = {

@@ -11,7 +11,7 @@ from mini_helpers import reduced_configs
 from fusionbench.api.plugins import METHODS
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
-from fusionbench.run import RunSchema
+from fusionbench.runner import RunSchema
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
 from fusionbench.engine.merge import checked_merge
-from fusionbench.run import RunSchema
+from fusionbench.runner import RunSchema
 
 TASKS = ["shape", "digit"]
 

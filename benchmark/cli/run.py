@@ -10,7 +10,7 @@ from fusionbench.cli.words import with_group_options
 def handle(words: list[str]) -> int:
     from fusionbench.config.compose import compose
     from fusionbench.engine.report import render
-    from fusionbench.run import RunSchema, run
+    from fusionbench.runner import RunSchema, run
 
     cfg = compose(words, RunSchema)
     report = run(cfg)

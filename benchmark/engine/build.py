@@ -31,6 +31,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def make_method(method_cfg: DictConfig) -> Method:
+    """The method a validated ``method`` group names, with its parameters."""
+    method_cls = METHODS.get(method_cfg.name)
+    values = {k: v for k, v in OmegaConf.to_container(method_cfg, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
+    return method_cls(method_cls.Params(**values))
+
+
+def build_pool(pool_cfg: DictConfig, device: str) -> ModelPool:
+    """The model pool a validated ``modelpool`` group names, after building what it requires."""
+    check_writable(home(), "FUSIONBENCH_HOME")
+    prepare(pool_cfg.requires)
+    return MODELPOOLS.get(pool_cfg.type)(pool_cfg, device=device)
+
+
+def build_taskpool(taskpool_cfg: DictConfig, device: str) -> TaskPool:
+    """The task pool a validated ``taskpool`` group names, after building what it requires."""
+    check_writable(home(), "FUSIONBENCH_HOME")
+    prepare(taskpool_cfg.requires)
+    return TASKPOOLS.get(taskpool_cfg.type)(taskpool_cfg, device=device)
+
+
 def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     """Instantiate the pool, task pool and method a composed config names, after building what they require.
 
@@ -38,9 +59,7 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     tasks the other side's requirement declares, so an incompatible pair fails before a build starts.
     """
     check_writable(home(), "FUSIONBENCH_HOME")  # caches and built worlds go there
-    method_cls = METHODS.get(cfg.method.name)
-    values = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
-    method = method_cls(method_cls.Params(**values))
+    method = make_method(cfg.method)
     pool_build, taskpool_build = pending(cfg.modelpool.requires), pending(cfg.taskpool.requires)
     pool = None if pool_build else MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
     taskpool = None if taskpool_build else TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)

@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rich.console import Console
 from rich.table import Table
 
+from fusionbench.api.errors import ConfigError
 from fusionbench.api.taskpool import TaskScore
 from fusionbench.engine.results import REPORT
 
@@ -79,3 +81,32 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     table.add_section()
     table.add_row("average", "", "", _fmt(avg["score"]), _fmt(avg["finetuned"]), _fmt(avg["pretrained"]), _fmt(avg["normalized"]))
     console.print(table)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A run's report (schema ``fusionbench.report/1``) as the Python API returns it; ``data`` is the JSON written."""
+
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """task -> metric, score, n, stderr, finetuned, pretrained, normalized."""
+        return self.data["tasks"]  # type: ignore[no-any-return]
+
+    @property
+    def average(self) -> dict[str, float | None]:
+        return self.data["average"]  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per task (method, pool, split, then the task's row); needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("Report.to_frame() needs pandas, which is not installed: pip install pandas") from None
+        meta = {"method": self.data["method"]["name"], "modelpool": self.data["modelpool"]["name"], "split": self.data["split"]}
+        columns = ("metric", "score", "n", "stderr", "finetuned", "pretrained", "normalized")
+        return pd.DataFrame([{**meta, "task": task, **{c: row[c] for c in columns}} for task, row in self.tasks.items()])
