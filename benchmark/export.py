@@ -2,7 +2,9 @@
 
 ``fusionbench merge method=M modelpool=P [tasks=a,b] out=DIR`` builds the pool, merges (a subset of) its
 tasks with the method and writes the merged model into DIR in the format its ecosystem loads (see
-``ModelPool.save_format``) with a model card, atomically (``fusionbench.engine.save``).
+``ModelPool.save_format``) with a model card, atomically (``fusionbench.engine.save``). With ``stream=true`` a
+full pool of safetensors checkpoints is merged tensor by tensor (``ModelPool.save_streamed``), for the methods
+that merge each tensor on its own (``Method.tensorwise``), so models larger than memory can be merged.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import torch
 from omegaconf import DictConfig
 
 from fusionbench.api.errors import ConfigError
+from fusionbench.api.method import Method
+from fusionbench.api.plugins import METHODS
 from fusionbench.api.words import word_list
 from fusionbench.engine.build import build, resolve_device
-from fusionbench.engine.merge import checked_merge
+from fusionbench.engine.merge import checked_merge, tensor_merge
 from fusionbench.engine.model_card import model_card
 from fusionbench.engine.save import check_save_request, save_merged
 from fusionbench.utils.paths import user_path
@@ -35,6 +39,7 @@ class MergeSchema:
     out: Optional[str] = None  # the folder the merged model is written to (required)
     overwrite: bool = False  # replace an existing out folder
     save_format: str = "auto"  # auto | dense | adapter
+    stream: bool = False  # full safetensors pools, tensorwise methods: merge tensor by tensor from the checkpoints
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     plugins: list[str] = field(default_factory=list)
@@ -66,8 +71,23 @@ def merge_to_folder(cfg: DictConfig) -> Saved:
         pool = pool.subset(tasks)
     method.check_pool(pool)
     save_format = pool.save_format(cfg.save_format)
+    card = model_card(cfg, method, pool, save_format)
     start = time.perf_counter()
+    if cfg.stream:
+        _check_tensorwise(method)
+        save_merged(lambda folder: pool.save_streamed(tensor_merge(method, pool), folder), target, card)
+        return Saved(target, save_format, pool.tasks, time.perf_counter() - start)
     merged = checked_merge(method, pool, taskpool if method.needs_data else None)
     seconds = time.perf_counter() - start
-    save_merged(pool, merged, target, save_format, model_card(cfg, method, pool, save_format))
+    save_merged(lambda folder: pool.save(merged, folder, save_format), target, card)
     return Saved(target, save_format, pool.tasks, seconds)
+
+
+def _check_tensorwise(method: Method) -> None:
+    """A ConfigError unless ``method`` merges each tensor on its own (then it can stream), naming the methods that do."""
+    if not method.tensorwise:
+        streamable = [name for name in METHODS.names() if METHODS.get(name).tensorwise]
+        raise ConfigError(
+            f"stream=true merges one tensor at a time, but method {method.name!r} needs whole models at once; use a method "
+            f"that merges each tensor on its own ({', '.join(streamable)}) or leave stream=false"
+        )

@@ -104,7 +104,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     if save_to is not None and save_format is not None:
         scores = {task: {"split": cfg.split, **{k: row[k] for k in ("metric", "score", "n", "normalized")}} for task, row in rows.items()}
-        save_merged(pool, evaluation.merged, save_to, save_format, model_card(cfg, method, pool, save_format, scores))
+        card = model_card(cfg, method, pool, save_format, scores)
+        save_merged(lambda folder: pool.save(evaluation.merged, folder, save_format), save_to, card)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -26,6 +26,7 @@ class SimpleAverage(Method):
     description = "mean of the fine-tuned parameters (ModelSoup / AdapterSoup)"
     reference = "Wortsman et al., Model soups, ICML 2022 (arXiv 2203.05482)"
     version = "1"
+    tensorwise = True
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         thetas = load_finetuned(self, pool, finite=False)

@@ -46,6 +46,7 @@ class TaskArithmetic(Method):
     version = "1"
     Params = TaskArithmeticParams
     grid = {"scaling_factor": [round(0.05 * i, 2) for i in range(21)]}
+    tensorwise = True
 
     def validate(self) -> None:
         check_range(self.name, "scaling_factor", self.params.scaling_factor, -10.0, 10.0)

@@ -40,6 +40,7 @@ from fusionbench.models.checkpoints import (
 )
 from fusionbench.models.linearize import llora_delta, lora_delta
 from fusionbench.modelpools.saving import adapter_save_format
+from fusionbench.modelpools.streamed import StreamedFullSave
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MERGE_SPACES = ("adapter", "delta")
@@ -61,7 +62,7 @@ class TransformersPoolConfig(ModelPoolConfig):
     cache_finetuned: bool = True  # keep loaded fine-tuned parameters in memory (full mode)
 
 
-class TransformersModelPool(ModelPool):
+class TransformersModelPool(StreamedFullSave, ModelPool):
     """A base model and its full / LoRA / L-LoRA fine-tuned versions (see module docstring).
 
     ``base()`` and ``finetuned()`` return new ParamDicts whose float32 CPU tensors are shared

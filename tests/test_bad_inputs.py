@@ -253,6 +253,8 @@ CASES: dict[str, Case] = {
     "merge unknown task": lambda t: [*MERGE, f"out={t / 'm'}", "tasks=alpha,zeta"],
     "merge no task": lambda t: [*MERGE, f"out={t / 'm'}", "tasks=[]"],
     "merge overwrite not a boolean": lambda t: [*MERGE, f"out={t / 'm'}", "overwrite=maybe"],
+    "merge stream with a method that needs whole models": lambda t: [*MERGE, f"out={t / 'm'}", "stream=true"],
+    "merge stream of a pool without safetensors checkpoints": lambda t: ["merge", "method=task_arithmetic", "modelpool=dummy", f"out={t / 'm'}", "stream=true"],
     "run save_model that exists": lambda t: [*RUN, f"output_dir={t / 'run'}", f"save_model={t}"],
     "run save_model unknown save format": lambda t: [*RUN, f"output_dir={t / 'run'}", f"save_model={t / 'm'}", "save_format=dense2"],
     "run save_model adapter format of a full pool": lambda t: [*RUN, f"output_dir={t / 'run'}", f"save_model={t / 'm'}", "save_format=adapter"],
@@ -295,6 +297,8 @@ MESSAGES: dict[str, str] = {
     "merge adapter format of a full pool": r"save_format=adapter is not possible .*not LoRA adapters; use save_format=dense",
     "merge unknown task": r"no task 'zeta'",
     "run save_model that exists": r"save_model=.* already exists",
+    "merge stream with a method that needs whole models": r"method 'ties' needs whole models at once; use a method .*task_arithmetic",
+    "merge stream of a pool without safetensors checkpoints": r"stream=true is not possible for pool 'dummy'",
 }
 
 

@@ -1,9 +1,11 @@
 """Saved merged models (``fusionbench merge``, ``run save_model=``) load with plain transformers / peft and predict as
-the in-process merged model does; the model card parses; the folder appears whole or not at all."""
+the in-process merged model does; streamed merges equal in-memory ones; the model card parses; the folder appears
+whole or not at all."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 import torch
 import yaml
 from mini_helpers import reduced_configs
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
@@ -86,22 +90,23 @@ def front_matter(folder: Path) -> dict[str, Any]:
     return yaml.safe_load(text.split("---\n")[1])  # type: ignore[no-any-return]
 
 
-CASES = {  # name: (pool mode, extra words, expected format, how the subprocess loads it)
-    "full": ("full", [], "dense", "dense"),
-    "lora adapter space": ("lora", [], "adapter", "adapter"),
-    "lora delta space": ("lora", ["modelpool.merge_space=delta"], "dense", "dense"),
-    "llora folded": ("llora", [], "dense", "dense"),
+CASES = {  # name: (pool mode, pool words, merge words, expected format, how the subprocess loads it)
+    "full": ("full", [], [], "dense", "dense"),
+    "full streamed": ("full", [], ["stream=true"], "dense", "dense"),
+    "lora adapter space": ("lora", [], [], "adapter", "adapter"),
+    "lora delta space": ("lora", ["modelpool.merge_space=delta"], [], "dense", "dense"),
+    "llora folded": ("llora", [], [], "dense", "dense"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_saved_model_reloads_without_fusionbench_and_predicts_as_merged(case: str, mini_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    mode, extra, expected_format, kind = CASES[case]
+    mode, extra, merge_words, expected_format, kind = CASES[case]
     monkeypatch.setenv("FUSIONBENCH_HOME", str(mini_home))
     pool_yaml = reduced_configs(tmp_path, f"mini_clip_{mode}", "mini_vision7")
     out = tmp_path / "merged"
-    assert main(["merge", "method=task_arithmetic", f"modelpool={pool_yaml}", f"tasks={','.join(TASKS)}", f"out={out}", *extra]) == 0
+    assert main(["merge", "method=task_arithmetic", f"modelpool={pool_yaml}", f"tasks={','.join(TASKS)}", f"out={out}", *extra, *merge_words]) == 0
     pool, taskpool, _, model = in_process(pool_yaml, extra)
     base = str(pool.config.base)
     logits = reload_logits(tmp_path, out, base, kind, taskpool)
@@ -116,6 +121,38 @@ def test_saved_model_reloads_without_fusionbench_and_predicts_as_merged(case: st
     assert card["method"]["name"] == "task_arithmetic" and card["parameters"] == {"scaling_factor": 0.3}
     assert card["pool"]["tasks"] == TASKS and card["checkpoints"] == {t: str(pool.config.models[t]) for t in TASKS}
     assert "scores" not in card and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["simple_average", "task_arithmetic"])
+def test_streamed_merge_of_full_checkpoints_equals_the_in_memory_merge(method: str, mini_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUSIONBENCH_HOME", str(mini_home))
+    pool_yaml = reduced_configs(tmp_path, "mini_clip_full", "mini_vision7")
+    words = ["merge", f"method={method}", f"modelpool={pool_yaml}", "tasks=shape,colour,digit"]
+    assert main([*words, f"out={tmp_path / 'streamed'}", "stream=true"]) == 0
+    assert main([*words, f"out={tmp_path / 'in_memory'}"]) == 0
+    streamed, in_memory = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("streamed", "in_memory"))
+    assert streamed.keys() == in_memory.keys()
+    assert all(torch.equal(streamed[key], in_memory[key]) for key in streamed)
+    base = load_file(str(Path(str(OmegaConf.load(pool_yaml).base)) / "model.safetensors"))
+    assert not torch.equal(streamed["vision_model.post_layernorm.weight"], base["vision_model.post_layernorm.weight"])  # merged
+    assert torch.equal(streamed["text_model.final_layer_norm.weight"], base["text_model.final_layer_norm.weight"])  # copied
+
+
+@pytest.mark.slow
+def test_streaming_a_pickled_checkpoint_is_refused_and_writes_nothing(mini_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FUSIONBENCH_HOME", str(mini_home))
+    pool_yaml = reduced_configs(tmp_path, "mini_clip_full", "mini_vision7")
+    pickled = tmp_path / "digit-pickled"
+    pickled.mkdir()
+    torch.save(load_file(str(Path(str(OmegaConf.load(pool_yaml).models.digit)) / "model.safetensors")), pickled / "pytorch_model.bin")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    words = ["merge", "method=task_arithmetic", f"modelpool={pool_yaml}", f"modelpool.models.digit={pickled}", "stream=true", f"out={tmp_path / 'm'}"]
+    assert main(words) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"checkpoint of task 'digit' .* is a torch pickle", err[0]), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 @pytest.mark.slow

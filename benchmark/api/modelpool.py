@@ -12,7 +12,7 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from omegaconf import MISSING
@@ -23,6 +23,7 @@ from fusionbench.api.roles import guessed_role
 
 MODES = ("full", "lora", "llora")
 SAVE_FORMATS = ("auto", "dense", "adapter")  # how a merged model is written; auto: the pool's natural format
+TensorMerge = Callable[[str, torch.Tensor, list[torch.Tensor]], torch.Tensor]  # (name, theta_0, [theta_t]) -> merged tensor
 
 
 @dataclass
@@ -109,6 +110,17 @@ class ModelPool(ABC):
         what that ecosystem loads (``save_pretrained`` directories, peft adapters).
         """
         params.save(directory / "model.safetensors")
+
+    def save_streamed(self, merge_tensor: TensorMerge, directory: Path) -> None:
+        """Write the merged model into the existing empty ``directory`` reading one tensor of each checkpoint at a time.
+
+        ``merge_tensor(name, theta_0, [theta_t per task])`` gives the merged tensor of the parameter ``name``. Pools
+        whose checkpoints are safetensors files implement it (full transformers pools); this default refuses.
+        """
+        raise ConfigError(
+            f"stream=true is not possible for pool {self.config.name!r} (type {self.name}): it does not read its checkpoints "
+            f"tensor by tensor from safetensors files; leave stream=false to merge in memory"
+        )
 
     def task_vector(self, task: str) -> ParamDict:
         """tau_t = phi_t - phi_0."""

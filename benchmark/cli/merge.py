@@ -16,7 +16,7 @@ def handle(words: list[str]) -> int:
 
 
 HELP = """\
-usage: fusionbench merge method=M modelpool=P out=DIR [tasks=a,b] [save_format=auto] [overwrite=false] [GROUP.KEY=VALUE ...]
+usage: fusionbench merge method=M modelpool=P out=DIR [tasks=a,b] [save_format=auto] [overwrite=false] [stream=false] [GROUP.KEY=VALUE ...]
 
 Merge a model pool with a fusion method, without evaluating it, and write the merged model
 into DIR in the format its ecosystem loads with no FusionBench installed, with a model card
@@ -39,6 +39,8 @@ top-level keys:
   tasks=a,b         merge only these tasks of the pool (default: all)
   save_format=auto  auto (the pool's natural format), dense or adapter
   overwrite=false   true replaces an existing out folder
+  stream=false      true: merge a full pool of safetensors checkpoints tensor by tensor (models larger
+                    than memory), for methods that merge each tensor on its own (simple_average, task_arithmetic)
   seed=0            global torch seed
   device=auto       auto, cpu, cuda or cuda:N
   plugins=[A,B]     plugin .py files or modules defining methods / pools, loaded first

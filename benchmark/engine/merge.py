@@ -13,11 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
 from fusionbench.api.errors import FusionBenchError, MethodError, ParamMismatchError, raised_at
 from fusionbench.api.method import Method
-from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.modelpool import ModelPool, TensorMerge
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool, TaskScore
+from fusionbench.engine.memory_pool import ParamDictPool
 
 
 def checked_merge(method: Method, pool: ModelPool, data: Optional[TaskPool] = None) -> ParamDict:
@@ -44,6 +47,20 @@ def checked_merge(method: Method, pool: ModelPool, data: Optional[TaskPool] = No
         )
     merged.assert_finite(f"parameters merged by {label}")
     return merged
+
+
+def tensor_merge(method: Method, pool: ModelPool) -> TensorMerge:
+    """``method``'s (checked) merge of one tensor, for streaming a ``tensorwise`` method over ``pool``'s checkpoints.
+
+    The tensor's base and fine-tuned values form a one-tensor ParamDictPool of ``pool``'s tasks and mode, so the
+    streamed result is the method's own in-memory result, tensor by tensor.
+    """
+
+    def merge_one(name: str, base: torch.Tensor, finetuned: list[torch.Tensor]) -> torch.Tensor:
+        one = ParamDictPool(base={name: base}, finetuned={t: {name: f} for t, f in zip(pool.tasks, finetuned)}, mode=pool.mode, name=pool.config.name)
+        return checked_merge(method, one)[name]
+
+    return merge_one
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Writing a merged model into a folder, all or nothing: a staging folder beside it, renamed into place when complete.
 
-The pool writes the model (``ModelPool.save``, in the format ``ModelPool.save_format`` resolved), this module the
-model card beside it; every check that can fail on the user's input runs before the merge starts.
+The pool writes the model (``ModelPool.save``, in the format ``ModelPool.save_format`` resolved, or
+``ModelPool.save_streamed``), this module the model card beside it; every check that can fail on the user's input runs before the merge starts.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from fusionbench.api.errors import ConfigError, OutputError, did_you_mean
-from fusionbench.api.modelpool import SAVE_FORMATS, ModelPool
-from fusionbench.api.params import ParamDict
+from fusionbench.api.modelpool import SAVE_FORMATS
 from fusionbench.utils.paths import check_writable
 
 CARD = "README.md"
@@ -30,8 +30,8 @@ def check_save_request(target: Path, overwrite: bool, save_format: str, key: str
     check_writable(target.absolute().parent if target.exists() else target, key)
 
 
-def save_merged(pool: ModelPool, params: ParamDict, target: Path, save_format: str, card: str) -> Path:
-    """Write ``params`` as ``pool`` saves them (resolved ``save_format``) and the model ``card`` into ``target``, atomically.
+def save_merged(write: Callable[[Path], None], target: Path, card: str) -> Path:
+    """Write a model (``write(folder)``, e.g. ``ModelPool.save``) and the model ``card`` into ``target``, atomically.
 
     The model is written into a staging folder beside ``target`` that is renamed into place when complete; an
     existing ``target`` (allowed by ``check_save_request``) is replaced only then. On any failure the staging
@@ -45,7 +45,7 @@ def save_merged(pool: ModelPool, params: ParamDict, target: Path, save_format: s
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=parent))
     try:
-        pool.save(params, staging, save_format)
+        write(staging)
         (staging / CARD).write_text(card)
         _share(staging)
         if target.exists():

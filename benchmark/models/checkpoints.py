@@ -233,20 +233,27 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def tensor_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
-    """Name -> shape from safetensors headers without reading tensors; None for pickle formats."""
+def tensor_files(path: Path) -> Optional[dict[str, tuple[Path, tuple[int, ...]]]]:
+    """Name -> (the safetensors file holding it, its shape) from the headers of a checkpoint file or directory
+    (shards included), without reading tensors; None for pickle formats."""
     files = _files(path)
     if not all(f.suffix == ".safetensors" for f in files):
         return None
-    shapes: dict[str, tuple[int, ...]] = {}
+    found: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for file in files:
         try:
             with safe_open(str(file), framework="pt") as handle:
                 for key in handle.keys():
-                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+                    found[key] = (file, tuple(handle.get_slice(key).get_shape()))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"checkpoint {str(file)!r} is unreadable ({exc}); re-download or re-save it") from None
-    return shapes
+    return found
+
+
+def tensor_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
+    """Name -> shape from safetensors headers without reading tensors; None for pickle formats."""
+    found = tensor_files(path)
+    return None if found is None else {key: shape for key, (_, shape) in found.items()}
 
 
 def read_json(file: Path, what: str) -> dict:

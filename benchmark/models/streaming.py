@@ -9,7 +9,8 @@ Peak memory is a few tensors, not a few checkpoints (DESIGN: "Full checkpoints s
 tensor by tensor from safetensors for element-wise methods"); the result equals the
 in-memory ``ParamDict`` merge. The methods give the combining function
 (``fusionbench.methods.task_arithmetic.stream_task_arithmetic``,
-``fusionbench.methods.simple_average.stream_average``).
+``fusionbench.methods.simple_average.stream_average``); ``fusionbench merge stream=true`` writes whole
+transformers models the same way (``fusionbench.modelpools.streamed``).
 """
 
 from __future__ import annotations
