@@ -19,10 +19,13 @@ from fusionbench.engine.build import build_pool, build_taskpool, make_method, re
 from fusionbench.engine.memory_pool import ParamDictPool
 from fusionbench.engine.merge import checked_merge
 from fusionbench.engine.report import Report
+from fusionbench.engine.store import default_store, stored_rows
 from fusionbench.runner import RunSchema
 from fusionbench.runner import run as run_config
+from fusionbench.utils.frames import data_frame
+from fusionbench.utils.paths import user_path
 
-__all__ = ["ParamDictPool", "Report", "load_pool", "load_taskpool", "merge", "run"]
+__all__ = ["ParamDictPool", "Report", "load_pool", "load_results", "load_taskpool", "merge", "run"]
 
 
 def word_value(value: Any) -> str:
@@ -78,3 +81,12 @@ def load_taskpool(taskpool: str, device: str = "cpu", **overrides: Any) -> TaskP
     """The task pool a shipped option or YAML file names, with ``taskpool.KEY=VALUE`` overrides (building what it requires)."""
     return build_taskpool(validate("taskpool", load_option("taskpool", taskpool), taskpool, words(overrides)), resolve_device(device))
 
+
+
+def load_results(store: Optional[str] = None, **filters: str) -> Any:
+    """``fusionbench results [store=PATH] [method=M] [pool=P] [taskpool=T] [task=X] [split=S]`` as a pandas DataFrame.
+
+    One row per stored evaluation (method, params, pool, subset, task, split, value, stderr, n, ...), from the
+    store sweeps write (``$FUSIONBENCH_HOME/results.sqlite`` unless ``store`` names another); needs pandas.
+    """
+    return data_frame(stored_rows(user_path(store) if store else default_store(), dict(filters)), "load_results()")

@@ -115,3 +115,19 @@ def test_load_pool_and_taskpool_take_overrides_and_agree_with_run(tmp_path: Path
     assert {t: s.value for t, s in scores.items()} == {t: row["score"] for t, row in report.tasks.items()}
     with pytest.raises(ConfigError, match=r"Did you mean 'seed'\?"):
         fusionbench.load_pool("dummy", sede=1)
+
+
+def test_load_results_gives_the_rows_fusionbench_results_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "s.sqlite"
+    sweep = ["sweep", "method=task_arithmetic", "modelpool=dummy", "subsets=pairs", "grid.scaling_factor=[0.3]"]
+    assert main([*sweep, f"store={store}", f"output_dir={tmp_path / 'sweep'}"]) == 0
+    capsys.readouterr()
+    assert main(["results", f"store={store}", "split=test", "format=json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    frame = fusionbench.load_results(store=str(store), split="test")
+    assert len(frame) == len(exported) > 0
+    assert list(frame["value"]) == [row["value"] for row in exported] and list(frame["task"]) == [row["task"] for row in exported]
+    with pytest.raises(ConfigError, match=r"Did you mean 'method'\?"):
+        fusionbench.load_results(store=str(store), metod="ties")
+    with pytest.raises(ConfigError, match=r"does not exist; run a sweep first"):
+        fusionbench.load_results(store=str(tmp_path / "nope.sqlite"))

@@ -32,9 +32,9 @@ class ResultsSchema:
 def handle(words: list[str]) -> int:
     from fusionbench.api.taskpool import SPLITS
     from fusionbench.config.compose import compose
-    from fusionbench.engine.store import ResultStore, export
+    from fusionbench.engine.store import FILTERS, default_store, export, stored_rows
     from fusionbench.sweep.aggregate import compare_table
-    from fusionbench.sweep.protocol import default_store, load_summary
+    from fusionbench.sweep.protocol import load_summary
     from fusionbench.utils.jsonio import write_text_atomic
     from fusionbench.utils.paths import check_writable
 
@@ -47,22 +47,14 @@ def handle(words: list[str]) -> int:
         return 0
     if cfg.format not in ("table", "csv", "json"):
         raise ConfigError(f"format={cfg.format!r} is not valid; choose table, csv or json")
-    filters = {k: cfg[k] for k in ("method", "pool", "taskpool", "task", "split") if cfg[k] is not None}
+    filters = {k: cfg[k] for k in FILTERS if cfg[k] is not None}
     if cfg.split is not None and cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not a split.{did_you_mean(cfg.split, SPLITS)} Valid: {choices_text(SPLITS)}")
     out = user_path(cfg.out) if cfg.out else None
     if out is not None:
         check_writable(out, "out", file=True)
     path = user_path(cfg.store) if cfg.store else default_store()
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise ConfigError(f"store {str(path)!r} {what}; run a sweep first or give store=PATH (an SQLite file a sweep wrote)")
-    with ResultStore(path) as store:
-        for key, value in filters.items():
-            stored = store.distinct(key)
-            if value not in stored:
-                raise ConfigError(f"no stored result has {key}={value!r}.{did_you_mean(str(value), stored)} Stored values of {key}: {choices_text(stored)}")
-        rows = list(store.rows(**filters))
+    rows = stored_rows(path, filters)
     if cfg.format == "table":
         table = Table(title=f"{len(rows)} stored results in {path}")
         for column in ("method", "params", "pool", "subset", "task", "split", "value", "stderr", "n"):

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 from rich.console import Console
 from rich.table import Table
 
-from fusionbench.api.errors import ConfigError
 from fusionbench.api.taskpool import TaskScore
 from fusionbench.engine.results import REPORT
+from fusionbench.utils.frames import data_frame
 
 SCHEMA = REPORT
 _MODE_SUFFIX = re.compile(r"[_-](full|lora|llora)$")
@@ -103,10 +103,6 @@ class Report:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per task (method, pool, split, then the task's row); needs pandas."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ConfigError("Report.to_frame() needs pandas, which is not installed: pip install pandas") from None
         meta = {"method": self.data["method"]["name"], "modelpool": self.data["modelpool"]["name"], "split": self.data["split"]}
         columns = ("metric", "score", "n", "stderr", "finetuned", "pretrained", "normalized")
-        return pd.DataFrame([{**meta, "task": task, **{c: row[c] for c in columns}} for task, row in self.tasks.items()])
+        return data_frame([{**meta, "task": task, **{c: row[c] for c in columns}} for task, row in self.tasks.items()], "Report.to_frame()")

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from fusionbench.api.errors import FusionBenchError
-from fusionbench.utils.cache import content_hash
+from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text, did_you_mean
+from fusionbench.utils.cache import content_hash, home
 from fusionbench.utils.paths import check_writable, user_path
 
 STORE_SCHEMA = "fusionbench.store/1"
@@ -239,6 +239,33 @@ class ResultStore:
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+
+FILTERS = ("method", "pool", "taskpool", "task", "split")  # the columns a query filters on
+
+
+def default_store() -> Path:
+    """The result store sweeps write when they name none: ``$FUSIONBENCH_HOME/results.sqlite``."""
+    return home() / "results.sqlite"
+
+
+def stored_rows(path: Path, filters: dict[str, str]) -> list[dict[str, Any]]:
+    """The rows of the store at ``path`` whose FILTERS columns equal ``filters``.
+
+    A ConfigError for a missing store, an unknown filter, or a value no stored row has (with the stored values).
+    """
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"store {str(path)!r} {what}; run a sweep first or give store=PATH (an SQLite file a sweep wrote)")
+    unknown = [key for key in filters if key not in FILTERS]
+    if unknown:
+        raise ConfigError(f"results cannot be filtered by {unknown[0]!r}.{did_you_mean(unknown[0], FILTERS)} Filters: {', '.join(FILTERS)}")
+    with ResultStore(path) as store:
+        for key, value in filters.items():
+            stored = store.distinct(key)
+            if value not in stored:
+                raise ConfigError(f"no stored result has {key}={value!r}.{did_you_mean(str(value), stored)} Stored values of {key}: {choices_text(stored)}")
+        return list(store.rows(**filters))
 
 
 def export(rows: list[dict[str, Any]], fmt: str) -> str:

@@ -26,10 +26,9 @@ from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.executors import Job, LocalExecutor, RayExecutor, Worker
 from fusionbench.engine.references import References, reference_scores
 from fusionbench.engine.results import check_result
-from fusionbench.engine.store import ResultStore
+from fusionbench.engine.store import ResultStore, default_store
 from fusionbench.sweep.aggregate import SUMMARY_SCHEMA, summarize
 from fusionbench.sweep.plan import Plan, enumerate_subsets, grid_points, select_best
-from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import check_writable, user_path
 from fusionbench.utils.provenance import provenance
@@ -111,10 +110,6 @@ def _execute(
         final = [plan.job(best[s], s, cfg.report_split) for s in subsets]
         computed += _run_jobs(final, plan, store, executor, progress, f"{cfg.report_split} (report)")
     return references, best, total + len(final), computed
-
-
-def default_store() -> Path:
-    return home() / "results.sqlite"
 
 
 def sweep(cfg: DictConfig) -> dict[str, Any]:
