@@ -60,6 +60,9 @@ def merge(method: str, pool: ModelPool, data: Optional[TaskPool] = None, **param
     chosen.check_pool(pool)
     if chosen.needs_data and data is None:
         raise ConfigError(f"method {chosen.name!r} needs data: pass data=fusionbench.load_taskpool(...) with the pool's tasks")
+    missing = [task for task in pool.tasks if chosen.needs_data and data is not None and task not in data.tasks]
+    if missing:
+        raise ConfigError(f"data has no task {missing[0]!r} of the pool; pass a task pool with the pool's tasks ({', '.join(pool.tasks)})")
     return checked_merge(chosen, pool, data if chosen.needs_data else None)
 
 

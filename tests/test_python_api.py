@@ -72,6 +72,8 @@ def test_merge_validates_parameters_as_the_command_line_does() -> None:
         fusionbench.merge("ties", pool, k="abc")
     with pytest.raises(ConfigError, match=r"needs data"):
         fusionbench.merge("lorahub", toy_pool("lora"))
+    with pytest.raises(ConfigError, match=r"data has no task 'x'"):
+        fusionbench.merge("lorahub", toy_pool("lora"), data=fusionbench.load_taskpool("dummy"))
 
 
 def test_paramdict_pool_refuses_what_it_cannot_hold() -> None:
