@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
-from fusionbench.cli.main import main
+from fusionbench.api.plugins import METHODS
+from fusionbench.cli.main import main, verb_help
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
 from fusionbench.engine.merge import checked_merge
@@ -220,3 +221,8 @@ def test_a_failing_save_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "merged" / "keep.txt").write_text("kept\n")
     assert main(["merge", "method=ties", "modelpool=dummy", f"out={tmp_path / 'merged'}", "overwrite=true"]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"] and (tmp_path / "merged" / "keep.txt").read_text() == "kept\n"
+
+
+def test_merge_help_names_the_methods_that_can_stream() -> None:
+    streamable = [name for name in METHODS.names() if METHODS.get(name).tensorwise]
+    assert streamable and f"each tensor on its own ({', '.join(streamable)})" in " ".join(verb_help("merge").split())

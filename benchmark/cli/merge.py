@@ -40,7 +40,7 @@ top-level keys:
   save_format=auto  auto (the pool's natural format), dense or adapter
   overwrite=false   true replaces an existing out folder
   stream=false      true: merge a full pool of safetensors checkpoints tensor by tensor (models larger
-                    than memory), for methods that merge each tensor on its own (simple_average, task_arithmetic)
+                    than memory), for methods that merge each tensor on its own ({tensorwise})
   seed=0            global torch seed
   device=auto       auto, cpu, cuda or cuda:N
   plugins=[A,B]     plugin .py files or modules defining methods / pools, loaded first
@@ -48,5 +48,8 @@ top-level keys:
 
 
 def usage() -> str:
-    """HELP with the valid options of each group filled in."""
-    return with_group_options(HELP)
+    """HELP with the valid options of each group and the methods that can stream filled in."""
+    from fusionbench.api.plugins import METHODS
+
+    tensorwise = ", ".join(name for name in METHODS.names() if METHODS.get(name).tensorwise)
+    return with_group_options(HELP.replace("{tensorwise}", tensorwise))
