@@ -26,11 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 from transformers import CLIPConfig, CLIPModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 import domains  # noqa: E402
 
+from fusionbench import ParamDictPool  # noqa: E402
+from fusionbench.methods.cart import Cart, CartParams  # noqa: E402
+from fusionbench.methods.iso_c import IsoC, IsoCParams  # noqa: E402
+from fusionbench.methods.iso_cts import IsoCts, IsoCtsParams  # noqa: E402
+from fusionbench.methods.ties import Ties, TiesParams  # noqa: E402
+from fusionbench.methods.tsv import Tsv, TsvParams  # noqa: E402
 from fusionbench.mini import bases  # noqa: E402
 from fusionbench.mini.tokenization import train_clip_tokenizer  # noqa: E402
 from fusionbench.mini.vision_data import VisionTask  # noqa: E402
@@ -39,9 +46,9 @@ DEFAULTS: dict[str, Any] = dict(
     name="v0", seed=0,
     pretrain_examples=16000, pretrain_steps=700, pretrain_batch=128, pretrain_lr=2e-3, locked_text=0.3, position_std=0.2,
     pretrain_hard=(0.0, 0.5), task_hard=(0.3, 1.0), shift=False, pretrain_novel=(0.0, 0.0), task_novel=(0.0, 0.0),
-    p_name=0.7, fine_share=1.0, held_out=0.0, train_examples=2000,
+    p_name=0.7, p_name_novel=None, fine_share=1.0, held_out=0.0, task_name_rate=1.0, train_examples=2000,
     width=96, layers=3, text_width=64, projection=64,
-    finetune_lr=1e-3, finetune_steps=300, finetune_batch=32,
+    finetune_lr=1e-3, finetune_steps=300, finetune_batch=32, finetune_frozen=(),
 )  # fmt: skip
 CAPTIONS = {
     "shape": ("a {c} sign.", "a picture of a {c}.", "{c} shape."),
@@ -66,10 +73,16 @@ COARSE = {  # (group name, classes) per domain: what a caption names when it doe
 COARSE_FORMS = {"shape": "a picture of an {c}.", "colour": "a {c} coloured flower.", "texture": "a {c} texture.", "count": "{c} in the sky.",
                 "position": "a marker at the {c}.", "orientation": "{c} stripes.", "digit": "a house with a {c} number."}  # fmt: skip
 PRETRAINING = ("seed", "pretrain_examples", "pretrain_steps", "pretrain_batch", "pretrain_lr", "locked_text", "position_std", "pretrain_hard", "pretrain_novel",
-               "p_name", "fine_share", "held_out", "width", "layers", "text_width", "projection")  # what the base depends on  # fmt: skip
+               "p_name", "p_name_novel", "fine_share", "held_out", "task_name_rate", "width", "layers", "text_width", "projection")  # what the base depends on  # fmt: skip
 BASES = Path("/tmp/v5/bases")  # pretrained bases, reused by designs that change only the tasks or the fine-tuning
 SPLITS = {"train": None, "validation": 300, "test": 500}
 TASKS = list(domains.TASKS)
+
+
+def alias(task: str, k: int) -> str:
+    """The common name of class ``k`` of ``task`` in pretraining captions (``task_name_rate`` < 1): a word of its
+    own, so the task's label names are rare in pretraining, as a benchmark's label names are on the web."""
+    return f"{task[:3]}{'abcdefghij'[k]}"
 
 
 def per_task(value: Any, task: str) -> Any:
@@ -99,22 +112,32 @@ class World:
         rng = np.random.default_rng([v["seed"], 2])
         self.pre_domain = rng.integers(0, len(TASKS), v["pretrain_examples"])
         self.pre_label = np.array([rng.integers(0, len(domains.TASKS[TASKS[d]])) for d in self.pre_domain])
-        pre = [domains.render(TASKS[d], int(k), rng, float(rng.uniform(*v["pretrain_hard"])), False, float(rng.uniform(*v["pretrain_novel"]))) for d, k in zip(self.pre_domain, self.pre_label)]
+        pre, self.pre_novel = [], []
+        for d, k in zip(self.pre_domain, self.pre_label):
+            hard = float(rng.uniform(*v["pretrain_hard"]))
+            self.pre_novel.append(float(rng.uniform(*v["pretrain_novel"])))
+            pre.append(domains.render(TASKS[d], int(k), rng, hard, False, self.pre_novel[-1]))
         self.pre_pixels = bases.pixel_values(np.stack(pre), self.processor)
 
-    def caption(self, d: int, k: int, rng: np.random.Generator) -> tuple[str, tuple[int, ...]]:
+    def caption(self, d: int, k: int, rng: np.random.Generator, novel: float = 0.0) -> tuple[str, tuple[int, ...]]:
         """A caption of an image of class ``k`` of domain ``d``, and the classes it is true of."""
         t = TASKS[d]
-        if k in self.unnamed[t] or rng.random() >= per_task(self.v["p_name"], t):
+        p_name = per_task(self.v["p_name"], t)
+        if self.v["p_name_novel"] is not None:  # images far from the usual range are named less often, down to p_name_novel at novel 1
+            p_name += (per_task(self.v["p_name_novel"], t) - p_name) * novel
+        if k in self.unnamed[t] or rng.random() >= p_name:
             return DOMAIN_ONLY[t], tuple(range(len(domains.TASKS[t])))
         if self.v["fine_share"] < 1 and rng.random() >= self.v["fine_share"]:
             group, members = next(g for g in COARSE[t] if k in g[1])
             return COARSE_FORMS[t].format(c=group), members
         forms = domains.TEMPLATES[t] + CAPTIONS[t]
-        return forms[int(rng.integers(len(forms)))].format(c=domains.TASKS[t][k]), (int(k),)
+        form = forms[int(rng.integers(len(forms)))]
+        if rng.random() >= per_task(self.v["task_name_rate"], t):  # the class's common name, not the task's label
+            return form.format(c=alias(t, k)), (int(k),)
+        return form.format(c=domains.TASKS[t][k]), (int(k),)
 
     def captions(self, idx: np.ndarray, rng: np.random.Generator) -> tuple[list[str], torch.Tensor]:
-        out = [self.caption(self.pre_domain[i], self.pre_label[i], rng) for i in idx]
+        out = [self.caption(self.pre_domain[i], self.pre_label[i], rng, self.pre_novel[i]) for i in idx]
         dom, lab = self.pre_domain[idx], self.pre_label[idx]
         true_of = np.array([[lab[j] in classes for j in range(len(idx))] for _, classes in out])
         match = (dom[:, None] == dom[None, :]) & true_of
@@ -122,8 +145,9 @@ class World:
 
     def pretrain(self) -> list[float]:
         v, rng = self.v, np.random.default_rng([self.v["seed"], 3])
-        corpus = [self.caption(d, k, rng)[0] for d, k in zip(self.pre_domain[:4000], self.pre_label[:4000])]
+        corpus = [self.caption(d, k, rng, n)[0] for d, k, n in zip(self.pre_domain[:4000], self.pre_label[:4000], self.pre_novel[:4000])]
         corpus += [f.format(c=c) for t in TASKS for f in domains.TEMPLATES[t] + CAPTIONS[t] for c in domains.TASKS[t]] + list(DOMAIN_ONLY.values())
+        corpus += [f.format(c=alias(t, k)) for t in TASKS for f in CAPTIONS[t] for k in range(len(domains.TASKS[t]))]
         if v["fine_share"] < 1:
             corpus += [COARSE_FORMS[t].format(c=g) for t in TASKS for g, _ in COARSE[t]]
         self.tokenizer = tok = train_clip_tokenizer(corpus)
@@ -134,7 +158,7 @@ class World:
         self.model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=v["projection"]))
         torch.nn.init.normal_(self.model.vision_model.embeddings.position_embedding.weight, std=v["position_std"])
         schedule = bases.TrainSchedule(v["pretrain_steps"], v["pretrain_batch"], lr=v["pretrain_lr"], locked_text=v["locked_text"])
-        key = hashlib.sha256(json.dumps({k: v[k] for k in PRETRAINING}, sort_keys=True).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps({k: v[k] for k in PRETRAINING if k in v and v[k] is not None}, sort_keys=True).encode()).hexdigest()[:16]
         cached = BASES / f"{key}.pt"
         if cached.exists():
             state = torch.load(cached, weights_only=True)
@@ -175,14 +199,19 @@ class World:
             w = torch.linalg.solve(a.T @ a + 1e-3 * torch.eye(a.shape[1]), a.T @ F.one_hot(y).float())
             probe = float(((torch.cat([feats[1], torch.ones(len(xt), 1)], 1) @ w).argmax(-1) == yt).float().mean())
             out[t] = {"head_max_cosine": float(cos.max()), "linear_probe": probe}
+        for named in (True, False):  # mean cosine between head rows of classes of different tasks
+            rows = [(t, self.heads[t][k]) for t in TASKS for k in range(len(domains.TASKS[t])) if (k not in self.unnamed[t]) == named]
+            cosines = [float(a @ b) for i, (t, a) in enumerate(rows) for u, b in rows[i + 1 :] if t != u]
+            out["across_tasks_" + ("named" if named else "unnamed")] = {"mean_cosine": float(np.mean(cosines)) if cosines else float("nan")}
         return out
 
     def finetune(self, task: str) -> dict[str, torch.Tensor]:
         """The vision tower fine-tuned on ``task``: AdamW, 10% warm-up then cosine, frozen zero-shot head."""
         v, m = self.v, copy.deepcopy(self.model)
+        trained = [n for n in self.names if not n.startswith(tuple(v["finetune_frozen"]))]  # ``finetune_frozen``: name prefixes kept at theta0
         for n, p in m.named_parameters():
-            p.requires_grad_(n in self.names)
-        params = [p for n, p in m.named_parameters() if n in self.names]
+            p.requires_grad_(n in trained)
+        params = [p for n, p in m.named_parameters() if n in trained]
         opt = torch.optim.AdamW(params, lr=v["finetune_lr"], weight_decay=0.0)
         steps, warm = v["finetune_steps"], max(1, v["finetune_steps"] // 10)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
@@ -198,6 +227,26 @@ class World:
             opt.step()
             sched.step()
         return {n: p.detach().clone() for n, p in m.named_parameters() if n in self.names}
+
+
+# Published eight-task (TA8) average accuracy, CLIP ViT-B/32, the one backbone with all seven data-free methods
+# reported: simple average, task arithmetic, TIES from Yadav et al. 2023 (TIES-Merging, Table 1); TSV-M from
+# Gargiulo et al. 2025; Iso-C and Iso-CTS from Marczak et al. 2025; CART from Choi et al. 2024.
+PUBLISHED_TA8_B32 = {"simple_average": 65.8, "task_arithmetic": 70.1, "ties": 72.4, "cart": 84.7, "tsv": 85.9, "iso_c": 86.3, "iso_cts": 86.2}
+
+
+def spearman_vs_published(gains: dict[str, float]) -> float:
+    """Spearman correlation between the methods' seven-task gain recovered here and their published TA8 accuracy."""
+    names = [n for n in PUBLISHED_TA8_B32 if n in gains]
+    return float(spearmanr([gains[n] for n in names], [PUBLISHED_TA8_B32[n] for n in names]).statistic)
+
+
+METHODS = {  # name: (method at weight 1, grid of weights of the merged task vector picked on validation)
+    "ties": (lambda: Ties(TiesParams(scaling_factor=1.0)), [0.3, 0.5, 0.7, 1.0]),
+    "tsv": (lambda: Tsv(TsvParams(scaling_factor=1.0)), [0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0]),
+    "iso_c": (lambda: IsoC(IsoCParams(scaling_factor=1.0)), [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]),
+    "iso_cts": (lambda: IsoCts(IsoCtsParams(scaling_factor=1.0)), [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]),
+}
 
 
 def measure(v: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +278,18 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
     grid = [0.1, 1 / 7, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0]
     lam7, ta7 = tuned_merge(TASKS, grid)
     average = {t: world.accuracy(merged(1 / len(TASKS), TASKS), t) for t in TASKS}
+    methods = {}
+    pool = ParamDictPool(world.theta0, tuned)
+    carts = {lam: Cart(CartParams(scaling_factor=lam)).merge(pool) for lam in (1.0, 1.5, 2.0, 2.5, 3.0)}  # not of the form theta0 + w d
+    lam = max(carts, key=lambda g: np.mean([world.accuracy(carts[g], t, "validation") for t in TASKS]))
+    test = {t: world.accuracy(carts[lam], t) for t in TASKS}
+    methods["cart"] = dict(scaling_factor=lam, test=test, gain=gain(test, TASKS))
+    for name, (method, weights) in METHODS.items():
+        direction = {n: d - world.theta0[n] for n, d in method().merge(pool).items()}
+        at = lambda w: {n: world.theta0[n] + w * direction[n] for n in world.names}  # noqa: E731
+        best = max(weights, key=lambda w: np.mean([world.accuracy(at(w), t, "validation") for t in TASKS]))
+        test = {t: world.accuracy(at(best), t) for t in TASKS}
+        methods[name] = dict(scaling_factor=best, test=test, gain=gain(test, TASKS))
     pairs = [(a, b) for i, a in enumerate(TASKS) for b in TASKS[i + 1 :]][::3]
     pair_gain = float(np.mean([gain(tuned_merge(p, [0.3, 0.5, 0.7, 1.0])[1], p) for p in pairs]))
     return dict(
@@ -236,7 +297,8 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
         pretrained=pre, finetuned=ft, task_vector_relative_norm={t: math.sqrt(sum(float((d**2).sum()) for d in tau[t].values())) / norm0 for t in TASKS},
         own_gain=own, cross_cost_at_1=cross, mean_cross_cost_at_1=float(np.mean([c for row in cross.values() for c in row.values()])),
         task_arithmetic_7=dict(scaling_factor=lam7, test=ta7, gain=gain(ta7, TASKS)),
-        simple_average_7=dict(test=average, gain=gain(average, TASKS)), pairs_task_arithmetic_gain=pair_gain, diagnosis=diagnosis,
+        simple_average_7=dict(test=average, gain=gain(average, TASKS)), pairs_task_arithmetic_gain=pair_gain, diagnosis=diagnosis, methods_7=methods,
+        spearman_vs_published=spearman_vs_published({"simple_average": gain(average, TASKS), "task_arithmetic": gain(ta7, TASKS), **{n: m["gain"] for n, m in methods.items()}}),
     )  # fmt: skip
 
 
