@@ -63,7 +63,7 @@ def merge_to_folder(cfg: DictConfig) -> Saved:
     check_save_request(target, cfg.overwrite, cfg.save_format, "out")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    pool, taskpool, method = build(cfg, device)
+    pool, taskpool, method = build(cfg, device, "meta" if cfg.stream else None)  # streaming reads weights from the files
     if cfg.tasks is not None:
         tasks = word_list(cfg.tasks)
         if not tasks:

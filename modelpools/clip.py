@@ -21,6 +21,7 @@ from fusionbench.api.errors import ParamMismatchError
 from fusionbench.api.families import ModelFamily, ZeroShotImageModel
 from fusionbench.api.roles import TensorRoles
 from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
+from fusionbench.modelpools.streamed import load_weights
 from fusionbench.models.checkpoints import entry_id, match_state_keys
 
 PROJECTION = "visual_projection.weight"
@@ -69,7 +70,7 @@ class CLIPModelPool(TransformersModelPool):
         from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
         def load() -> tuple[Any, dict]:
-            clip, info = CLIPModel.from_pretrained(str(path), dtype=self._dtype, output_loading_info=True)
+            clip, info = load_weights(CLIPModel, path, self._dtype, self.device)
             return (clip, CLIPImageProcessor.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))), info
 
         clip, processor, tokenizer = self._from_pretrained(

@@ -243,7 +243,7 @@ class TransformersModelPool(StreamedFullSave, ModelPool):
     # ------------------------------------------------------------- full mode
     def _init_full(self) -> None:
         self._base = ParamDict(
-            {n: p.detach().float().cpu().clone() for n, p in self._resident.named_parameters() if p.is_floating_point()}
+            {n: p.detach().float() if p.is_meta else p.detach().float().cpu().clone() for n, p in self._resident.named_parameters() if p.is_floating_point()}
         )
         groups: dict[int, list[str]] = {}
         for n, p in self._resident.named_parameters(remove_duplicate=False):

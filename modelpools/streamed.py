@@ -5,6 +5,8 @@ checkpoint is read (``safe_open``, one tensor at a time), merged by the method's
 appended to the output ``model.safetensors`` (``fusionbench.models.streaming.SafetensorsWriter``); tensors the
 pool does not merge (CLIP's text tower) are copied from the base. The base folder's other files (config,
 processor, tokenizer) are copied beside it, so the folder loads as the in-memory save does, with the same values.
+A streaming pool is built on the ``meta`` device (``load_weights``): the base's architecture without its weights,
+so no checkpoint is ever held in memory whole.
 """
 
 from __future__ import annotations
@@ -13,12 +15,24 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from fusionbench.api.errors import ConfigError
 from fusionbench.api.modelpool import TensorMerge
 from fusionbench.models.checkpoints import tensor_files
 from fusionbench.models.streaming import SafetensorsWriter, read_tensor, tensor_layout
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".index.json")
+
+
+def load_weights(model_class: Any, path: Path, dtype: torch.dtype, device: str) -> tuple[nn.Module, dict[str, Any]]:
+    """``model_class.from_pretrained(path)`` and its loading info; on the ``meta`` device (a streaming pool) the
+    architecture of ``path``'s config.json, weightless, with nothing missing."""
+    if device != "meta":
+        return model_class.from_pretrained(str(path), dtype=dtype, output_loading_info=True)
+    with torch.device("meta"):
+        return model_class(model_class.config_class.from_pretrained(str(path))).to(dtype), {"missing_keys": []}
 
 
 class StreamedFullSave:

@@ -19,6 +19,7 @@ from torch import nn
 from fusionbench.api.families import ModelFamily, TextToTextModel
 from fusionbench.api.roles import TensorRoles
 from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
+from fusionbench.modelpools.streamed import load_weights
 from fusionbench.models.checkpoints import entry_id
 
 _ARCH_FIELDS = ("d_model", "d_ff", "d_kv", "num_heads", "num_layers", "num_decoder_layers", "vocab_size", "feed_forward_proj")
@@ -51,7 +52,7 @@ class FlanT5ModelPool(TransformersModelPool):
         from transformers import AutoTokenizer, T5ForConditionalGeneration
 
         def load() -> tuple[Any, dict]:
-            model, info = T5ForConditionalGeneration.from_pretrained(str(path), dtype=self._dtype, output_loading_info=True)
+            model, info = load_weights(T5ForConditionalGeneration, path, self._dtype, self.device)
             return (model, AutoTokenizer.from_pretrained(str(path))), info
 
         model, tokenizer = self._from_pretrained(path, "t5", ("T5", "T5"), "google/flan-t5-base", "config.json, weights and tokenizer files", load)

@@ -37,6 +37,7 @@ TARGETS = (
     Target("warm-cache / cold-cache evaluation speed (mini scale)", "eval-cold:tiny-clip", "eval-warm:tiny-clip", 5.0, True),
     Target("warm-cache / cold-cache evaluation speed (ViT-B/16 scale)", "eval-cold:clip-vit-b16", "eval-warm:clip-vit-b16", 5.0, True),
     Target("streaming task arithmetic peak RSS / one checkpoint (8 checkpoints)", "rss:stream", "checkpoint", 3.0, False),
+    Target("fusionbench merge stream=true peak RSS / one checkpoint (8 CLIP checkpoints)", "rss:merge-stream", "full-pool-checkpoint", 3.0, False),
     # the merge engine against the memory-bandwidth floor (perf/test_merge_engine.py)
     Target("task arithmetic time / bandwidth floor (8 ViT-B/16 tasks)", "merge:task_arithmetic", "merge:floor", 1.5, False),
     Target("simple average time / bandwidth floor (8 ViT-B/16 tasks)", "merge:simple_average", "merge:floor", 1.5, False),
@@ -53,6 +54,22 @@ def run(benchmark: Any, fn: Callable[..., Any], rounds: int = 3, warmup: int = 1
         setup: Optional[Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]] = None) -> None:
     """``benchmark.pedantic`` with fixed rounds, one call per round."""
     benchmark.pedantic(fn, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
+
+
+def peak_rss(benchmark: Any, command: list[str], key: str) -> None:
+    """Run ``command`` once in a fresh process (``run_measured``) under ``benchmark``; its peak RSS goes to ``BYTES[key]``."""
+    from fusionbench.profiling.measure import run_measured
+
+    peaks = []
+
+    def once() -> None:
+        done = run_measured(command)
+        assert done.returncode == 0, done.stderr
+        peaks.append(done.peak_rss_bytes)
+
+    run(benchmark, once, rounds=1, warmup=0)
+    BYTES[key] = max(peaks)
+    benchmark.extra_info["peak_rss_mib"] = max(peaks) / 2**20
 
 
 def side_by_side(benchmark: Any, calls: Mapping[str, Callable[[], Any]], rounds: int,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from bench_helpers import BYTES, run, vit_b16_recipe
+from bench_helpers import BYTES, peak_rss, vit_b16_recipe
 
 from fusionbench.api.params import ParamDict
 from fusionbench.profiling.measure import run_measured
@@ -59,15 +59,5 @@ def test_import_floor() -> None:
 @pytest.mark.benchmark(group="merge memory: task arithmetic over 8 ViT-B/16 checkpoints, fresh process")
 @pytest.mark.parametrize("how", ["stream", "load-all"])
 def test_task_arithmetic_peak_memory(benchmark: Any, checkpoints: list[Path], tmp_path: Path, how: str) -> None:
-    command = merge_command(STREAM if how == "stream" else LOAD_ALL, checkpoints, tmp_path / "merged.safetensors")
-    peaks = []
-
-    def merge() -> None:
-        done = run_measured(command)
-        assert done.returncode == 0, done.stderr
-        peaks.append(done.peak_rss_bytes)
-
-    run(benchmark, merge, rounds=1, warmup=0)
-    BYTES[f"rss:{how}"] = max(peaks)
-    benchmark.extra_info["peak_rss_mib"] = max(peaks) / 2**20
+    peak_rss(benchmark, merge_command(STREAM if how == "stream" else LOAD_ALL, checkpoints, tmp_path / "merged.safetensors"), f"rss:{how}")
     benchmark.extra_info["checkpoint_mib"] = BYTES["checkpoint"] / 2**20

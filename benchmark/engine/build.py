@@ -7,6 +7,8 @@ evaluation.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,8 +54,10 @@ def build_taskpool(taskpool_cfg: DictConfig, device: str) -> TaskPool:
     return TASKPOOLS.get(taskpool_cfg.type)(taskpool_cfg, device=device)
 
 
-def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
+def build(cfg: DictConfig, device: str, pool_device: Optional[str] = None) -> tuple[ModelPool, TaskPool, Method]:
     """Instantiate the pool, task pool and method a composed config names, after building what they require.
+
+    The pool goes on ``pool_device`` when given (``meta`` for a streamed merge: its architecture without weights).
 
     A side whose requirement is built (or that has none) is constructed first, and checked against the
     tasks the other side's requirement declares, so an incompatible pair fails before a build starts.
@@ -61,7 +65,7 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     check_writable(home(), "FUSIONBENCH_HOME")  # caches and built worlds go there
     method = make_method(cfg.method)
     pool_build, taskpool_build = pending(cfg.modelpool.requires), pending(cfg.taskpool.requires)
-    pool = None if pool_build else MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
+    pool = None if pool_build else MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=pool_device or device)
     taskpool = None if taskpool_build else TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
     if pool is not None and taskpool_build is not None and taskpool_build.tasks() is not None:
         _check_tasks(pool.tasks, taskpool_build.tasks(), cfg)  # type: ignore[arg-type]
@@ -70,7 +74,7 @@ def build(cfg: DictConfig, device: str) -> tuple[ModelPool, TaskPool, Method]:
     prepare(cfg.modelpool.requires)
     prepare(cfg.taskpool.requires)
     if pool is None:
-        pool = MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=device)
+        pool = MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool, device=pool_device or device)
     if taskpool is None:
         taskpool = TASKPOOLS.get(cfg.taskpool.type)(cfg.taskpool, device=device)
     _check_tasks(pool.tasks, taskpool.tasks, cfg)
