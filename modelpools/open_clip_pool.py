@@ -6,6 +6,8 @@ projection included); the base supplies the text tower, tokenizer and image tran
 Task checkpoints are state dicts (``.safetensors``, or a ``.pt`` loadable with
 ``torch.load(weights_only=True)``) whose keys may carry any prefix (``visual.``,
 ``model.visual.`` ...). Pickled whole modules are refused: convert them to state dicts.
+A merged model is saved as open_clip's hub layout (the whole CLIP with the merged image encoder), which
+``open_clip.create_model_and_transforms("local-dir:DIR")`` loads.
 """
 
 from __future__ import annotations
@@ -95,10 +97,11 @@ class OpenCLIPModelPool(ModelPool):
         base_file, pretrained_cfg = self._locate_base()
         self._hint = f"every model of pool {config.name!r} must be fine-tuned from {config.model_name}/{config.pretrained}"
 
+        self._quick_gelu = bool(pretrained_cfg.get("quick_gelu", False))
         self._clip, _, self._transform = open_clip.create_model_and_transforms(
             config.model_name,
             pretrained=None,
-            force_quick_gelu=bool(pretrained_cfg.get("quick_gelu", False)),
+            force_quick_gelu=self._quick_gelu,
             image_mean=pretrained_cfg.get("mean"),
             image_std=pretrained_cfg.get("std"),
             image_interpolation=pretrained_cfg.get("interpolation"),
@@ -234,6 +237,18 @@ class OpenCLIPModelPool(ModelPool):
                 device=self.device,
             )
         return self._wrapped
+
+    def save(self, params: ParamDict, directory: Path, save_format: str) -> None:
+        """The whole CLIP, its image encoder merged, as ``open_clip_model.safetensors`` beside ``open_clip_config.json``
+        (architecture and preprocessing): open_clip's hub layout, loaded by ``create_model_and_transforms("local-dir:DIR")``."""
+        import open_clip
+        from open_clip.push_to_hf_hub import save_config_for_hf
+        from safetensors.torch import save_file
+
+        self.model(params)
+        save_file({k: v.contiguous() for k, v in self._clip.state_dict().items()}, str(directory / "open_clip_model.safetensors"))
+        architecture = dict(open_clip.get_model_config(self.config.model_name), **({"quick_gelu": True} if self._quick_gelu else {}))
+        save_config_for_hf(self._clip, directory / "open_clip_config.json", architecture)
 
     def identity(self) -> dict[str, Any]:
         if self._identity is None:

@@ -24,6 +24,8 @@ into DIR in the format its ecosystem loads with no FusionBench installed, with a
 
   full pools         save_pretrained of the merged model (safetensors), the base's config,
                      processor and tokenizer: CLIPModel / T5ForConditionalGeneration.from_pretrained(DIR)
+  open_clip pools    open_clip_model.safetensors and open_clip_config.json:
+                     open_clip.create_model_and_transforms("local-dir:DIR")
   LoRA pools         a peft adapter (adapter_config.json, adapter_model.safetensors):
                      PeftModel.from_pretrained(base, DIR); with modelpool.merge_space=delta the folded dense model
   L-LoRA pools       the folded dense model (exact); with save_format set to adapter, the L-LoRA adapter
