@@ -4,7 +4,8 @@
 tasks with the method and writes the merged model into DIR in the format its ecosystem loads (see
 ``ModelPool.save_format``) with a model card, atomically (``fusionbench.engine.save``). With ``stream=true`` a
 full pool of safetensors checkpoints is merged tensor by tensor (``ModelPool.save_streamed``), for the methods
-that merge each tensor on its own (``Method.tensorwise``), so models larger than memory can be merged.
+that merge each tensor on its own (``Method.tensorwise``), so models larger than memory can be merged: a pool that
+implements it is built on the ``meta`` device (its architecture, no weights).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from omegaconf import DictConfig
 
 from fusionbench.api.errors import ConfigError
 from fusionbench.api.method import Method
-from fusionbench.api.plugins import METHODS
+from fusionbench.api.modelpool import ModelPool
+from fusionbench.api.plugins import METHODS, MODELPOOLS
 from fusionbench.api.words import word_list
 from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.merge import checked_merge, tensor_merge
@@ -63,7 +65,8 @@ def merge_to_folder(cfg: DictConfig) -> Saved:
     check_save_request(target, cfg.overwrite, cfg.save_format, "out")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    pool, taskpool, method = build(cfg, device, "meta" if cfg.stream else None)  # streaming reads weights from the files
+    streams = cfg.stream and MODELPOOLS.get(cfg.modelpool.type).save_streamed is not ModelPool.save_streamed
+    pool, taskpool, method = build(cfg, device, "meta" if streams else None)  # a streaming pool reads weights from its files
     if cfg.tasks is not None:
         tasks = word_list(cfg.tasks)
         if not tasks:

@@ -1,5 +1,5 @@
 """A merged open_clip pool saved by ``fusionbench merge`` loads with open_clip alone and computes what the in-process
-merged model does (image and text embeddings, preprocessing, logit scale)."""
+merged model does (image and text embeddings, preprocessing, logit scale); stream=true is refused for it, nothing written."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import open_clip
+import pytest
 import tiny_models as tm
 import torch
 from omegaconf import OmegaConf
@@ -86,3 +87,9 @@ def test_saved_open_clip_merge_reloads_with_open_clip_alone(tmp_path: Path) -> N
     with torch.no_grad():  # merged: the image encoder differs from the base's, the text tower is the base's
         assert not torch.allclose(reloaded["image"], base.encode_image(pixels), atol=1e-3)
         assert torch.equal(reloaded["text"], base.encode_text(open_clip.get_tokenizer("tiny-oc")(TEXTS)))
+
+
+def test_streaming_an_open_clip_pool_is_refused_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pool_yaml = open_clip_pool(tmp_path)
+    assert main(["merge", "method=task_arithmetic", f"modelpool={pool_yaml}", f"out={tmp_path / 'm'}", "stream=true"]) == 2
+    assert "stream=true is not possible for pool" in capsys.readouterr().err and not (tmp_path / "m").exists()
