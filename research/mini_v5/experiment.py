@@ -272,6 +272,7 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
         lam = max(grid, key=lambda g: np.mean([world.accuracy(merged(g, subset), t, "validation") for t in subset]))
         return lam, {t: world.accuracy(merged(lam, subset), t) for t in subset}
 
+    room = [t for t in TASKS if ft[t] - pre[t] >= 0.1]  # tasks with 10+ points between pretrained and fine-tuned
     own = {lam: gain({t: world.accuracy(merged(lam, [t]), t) for t in TASKS}, TASKS) for lam in (0.3, 0.5)}
     diagnosis = world.diagnose()
     cross = {t: {u: world.accuracy(merged(1.0, [t]), u) - pre[u] for u in TASKS if u != t} for t in TASKS}
@@ -299,6 +300,7 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
         task_arithmetic_7=dict(scaling_factor=lam7, test=ta7, gain=gain(ta7, TASKS)),
         simple_average_7=dict(test=average, gain=gain(average, TASKS)), pairs_task_arithmetic_gain=pair_gain, diagnosis=diagnosis, methods_7=methods,
         spearman_vs_published=spearman_vs_published({"simple_average": gain(average, TASKS), "task_arithmetic": gain(ta7, TASKS), **{n: m["gain"] for n, m in methods.items()}}),
+        gain_over_tasks_with_room={n: gain(scores, room) for n, scores in (("simple_average", average), ("task_arithmetic", ta7), *((n, m["test"]) for n, m in methods.items()))},
     )  # fmt: skip
 
 
