@@ -44,7 +44,7 @@ if kind == "adapter":
     from peft import PeftModel
     clip.vision_model = PeftModel.from_pretrained(clip.vision_model, saved).eval()
 processor, tokenizer = CLIPImageProcessor.from_pretrained(saved if kind == "dense" else base), AutoTokenizer.from_pretrained(saved if kind == "dense" else base)
-data, logits = torch.load(data_file), {}
+data, logits = torch.load(data_file, weights_only=True), {}
 with torch.no_grad():
     for task, item in data.items():
         per_template = []

@@ -73,7 +73,7 @@ def test_saved_open_clip_merge_reloads_with_open_clip_alone(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-c", RELOAD, str(out), str(tmp_path / "image.png"), str(tmp_path / "out.pt")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    reloaded = torch.load(tmp_path / "out.pt")
+    reloaded = torch.load(tmp_path / "out.pt", weights_only=True)
 
     pool, _, method = build(compose(["method=task_arithmetic", f"modelpool={pool_yaml}", "out=unused"], MergeSchema), "cpu")
     model = pool.model(checked_merge(method, pool))
