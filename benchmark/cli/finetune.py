@@ -16,19 +16,19 @@ def handle(words: list[str]) -> int:
 
 
 HELP = """\
-usage: fusionbench finetune model=M task=T mode=full|lora|llora|linearized [recipe=R] [taskpool=P] [KEY=VALUE ...]
+usage: fusionbench finetune model=M task=T mode=full|lora|llora [recipe=R] [taskpool=P] [KEY=VALUE ...]
 
 Fine-tune a CLIP or T5 base on one task of a task pool and write the checkpoint in the
 format the clip / t5 model pools load (L-LoRA paper, Tang et al., ICLR 2024): full (a
-save_pretrained directory), lora (peft adapter + adapter_init.safetensors), llora (L-LoRA
-adapter with its init phi_0), linearized (theta and theta_0 of a jvp-linearised model).
+save_pretrained directory), lora (peft adapter + adapter_init.safetensors) or llora (L-LoRA
+adapter with its init phi_0).
 finetune.json (recipe, seed, steps, code version) and log.csv (loss curve) go beside it.
 
 keys:
   model=M              hub id, local save_pretrained directory, or clip-vit-b32, clip-vit-b16,
                        clip-vit-l14, flan-t5-base, flan-t5-large
   task=T               a task of the task pool; its train split is the training data
-  mode=...             full, lora, llora (linearised LoRA), linearized (full-model jvp)
+  mode=...             full, lora, llora (linearised LoRA)
   recipe=clip_paper    clip_paper or t5_paper (paper Table 2; default by model), or a YAML file
   taskpool=P           default clip_ta8 (CLIP) / glue8 (T5); taskpool.KEY=VALUE overrides
   output_dir=PATH      default $FUSIONBENCH_HOME/checkpoints/<model>_<task><_lora-16|_l-lora-16|...>

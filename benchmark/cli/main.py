@@ -44,7 +44,7 @@ VERBS: dict[str, Verb] = {
     "analyze": Verb("task-vector cosine matrix; weight disentanglement error; scores along task vectors; interference", analyze),
     "profile": Verb("cost tables: parameters, checkpoint size, it/s, peak memory (paper tables 3-4)", profile),
     "mini": Verb("build / inspect / remove the embedded CPU-scale benchmark world", mini),
-    "finetune": Verb("fine-tune a CLIP / T5 base on one task: full, lora, llora or linearized", finetune),
+    "finetune": Verb("fine-tune a CLIP / T5 base on one task: full, lora or llora", finetune),
 }
 
 

@@ -1,10 +1,9 @@
-"""Fine-tuning that produces model pools: full, LoRA, L-LoRA and full-model linearised fine-tunes.
+"""Fine-tuning that produces model pools: full, LoRA and L-LoRA fine-tunes.
 
-``fusionbench finetune model=M task=T mode=full|lora|llora|linearized [recipe=clip_paper|t5_paper] ...``
+``fusionbench finetune model=M task=T mode=full|lora|llora [recipe=clip_paper|t5_paper] ...``
 trains one task's model from a CLIP or T5 base and writes it in the format the ``clip`` /
-``t5`` model pools load for that mode (linearized: the format of
-``fusionbench.finetune.trainee.save_linearized``), with ``finetune.json`` (recipe, seed,
-steps, code version) and ``log.csv`` (the loss curve).
+``t5`` model pools load for that mode, with ``finetune.json`` (recipe, seed, steps, code
+version) and ``log.csv`` (the loss curve).
 
 Recipes follow Tang et al., "Parameter Efficient Multi-Task Model Fusion with Partial
 Linearization", ICLR 2024, Table 2. Data and loss come from a task pool (``batches`` and
@@ -29,6 +28,7 @@ import torch
 import fusionbench
 from fusionbench.api.errors import ConfigError, Interrupted, choices_text, did_you_mean
 from fusionbench.api.families import ModelFamily
+from fusionbench.api.modelpool import MODES
 from fusionbench.api.plugins import FAMILIES, TASKPOOLS
 from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.config.compose import load_option, validate
@@ -48,7 +48,7 @@ from fusionbench.finetune.io import (
     write_log,
 )
 from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpoint
-from fusionbench.finetune.trainee import FINETUNE_MODES, Trainee, build_trainee, load_base, model_family, save_trainee
+from fusionbench.finetune.trainee import Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import check_writable, user_path
@@ -89,8 +89,13 @@ class FinetuneResult:
 
 def check_mode(mode: str) -> None:
     """A ConfigError with a did-you-mean for a mode fine-tuning does not know."""
-    if mode not in FINETUNE_MODES:
-        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, FINETUNE_MODES)} Valid modes: {choices_text(FINETUNE_MODES)}")
+    if mode == "linearized":
+        raise ConfigError(
+            f"mode 'linearized' (full-model linearisation) is not a fine-tuning mode: no model pool loads it. Valid modes: {choices_text(MODES)} "
+            "(llora is the linearised fine-tune pools load; fusionbench profile paradigms=linearized measures the full model's cost)"
+        )
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}.{did_you_mean(mode, MODES)} Valid modes: {choices_text(MODES)}")
 
 
 def check_options(options: FinetuneOptions) -> None:
@@ -111,16 +116,14 @@ def check_options(options: FinetuneOptions) -> None:
         raise ConfigError(f"eval_split={options.eval_split!r} is not a split.{did_you_mean(options.eval_split, SPLITS)} Valid: {choices_text(SPLITS)}")
 
 
-def micro_batch_size(options: FinetuneOptions, recipe: Recipe, mode: str) -> int:
-    """The micro-batch size of a fine-tune with ``recipe`` in ``mode``; a ConfigError for one that does not fit."""
+def micro_batch_size(options: FinetuneOptions, recipe: Recipe) -> int:
+    """The micro-batch size of a fine-tune with ``recipe``; a ConfigError for one that does not fit."""
     micro = recipe.batch_size if options.micro_batch_size is None else options.micro_batch_size
     if recipe.batch_size % micro:
         raise ConfigError(
             f"micro_batch_size={micro} must be a positive divisor of batch_size={recipe.batch_size} "
             f"(each step accumulates batch_size / micro_batch_size micro-batches)"
         )
-    if options.eval_split is not None and mode == "linearized" and recipe.family == "t5":
-        raise ConfigError("eval_split is not available for linearized T5 models (no greedy generation through the jvp); leave eval_split unset")
     return micro
 
 
@@ -179,7 +182,7 @@ def default_output_dir(model: str, task: str, mode: str, recipe: Recipe, family:
     """``$FUSIONBENCH_HOME/checkpoints/<model>_<task><suffix>``, named like the published checkpoints
     (``flan-t5-base_glue-cola_l-lora-16``: where the ``flan_t5_llora`` pool looks)."""
     prefix = family.checkpoint_task_prefix
-    suffix = {"full": "", "lora": f"_lora-{recipe.lora.r}", "llora": f"_l-lora-{recipe.lora.r}", "linearized": "_linearized"}[mode]
+    suffix = {"full": "", "lora": f"_lora-{recipe.lora.r}", "llora": f"_l-lora-{recipe.lora.r}"}[mode]
     return home() / "checkpoints" / f"{model.rstrip('/').split('/')[-1]}_{prefix}{task}{suffix}"
 
 
@@ -229,7 +232,7 @@ def finetune(
     loaded = taskpool if isinstance(taskpool, TaskPool) else load_taskpool(taskpool or family.default_taskpool, device=device)
     task_pool = _check_compatible(family, model, recipe, loaded)
     task_pool.definition(task)  # an unknown task: did-you-mean and the valid tasks
-    micro = micro_batch_size(options, recipe, mode)
+    micro = micro_batch_size(options, recipe)
     if options.threads:
         torch.set_num_threads(options.threads)
     out = user_path(output_dir) if output_dir is not None else default_output_dir(model, task, mode, recipe, family)
