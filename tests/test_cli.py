@@ -71,6 +71,25 @@ def test_user_yaml_file_as_a_group_option(tmp_path: Path, capsys: pytest.Capture
     assert code == 0 and report["modelpool"]["name"] == "my_pool" and set(report["tasks"]) == {"alpha", "gamma"}
 
 
+def test_type_names_the_class_and_name_the_identity_in_every_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    method = tmp_path / "my_ties.yaml"
+    method.write_text("type: ties\nk: 0.5\n")
+    code, _, _ = run_cli(capsys, "run", f"method={method}", "modelpool=dummy", f"output_dir={tmp_path / 'out'}")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    config = report["provenance"]["config"]
+    assert code == 0 and report["method"]["name"] == "ties" and report["method"]["parameters"]["k"] == 0.5
+    assert {g: (config[g]["type"], config[g]["name"]) for g in ("method", "modelpool", "taskpool")} == {
+        "method": ("ties", "my_ties"), "modelpool": ("dummy", "dummy"), "taskpool": ("dummy", "dummy")}
+
+
+def test_a_method_file_naming_its_class_with_name_is_refused_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    method = tmp_path / "old.yaml"
+    method.write_text("name: ties\nk: 0.5\n")
+    code, _, err = run_cli(capsys, "run", f"method={method}", "modelpool=dummy", f"output_dir={tmp_path / 'out'}")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert "has no 'type' key naming its class ('name' is the config's identity, as in every group: write type: ties)" in err, err
+
+
 @pytest.mark.parametrize(
     ("words", "message"),
     [

@@ -10,6 +10,11 @@ A command line such as ``method=ties modelpool=clip_llora method.k=0.2 seed=1`` 
 Each group is validated in struct mode against the schema of the class it names (a method's
 ``Params`` dataclass, a pool's ``Config`` dataclass): unknown keys and ill-typed values are
 errors that name the key and the valid choices.
+
+One vocabulary in every group: ``type`` names the registered class (``type: ties``,
+``type: clip``) and ``name`` is the config's identity (default: the option, or the YAML file's
+stem). A method file that names its method with ``name:`` (the old spelling) is refused with
+the fix.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from fusionbench.api.words import names_a_file
 from fusionbench.utils.paths import user_path
 
 GROUPS: dict[str, Registry[Any]] = {"method": METHODS, "modelpool": MODELPOOLS, "taskpool": TASKPOOLS}
-_CLASS_KEY = {"method": "name", "modelpool": "type", "taskpool": "type"}
+CLASS_KEY = "type"  # names the registered class in every group; ``name`` is the config's identity
 
 
 def read_dotlist(words: list[str]) -> DictConfig:
@@ -108,24 +113,25 @@ def load_option(group: str, option: str) -> DictConfig:
         raw = OmegaConf.load(str(files("fusionbench.configs") / group / f"{option}.yaml"))
         stem = option
     elif group == "method" and option in METHODS:
-        raw, stem = OmegaConf.create({"name": option}), option
+        raw, stem = OmegaConf.create({CLASS_KEY: option}), option
     else:
         valid = group_options(group)
         raise ConfigError(f"unknown {group} {option!r}.{did_you_mean(option, valid)} Valid {group}s: {choices_text(valid)}")
     if not isinstance(raw, DictConfig):
         raise ConfigError(f"{group} config {option!r} must be a mapping of keys to values")
-    if group != "method" and not raw.get("name"):
+    if not raw.get("name"):
         raw.name = stem
     return raw
 
 
 def _schema(group: str, raw: DictConfig, option: str) -> type:
-    key = _CLASS_KEY[group]
-    if key not in raw:
-        raise ConfigError(f"{group} config {option!r} has no {key!r} key naming its class; valid: {choices_text(GROUPS[group].names())}")
-    cls = GROUPS[group].get(str(raw[key]))
+    if CLASS_KEY not in raw:
+        old = f" ('name' is the config's identity, as in every group: write type: {raw.name})" if group == "method" and raw.name in METHODS else ""
+        raise ConfigError(f"{group} config {option!r} has no {CLASS_KEY!r} key naming its class{old}; valid: {choices_text(GROUPS[group].names())}")
+    cls = GROUPS[group].get(str(raw[CLASS_KEY]))
     if group == "method":
-        return make_dataclass(f"{cls.__name__}Config", [("name", str, field(default=cls.name))], bases=(cls.Params,))
+        identity = [(CLASS_KEY, str, field(default=cls.name)), ("name", str, field(default=cls.name))]
+        return make_dataclass(f"{cls.__name__}Config", identity, bases=(cls.Params,))
     return cls.Config
 
 

@@ -35,8 +35,8 @@ def resolve_device(device: str) -> str:
 
 def make_method(method_cfg: DictConfig) -> Method:
     """The method a validated ``method`` group names, with its parameters."""
-    method_cls = METHODS.get(method_cfg.name)
-    values = {k: v for k, v in OmegaConf.to_container(method_cfg, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
+    method_cls = METHODS.get(method_cfg.type)
+    values = {k: v for k, v in OmegaConf.to_container(method_cfg, resolve=True).items() if k not in ("type", "name")}  # type: ignore[union-attr]
     return method_cls(method_cls.Params(**values))
 
 
