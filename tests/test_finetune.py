@@ -27,7 +27,7 @@ from fusionbench.api.plugins import MODELPOOLS
 from fusionbench.cli.main import main
 from fusionbench.config.compose import load_option, validate
 from fusionbench.finetune.loop import FinetuneOptions, finetune, load_taskpool
-from fusionbench.finetune.recipes import LoraSpec, Recipe, load_recipe
+from fusionbench.config.recipe import LoraSpec, Recipe, load_recipe
 from fusionbench.models.linearize import LinearizedLoraLinear
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 220), "yellow": (200, 200, 40)}

@@ -13,7 +13,7 @@ from fusionbench.cli.main import main
 KEYS = ["method", "modelpool", "taskpool", "method.k", "method.scaling_factor", "method.p", "taskpool.limit", "taskpool.batch_size",
         "taskpool.examples", "taskpool.tasks", "modelpool.tasks", "seed", "split", "device", "plugins", "subsets", "grid.k",
         "grid.scaling_factor", "workers", "threads", "store", "format", "lambdas", "scaling_factor", "tasks", "nonsense", "method.k.x",
-        "output", "paradigms", "batch_size", "steps", "warmup", "lora_r", "lora_targets", "micro_batch_size", "limit", "save_every",
+        "output", "paradigms", "batch_size", "steps", "warmup", "micro_batch_size", "limit", "save_every",
         "lora.r", "lora.targets", "recipe", "out", "grid", "reduced", "ray.actors", "executor", "selection_split"]
 VALUES = st.one_of(
     st.sampled_from(["ties", "task_arithmetic", "dummy", "dumy", "nan", "inf", "-inf", "1e400", "9" * 30, "-1", "0", "0.5", "[0.1,",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ from omegaconf import OmegaConf
 from fusionbench.api.errors import ConfigError
 from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
+from fusionbench.config.recipe import LoraSpec, Recipe
 from fusionbench.profiling import measure as profiling
 from fusionbench.profiling.workload import (
     PARADIGMS,
-    Recipe,
+    Setup,
     Spec,
     Workload,
     apply_paradigm,
@@ -25,33 +27,41 @@ from fusionbench.profiling.workload import (
     checkpoint_bytes,
     measure,
     parameter_counts,
+    preset_family,
 )
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "anchors.json"
-B16 = Recipe("clip-vit-b16", 64, "adamw", 1e-5, 0.1, 16, 32, 0.1, ("q_proj", "v_proj"))
-T5 = Recipe("flan-t5-base", 16, "adam", 1e-5, 0.0, 16, 32, 0.1, ("q", "v"))
-TINY_CLIP = Recipe("tiny-clip", 2, "adamw", 1e-3, 0.1, 4, 8, 0.0, ("q_proj", "v_proj"))
-TINY_T5 = Recipe("tiny-t5", 2, "adam", 1e-3, 0.0, 4, 8, 0.0, ("q", "v"), source_length=6, target_length=3)
+
+
+def setup(preset: str, batch_size: int, optimizer: str, lr: float, weight_decay: float, lora: LoraSpec, **lengths: int) -> Setup:
+    recipe = Recipe(family=preset_family(preset), optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, lora=lora)
+    return Setup(preset, recipe, **lengths)
+
+
+B16 = setup("clip-vit-b16", 64, "adamw", 1e-5, 0.1, LoraSpec(16, 32, 0.1, ["q_proj", "v_proj"]))
+T5 = setup("flan-t5-base", 16, "adam", 1e-5, 0.0, LoraSpec(16, 32, 0.1, ["q", "v"]))
+TINY_CLIP = setup("tiny-clip", 2, "adamw", 1e-3, 0.1, LoraSpec(4, 8, 0.0, ["q_proj", "v_proj"]))
+TINY_T5 = setup("tiny-t5", 2, "adam", 1e-3, 0.0, LoraSpec(4, 8, 0.0, ["q", "v"]), source_length=6, target_length=3)
 VIT_B16_TOWER = 86_192_640  # ViT-B/16 vision transformer (85,799,424) + visual projection (393,216)
 
 
-def counts(recipe: Recipe, paradigm: str, **changes: Any) -> tuple[int, int]:
-    recipe = Recipe(**{**recipe.__dict__, **changes})
-    model, _ = apply_paradigm(*build_model(recipe, "meta", 0), paradigm, recipe)
+def counts(profiled: Setup, paradigm: str, **lora: Any) -> tuple[int, int]:
+    profiled = replace(profiled, recipe=replace(profiled.recipe, lora=replace(profiled.recipe.lora, **lora)))
+    model, _ = apply_paradigm(*build_model(profiled, "meta", 0), paradigm, profiled)
     return parameter_counts(model)
 
 
 @pytest.mark.parametrize(
-    "recipe, changes, trainable",
+    "profiled, changes, trainable",
     [  # the issue's exact counts (L-LoRA paper, table 3)
         (B16, {}, 589_824),
-        (B16, {"lora_targets": ("q_proj",)}, 294_912),  # the paper's actual setting
-        (T5, {"lora_r": 8}, 884_736),
+        (B16, {"targets": ["q_proj"]}, 294_912),  # the paper's actual setting
+        (T5, {"r": 8}, 884_736),
         (T5, {}, 1_769_472),
     ],
 )
-def test_lora_and_llora_trainable_counts_are_exact(recipe: Recipe, changes: dict[str, Any], trainable: int) -> None:
-    lora, llora = counts(recipe, "lora", **changes), counts(recipe, "llora", **changes)
+def test_lora_and_llora_trainable_counts_are_exact(profiled: Setup, changes: dict[str, Any], trainable: int) -> None:
+    lora, llora = counts(profiled, "lora", **changes), counts(profiled, "llora", **changes)
     assert lora[0] == llora[0] == trainable
     assert llora[1] == lora[1] + trainable  # closed-form L-LoRA stores phi_0, not a copy of W0
 
@@ -70,7 +80,7 @@ def test_checkpoint_sizes_are_the_files_written(tmp_path: Path) -> None:
         model, root = apply_paradigm(*build_model(B16, "meta", 0), paradigm, B16)
         folder = tmp_path / paradigm
         folder.mkdir()
-        sizes[paradigm] = checkpoint_bytes(root, paradigm, B16, folder)
+        sizes[paradigm] = checkpoint_bytes(root, paradigm, B16.recipe.lora, folder)
         assert sizes[paradigm] == sum(f.stat().st_size for f in folder.iterdir())
     data = 589_824 * 4
     assert data < sizes["lora"] < data + 64 * 1024  # float32 tensors plus headers and adapter_config.json
@@ -78,7 +88,7 @@ def test_checkpoint_sizes_are_the_files_written(tmp_path: Path) -> None:
     folder = tmp_path / "full"
     folder.mkdir()
     model, root = apply_paradigm(*build_model(TINY_CLIP, "meta", 0), "full", TINY_CLIP)
-    assert checkpoint_bytes(root, "full", TINY_CLIP, folder) > 4 * parameter_counts(model)[0]
+    assert checkpoint_bytes(root, "full", TINY_CLIP.recipe.lora, folder) > 4 * parameter_counts(model)[0]
 
 
 def _perturb_adapters(module: torch.nn.Module) -> None:
@@ -89,15 +99,15 @@ def _perturb_adapters(module: torch.nn.Module) -> None:
                 p.add_(0.2 * torch.randn(p.shape, generator=g))
 
 
-@pytest.mark.parametrize("recipe", [TINY_CLIP, TINY_T5], ids=["clip", "t5"])
+@pytest.mark.parametrize("profiled", [TINY_CLIP, TINY_T5], ids=["clip", "t5"])
 @pytest.mark.parametrize("paradigm", ["lora", "llora"])
-def test_folding_adapters_keeps_the_function(recipe: Recipe, paradigm: str) -> None:
-    work = Workload(recipe, paradigm, "cpu")
+def test_folding_adapters_keeps_the_function(profiled: Setup, paradigm: str) -> None:
+    work = Workload(profiled, paradigm, "cpu")
     _perturb_adapters(work.model)
     work.model.eval()
     with torch.no_grad():
         before = work.loss()
-    assert work.fold_() == (12 if recipe is TINY_T5 else 4)  # T5: encoder self, decoder self and cross attention
+    assert work.fold_() == (12 if profiled is TINY_T5 else 4)  # T5: encoder self, decoder self and cross attention
     assert not any("lora" in name for name, _ in work.model.named_parameters())
     with torch.no_grad():
         assert torch.allclose(work.loss(), before, rtol=1e-5, atol=1e-6)
@@ -144,9 +154,13 @@ def test_a_failed_measurement_names_the_paradigm_and_shows_the_error(monkeypatch
         profiling.measure_in_subprocess(Spec(TINY_CLIP, "lora", "train", "cpu", 1, 0))
 
 
+LEGACY_TINY_CLIP = {"batch_size": 2, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.1,  # the flat LoRA keys of older profile configs
+                    "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "lora_targets": ["q_proj", "v_proj"], "init_seed": 42}
+
+
 def tiny_yaml(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
-    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_CLIP.__dict__.items() if k != "preset"}
+    recipe = LEGACY_TINY_CLIP
     paper = {"batch_size": 64, "table3_key": "x", "table4_key": "y",
              "table3": {"full": {"trainable": 100.0, "ckpt_mb": 4.0}, "lora_r4": {"trainable": 2.0, "ckpt_mb": 1.0}},
              "table4": {"full": {"train_its": 2.0, "infer_its": 8.0}, "lora_r4": {"train_its": 3.0, "infer_its": 7.0}}}
@@ -171,7 +185,7 @@ def test_cli_prints_both_tables_and_writes_the_json(tmp_path: Path, monkeypatch:
     assert data["schema"] == "fusionbench.profile/1" and data["model"] == "tiny"
     assert data["device"]["type"] == "cpu" and data["device"]["torch"] == torch.__version__ and data["device"]["name"]
     assert data["settings"]["paradigms"] == ["full", "lora"] and data["settings"]["batch_size"] == 2
-    assert data["settings"]["recipe"]["lora_targets"] == ["q_proj", "v_proj"] and data["rss_floor_bytes"] == 2**28
+    assert data["settings"]["recipe"]["lora"] == {"r": 4, "alpha": 8, "dropout": 0.0, "targets": ["q_proj", "v_proj"]} and data["rss_floor_bytes"] == 2**28
     assert set(data["ours"]["lora"]) >= {"trainable", "total", "trainable_pct", "checkpoint_mib", "train_its", "train_peak_gib",
                                          "infer_its", "infer_peak_gib", "infer_folded_its", "infer_folded_peak_gib"}
     assert "infer_folded_its" not in data["ours"]["full"]
@@ -190,11 +204,13 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
         return profiling.resolve(compose(list(words), profiling.ProfileSchema, groups=()))[0]
 
     cpu = resolve("model=clip-vit-b16", "device=cpu")
-    assert (cpu.recipe.batch_size, cpu.steps, cpu.warmup, cpu.threads, cpu.paradigms) == (2, 3, 1, 1, PARADIGMS)
-    assert cpu.recipe.lora_targets == ("q_proj", "v_proj") and cpu.recipe.optimizer == "adamw"
-    custom = resolve("model=flan-t5-base", "device=cpu", "batch_size=3", "lora_r=8", "lora_targets=q", "paradigms=lora,llora")
-    assert (custom.recipe.batch_size, custom.recipe.lora_r, custom.recipe.lora_targets, custom.paradigms) == (3, 8, ("q",), ("lora", "llora"))
-    assert custom.recipe.optimizer == "adam" and custom.output.name == "profile.json"
+    assert (cpu.setup.recipe.batch_size, cpu.steps, cpu.warmup, cpu.threads, cpu.paradigms) == (2, 3, 1, 1, PARADIGMS)
+    assert cpu.setup.recipe.lora.targets == ["q_proj", "v_proj"] and cpu.setup.recipe.optimizer == "adamw"
+    custom = resolve("model=flan-t5-base", "device=cpu", "batch_size=3", "lora.r=8", "lora.targets=q", "paradigms=lora,llora")
+    recipe = custom.setup.recipe
+    assert (recipe.batch_size, recipe.lora.r, recipe.lora.targets, custom.paradigms) == (3, 8, ["q"], ("lora", "llora"))
+    assert recipe.optimizer == "adam" and recipe.family == "t5" and custom.output.name == "profile.json"
+    assert custom.setup.source_length == 128 and custom.setup.target_length == 8
     with pytest.raises(ConfigError, match="unknown model 'clip-vit-b17'. Did you mean 'clip-vit-b16'"):
         resolve("model=clip-vit-b17")
     with pytest.raises(ConfigError, match="unknown paradigm 'lorra'"):
@@ -204,13 +220,30 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key 'batchsize'"):
         resolve("batchsize=3")
     bad = tmp_path / "bad.yaml"
-    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": {"batch_size": 2, "optimizer": "sgd"}}), bad)
-    with pytest.raises(ConfigError, match="has no recipe key 'lora_alpha'"):
+    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": {"batch_size": 2, "lora_rank": 4}}), bad)
+    with pytest.raises(ConfigError, match="unknown recipe key 'lora_rank' in profile config .*Did you mean 'lora.r'"):
         resolve(f"model={bad}", "device=cpu")
-    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_CLIP.__dict__.items() if k != "preset"}
-    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": {**recipe, "optimizer": "sgd"}}), bad)
-    with pytest.raises(ConfigError, match="optimizer 'sgd' is not one of adam, adamw"):
+    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": {**LEGACY_TINY_CLIP, "optimizer": "sgd"}}), bad)
+    with pytest.raises(ConfigError, match=r"recipe 'bad' has invalid optimizer='sgd' \(choose adam or adamw\)"):
         resolve(f"model={bad}", "device=cpu")
+    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": {"lora_r": 4, "lora": {"r": 8}}}), bad)
+    with pytest.raises(ConfigError, match="sets lora.r twice \\(lora_r is its old spelling\\); keep lora.r"):
+        resolve(f"model={bad}", "device=cpu")
+
+
+def test_profile_configs_and_fine_tuning_share_one_recipe_type(tmp_path: Path) -> None:
+    """Shipped profile configs spell LoRA as recipes do (lora.r); the flat lora_r of older files is an alias."""
+    for model in profiling.profile_options():
+        section = profiling.model_config(model)["recipe"]
+        assert "lora" in section and not any(key.startswith("lora_") for key in section), model
+    legacy = tmp_path / "legacy.yaml"
+    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": LEGACY_TINY_CLIP}), legacy)
+    spelled = tmp_path / "spelled.yaml"
+    canonical = {k: v for k, v in LEGACY_TINY_CLIP.items() if not k.startswith("lora_")} | {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": ["q_proj", "v_proj"]}}
+    OmegaConf.save(OmegaConf.create({"preset": "tiny-clip", "recipe": canonical}), spelled)
+    old, new = (profiling.setup_of(profiling.model_config(str(p)), p.stem) for p in (legacy, spelled))
+    assert isinstance(old.recipe, Recipe) and old.recipe.lora == new.recipe.lora == LoraSpec(4, 8, 0.0, ["q_proj", "v_proj"])
+    assert replace(old.recipe, name="x") == replace(new.recipe, name="x") and old.recipe.family == "clip"
 
 
 def test_shipped_profiles_carry_the_papers_figures() -> None:

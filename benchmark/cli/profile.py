@@ -32,7 +32,7 @@ keys:
   paradigms=...        a list of full, linearized, lora, llora: a,b or [a,b]
   batch_size=N         default: the paper's (64; L/14 16; Flan-T5 16) on a GPU, 2 on a CPU
   steps=N, warmup=N    timed and untimed steps per measurement (GPU 20 and 3, CPU 3 and 1)
-  lora_r=16            LoRA rank; lora_targets=q_proj,v_proj (CLIP) or q,v (Flan-T5)
+  lora.r=N             LoRA rank (default: the recipe's, 16); lora.targets=q_proj,v_proj (CLIP) or q,v (Flan-T5)
   device=auto          auto, cpu, cuda or cuda:N
   threads=N            torch threads of each measuring process (0: torch's default;
                        default 1 on a CPU, where a contended multi-threaded step is noisy)

@@ -47,7 +47,7 @@ from fusionbench.finetune.io import (
     set_rng_state,
     write_log,
 )
-from fusionbench.finetune.recipes import Recipe, load_recipe, pretrained_checkpoint
+from fusionbench.config.recipe import Recipe, load_recipe, pretrained_checkpoint
 from fusionbench.finetune.trainee import Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic

@@ -11,19 +11,19 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
-from fusionbench.profiling.workload import FOLDABLE, Recipe
+from fusionbench.profiling.workload import FOLDABLE, Setup
 
 GIB, MIB = 2**30, 2**20
 
 
-def static_figures(recipe: Recipe, paradigm: str, seed: int = 0) -> dict[str, Any]:
+def static_figures(setup: Setup, paradigm: str, seed: int = 0) -> dict[str, Any]:
     """Table 3's exact figures of a paradigm: parameter counts (built on the meta device) and checkpoint size."""
     from fusionbench.profiling.workload import apply_paradigm, build_model, checkpoint_bytes, parameter_counts
 
-    model, root = apply_paradigm(*build_model(recipe, "meta", seed), paradigm, recipe)
+    model, root = apply_paradigm(*build_model(setup, "meta", seed), paradigm, setup)
     trainable, total = parameter_counts(model)
     with tempfile.TemporaryDirectory(prefix="fusionbench-ckpt-") as tmp:
-        size = checkpoint_bytes(root, paradigm, recipe, Path(tmp))
+        size = checkpoint_bytes(root, paradigm, setup.recipe.lora, Path(tmp))
     return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
             "checkpoint_bytes": size, "checkpoint_mib": size / MIB}
 

@@ -23,8 +23,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import MISSING as MISSING_FIELD
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -38,7 +37,8 @@ from fusionbench.api.words import names_a_file, word_list
 from fusionbench.config.compose import read_yaml_file
 from fusionbench.engine.results import PROFILE, check_result
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
-from fusionbench.profiling.workload import OPTIMIZERS, PARADIGMS, Recipe, Spec, check_paradigms, spec_to_json
+from fusionbench.config.recipe import Recipe, recipe_from_mapping
+from fusionbench.profiling.workload import PARADIGMS, Setup, Spec, check_paradigms, preset_family, spec_to_json
 from fusionbench.utils.paths import check_writable, user_path
 
 SCHEMA = PROFILE
@@ -50,6 +50,14 @@ _FLOOR_IMPORTS = "import torch, transformers, peft, fusionbench.profiling.worklo
 
 
 @dataclass
+class LoraWords:
+    """``lora.*`` keys of ``fusionbench profile``: the recipe's LoRA settings, spelled as in fine-tuning recipes."""
+
+    r: Optional[int] = None  # LoRA rank (default: the recipe's)
+    targets: Any = None  # adapted module names, a,b or [a,b] (default: the recipe's)
+
+
+@dataclass
 class ProfileSchema:
     """Top-level keys of ``fusionbench profile``."""
 
@@ -58,8 +66,7 @@ class ProfileSchema:
     batch_size: Optional[int] = None  # default: the paper's on a GPU, 2 on a CPU
     steps: Optional[int] = None  # timed steps per measurement (default 20 on a GPU, 3 on a CPU)
     warmup: Optional[int] = None  # untimed steps before them (default 3 on a GPU, 1 on a CPU)
-    lora_r: Optional[int] = None  # default: the recipe's (16)
-    lora_targets: Any = None  # module names, a,b or [a,b]; default: the recipe's
+    lora: LoraWords = field(default_factory=LoraWords)  # lora.r=N, lora.targets=a,b: the recipe's LoRA settings
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: Optional[int] = None  # torch threads of each measuring process (0: torch's default; default 1 on a CPU)
     seed: int = 0
@@ -160,14 +167,14 @@ def model_config(model: str) -> dict[str, Any]:
     return spec
 
 
-def check_lora_targets(recipe: Recipe) -> None:
-    """A ConfigError before any work when no layer of the preset's fine-tuned module matches ``recipe.lora_targets``."""
+def check_lora_targets(setup: Setup) -> None:
+    """A ConfigError before any work when no layer of the preset's fine-tuned module matches the recipe's ``lora.targets``."""
     from fusionbench.profiling.workload import build_model
 
-    _, root = build_model(recipe, "meta", 0)  # shapes only: no memory, no time
+    _, root = build_model(setup, "meta", 0)  # shapes only: no memory, no time
     linear = {name.rsplit(".", 1)[-1] for name, module in root.named_modules() if isinstance(module, torch.nn.Linear)}
-    if not linear & set(recipe.lora_targets):
-        raise ConfigError(f"lora_targets={sorted(recipe.lora_targets)} match no layer of {recipe.preset}; its linear layers: {choices_text(linear)}")
+    if not linear & set(setup.recipe.lora.targets):
+        raise ConfigError(f"lora.targets={sorted(setup.recipe.lora.targets)} match no layer of {setup.preset}; its linear layers: {choices_text(linear)}")
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ class Settings:
     """A resolved profile request."""
 
     model: str
-    recipe: Recipe
+    setup: Setup
     paradigms: tuple[str, ...]
     device: str
     steps: int
@@ -183,6 +190,19 @@ class Settings:
     threads: int
     seed: int
     output: Path
+
+
+WORKLOAD_KEYS = ("source_length", "target_length")  # keys of a profile config's recipe section that shape the inputs
+
+
+def setup_of(spec: dict[str, Any], model: str) -> Setup:
+    """The preset and ``Recipe`` of a profile config (its ``recipe:`` section read as a fine-tuning recipe)."""
+    section = spec["recipe"]
+    if not isinstance(section, dict):
+        raise ConfigError(f"profile config {model!r}: recipe must be a mapping of recipe keys; see configs/profile/clip-vit-b16.yaml")
+    base = Recipe(family=preset_family(spec["preset"]), name=Path(model).stem)
+    recipe = recipe_from_mapping({k: v for k, v in section.items() if k not in WORKLOAD_KEYS}, base, f"profile config {model!r}")
+    return Setup(spec["preset"], recipe, **{k: section[k] for k in WORKLOAD_KEYS if k in section})
 
 
 def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
@@ -196,36 +216,26 @@ def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
     check_paradigms(paradigms)
     if len(set(paradigms)) != len(paradigms):
         raise ConfigError(f"paradigms={cfg.paradigms!r} names a paradigm twice")
-    fields = Recipe.__dataclass_fields__
-    known = set(fields) - {"preset"}
-    unknown = sorted(set(spec["recipe"]) - known)
-    missing = sorted(k for k in known - set(spec["recipe"]) if fields[k].default is MISSING_FIELD)
-    if unknown or missing:
-        what = f"unknown recipe key {unknown[0]!r}.{did_you_mean(unknown[0], known)}" if unknown else f"no recipe key {missing[0]!r}."
-        raise ConfigError(f"profile config {cfg.model!r} has {what} Valid keys: {choices_text(known)}")
-    if spec["recipe"]["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(f"profile config {cfg.model!r}: optimizer {spec['recipe']['optimizer']!r} is not one of {choices_text(OPTIMIZERS)}")
-    recipe_data = dict(spec["recipe"], preset=spec["preset"], lora_targets=tuple(spec["recipe"]["lora_targets"]))
-    if cfg.batch_size is not None or "batch_size" in defaults:
-        recipe_data["batch_size"] = defaults["batch_size"] if cfg.batch_size is None else cfg.batch_size
-    if cfg.lora_r is not None:
-        recipe_data["lora_r"] = cfg.lora_r
-    if cfg.lora_targets is not None:
-        recipe_data["lora_targets"] = tuple(word_list(cfg.lora_targets))
+    setup = setup_of(spec, cfg.model)
+    recipe = setup.recipe
+    batch_size = cfg.batch_size if cfg.batch_size is not None else defaults.get("batch_size", recipe.batch_size)
+    lora = replace(recipe.lora, r=recipe.lora.r if cfg.lora.r is None else cfg.lora.r)
+    if cfg.lora.targets is not None:
+        lora = replace(lora, targets=word_list(cfg.lora.targets))
     steps = defaults["steps"] if cfg.steps is None else cfg.steps
     warmup = defaults["warmup"] if cfg.warmup is None else cfg.warmup
     threads = defaults["threads"] if cfg.threads is None else cfg.threads
-    for key, value, low in (("batch_size", recipe_data["batch_size"], 1), ("steps", steps, 1), ("warmup", warmup, 0),
-                            ("lora_r", recipe_data["lora_r"], 1), ("threads", threads, 0)):
+    for key, value, low in (("batch_size", batch_size, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("lora.r", lora.r, 1), ("threads", threads, 0)):
         if value < low:
             raise ConfigError(f"{key}={value} is not valid; it must be at least {low}")
-    if not recipe_data["lora_targets"]:
-        raise ConfigError("lora_targets names no module; give e.g. lora_targets=q_proj,v_proj")
+    if not lora.targets:
+        raise ConfigError("lora.targets names no module; give e.g. lora.targets=q_proj,v_proj")
+    setup = replace(setup, recipe=replace(recipe, batch_size=batch_size, lora=lora))
     if any(p in ("lora", "llora") for p in paradigms):
-        check_lora_targets(Recipe(**recipe_data))
+        check_lora_targets(setup)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     output = user_path(cfg.output) if cfg.output else Path("outputs") / f"{stamp}-profile-{Path(cfg.model).stem}" / "profile.json"
-    settings = Settings(Path(cfg.model).stem, Recipe(**recipe_data), paradigms, device, steps, warmup, threads, cfg.seed, output)
+    settings = Settings(Path(cfg.model).stem, setup, paradigms, device, steps, warmup, threads, cfg.seed, output)
     return settings, spec
 
 
@@ -238,23 +248,23 @@ def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     settings, spec = resolve(cfg)
     check_writable(settings.output, "output", file=True)
-    recipe, device = settings.recipe, settings.device
+    setup, recipe, device = settings.setup, settings.setup.recipe, settings.device
     ours: dict[str, dict[str, float]] = {}
     measurements: dict[str, dict[str, Any]] = {}
     for paradigm in settings.paradigms:
         console.print(f"[dim]{paradigm}: parameters and checkpoint size[/dim]")
-        static = static_figures(recipe, paradigm, settings.seed)
+        static = static_figures(setup, paradigm, settings.seed)
         figures = {k: v for k, v in static.items() if k != "checkpoint_bytes"}
         measurements[paradigm] = {"checkpoint_bytes": static["checkpoint_bytes"]}
         for phase in phases(paradigm):
             console.print(f"[dim]{paradigm}: {phase} ({settings.warmup} warm-up + {settings.steps} timed steps, batch {recipe.batch_size}, {device})[/dim]")
-            spec_ = Spec(recipe, paradigm, phase, device, settings.steps, settings.warmup, settings.seed, settings.threads)
+            spec_ = Spec(setup, paradigm, phase, device, settings.steps, settings.warmup, settings.seed, settings.threads)
             result = measure_in_subprocess(spec_)
             measurements[paradigm][phase] = result
             figures[f"{phase}_its"] = result["its"]
             figures[f"{phase}_peak_gib"] = result["peak_bytes"] / GIB
         ours[paradigm] = figures
-    paper = paper_figures(spec, settings.paradigms, recipe.lora_r)
+    paper = paper_figures(spec, settings.paradigms, recipe.lora.r)
     data = {
         "schema": SCHEMA,
         "model": settings.model,
@@ -266,7 +276,8 @@ def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
             "warmup": settings.warmup,
             "seed": settings.seed,
             "threads": settings.threads or "torch default",
-            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
+            **{k: v for k, v in asdict(setup).items() if k != "recipe"},  # preset, source_length, target_length
+            "recipe": asdict(recipe),
             "its": "1 / median wall time of one step, device synchronised, after the warm-up steps",
             "peak_memory": "torch.cuda.max_memory_allocated of a fresh process per measurement" if device.startswith("cuda")
             else "peak resident set size of a fresh process per measurement (os.wait4), the rss floor included",

@@ -7,7 +7,7 @@ paradigms of the L-LoRA paper's cost tables (Tang et al., ICLR 2024, tables 3 an
   transformer, its visual projection frozen as in the published checkpoints; Flan-T5: all).
 * ``linearized``: full fine-tuning of the model's first-order Taylor expansion in all its
   parameters (``fusionbench.models.linearize.LinearizedModel``, a ``torch.func.jvp`` per forward).
-* ``lora``: peft LoRA on the recipe's target modules.
+* ``lora``: peft LoRA on the recipe's target modules (``lora.targets``).
 * ``llora``: the same LoRA, linearised in closed form (``linearize_lora_``).
 
 ``train_step`` is one optimizer step of the paper's recipe on fixed random inputs (CLIP:
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionbench.api.errors import ConfigError, choices_text
+from fusionbench.config.recipe import LoraSpec, Recipe
 
 PARADIGMS = ("full", "linearized", "lora", "llora")
 PHASES = ("train", "infer", "infer_folded")  # infer_folded: lora / llora only
@@ -46,27 +47,24 @@ CLIP_LOGIT_SCALE = 100.0
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """What one training step does: the paper's optimizer and LoRA settings (``configs/profile/*.yaml``)."""
+class Setup:
+    """What is profiled: an architecture preset trained with a fine-tuning ``Recipe`` (``configs/profile/*.yaml``)."""
 
     preset: str  # architecture preset (fusionbench.models.presets)
-    batch_size: int
-    optimizer: str  # adamw | adam
-    lr: float
-    weight_decay: float
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_targets: tuple[str, ...]
-    init_seed: int = 42  # torch seed right before get_peft_model (the paper's recipe)
+    recipe: Recipe  # the one recipe type of fine-tuning (optimizer, lr, batch size, lora.*, init seed)
     source_length: int = 128  # Flan-T5: input tokens per example
     target_length: int = 8  # Flan-T5: target tokens per example
 
     @property
     def family(self) -> str:
-        from fusionbench.models.presets import CLIP_PRESETS
+        return preset_family(self.preset)
 
-        return "clip" if self.preset in CLIP_PRESETS else "t5"
+
+def preset_family(preset: str) -> str:
+    """The model family (clip | t5) of an architecture preset."""
+    from fusionbench.models.presets import CLIP_PRESETS
+
+    return "clip" if preset in CLIP_PRESETS else "t5"
 
 
 def check_paradigms(paradigms: Sequence[str]) -> None:
@@ -76,7 +74,7 @@ def check_paradigms(paradigms: Sequence[str]) -> None:
         raise ConfigError(f"unknown paradigm {unknown[0] if unknown else '(none)'!r}; choose among {choices_text(PARADIGMS)}")
 
 
-def build_model(recipe: Recipe, device: str, seed: int) -> tuple[nn.Module, nn.Module]:
+def build_model(setup: Setup, device: str, seed: int) -> tuple[nn.Module, nn.Module]:
     """(module, root): the randomly initialised preset and the submodule that is fine-tuned.
 
     CLIP: a ``CLIPVisionModelWithProjection`` with the preset's vision shapes (the part the
@@ -85,12 +83,12 @@ def build_model(recipe: Recipe, device: str, seed: int) -> tuple[nn.Module, nn.M
     """
     from fusionbench.models.presets import build_preset, preset_config
 
-    if recipe.family == "t5":
-        model = build_preset(recipe.preset, device=device, seed=seed)
+    if setup.family == "t5":
+        model = build_preset(setup.preset, device=device, seed=seed)
         return model, model
     from transformers import CLIPVisionModelWithProjection
 
-    config = preset_config(recipe.preset)
+    config = preset_config(setup.preset)
     vision = config.vision_config
     vision.projection_dim = config.projection_dim
     with torch.random.fork_rng(devices=[]):
@@ -100,7 +98,7 @@ def build_model(recipe: Recipe, device: str, seed: int) -> tuple[nn.Module, nn.M
     return model.eval(), model.vision_model
 
 
-def apply_paradigm(model: nn.Module, root: nn.Module, paradigm: str, recipe: Recipe) -> tuple[nn.Module, nn.Module]:
+def apply_paradigm(model: nn.Module, root: nn.Module, paradigm: str, setup: Setup) -> tuple[nn.Module, nn.Module]:
     """(model, root) in ``paradigm``'s trainable form, changed in place where possible.
 
     Only the paradigm's trainable parameters require grad afterwards. ``linearized`` wraps
@@ -122,7 +120,7 @@ def apply_paradigm(model: nn.Module, root: nn.Module, paradigm: str, recipe: Rec
         return model, linear
     from fusionbench.models.adapters import add_lora
 
-    add_lora(root, lora_config(recipe), recipe.init_seed, "lora_targets", recipe.preset)  # injects the LoRA layers into root, in place
+    add_lora(root, lora_config(setup.recipe.lora), setup.recipe.init_seed, "lora.targets", setup.preset)  # injects the LoRA layers into root, in place
     if paradigm == "llora":
         from fusionbench.models.linearize import linearize_lora_
 
@@ -130,13 +128,11 @@ def apply_paradigm(model: nn.Module, root: nn.Module, paradigm: str, recipe: Rec
     return model, root
 
 
-def lora_config(recipe: Recipe) -> Any:
+def lora_config(lora: LoraSpec) -> Any:
     """The recipe's peft ``LoraConfig``."""
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout, target_modules=list(recipe.lora_targets)
-    )
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets))
 
 
 def fold_(root: nn.Module) -> int:
@@ -175,7 +171,7 @@ def parameter_counts(module: nn.Module) -> tuple[int, int]:
     return trainable, sum(seen.values())
 
 
-def checkpoint_bytes(root: nn.Module, paradigm: str, recipe: Recipe, folder: Path) -> int:
+def checkpoint_bytes(root: nn.Module, paradigm: str, lora: LoraSpec, folder: Path) -> int:
     """Size on disk of one task's checkpoint of ``paradigm``, written into ``folder`` with FusionBench's savers.
 
     full / linearized: theta_t, the trainable parameters (a linearised model's theta_0 is the
@@ -197,39 +193,39 @@ def checkpoint_bytes(root: nn.Module, paradigm: str, recipe: Recipe, folder: Pat
         ParamDict(zeros({n: p for n, p in inner.named_parameters() if p.requires_grad})).save(folder / "model.safetensors")
     elif paradigm == "lora":
         phi = {n: p for n, p in root.named_parameters() if p.requires_grad}
-        save_adapter(folder, lora_config(recipe), zeros(phi, PEFT_PREFIX), kind="lora")
+        save_adapter(folder, lora_config(lora), zeros(phi, PEFT_PREFIX), kind="lora")
     else:
         phi, phi0 = llora_state(root)
-        save_adapter(folder, lora_config(recipe), zeros(phi, PEFT_PREFIX), zeros(phi0, PEFT_PREFIX), kind="llora")
+        save_adapter(folder, lora_config(lora), zeros(phi, PEFT_PREFIX), zeros(phi0, PEFT_PREFIX), kind="llora")
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 class Workload:
     """One paradigm of one preset on one device, with fixed random inputs and the recipe's optimizer."""
 
-    def __init__(self, recipe: Recipe, paradigm: str, device: str, seed: int = 0) -> None:
-        self.recipe, self.paradigm, self.device = recipe, paradigm, device
-        model, root = build_model(recipe, device, seed)
+    def __init__(self, setup: Setup, paradigm: str, device: str, seed: int = 0) -> None:
+        self.setup, self.paradigm, self.device = setup, paradigm, device
+        model, root = build_model(setup, device, seed)
         config: Any = model.config
         self.attention: str | None = getattr(config, "_attn_implementation", None)
         generator = torch.Generator().manual_seed(seed + 1)
-        b = recipe.batch_size
-        if recipe.family == "clip":
+        b = setup.recipe.batch_size
+        if setup.family == "clip":
             shape = (b, config.num_channels, config.image_size, config.image_size)
             self.head = F.normalize(torch.randn(CLIP_CLASSES, config.projection_dim, generator=generator), dim=-1).to(device)
             self.inputs: dict[str, Any] = {"pixel_values": torch.randn(shape, generator=generator).to(device)}
             self.labels = torch.randint(0, CLIP_CLASSES, (b,), generator=generator).to(device)
         else:
             t5: Any = model
-            labels = torch.randint(2, config.vocab_size, (b, recipe.target_length), generator=generator)
+            labels = torch.randint(2, config.vocab_size, (b, setup.target_length), generator=generator)
             self.inputs = {
-                "input_ids": torch.randint(2, config.vocab_size, (b, recipe.source_length), generator=generator).to(device),
-                "attention_mask": torch.ones(b, recipe.source_length, dtype=torch.long).to(device),
+                "input_ids": torch.randint(2, config.vocab_size, (b, setup.source_length), generator=generator).to(device),
+                "attention_mask": torch.ones(b, setup.source_length, dtype=torch.long).to(device),
                 "decoder_input_ids": t5._shift_right(labels).to(device),
                 "use_cache": False,
             }
             self.labels = labels.to(device)
-        self.model, self.root = apply_paradigm(model, root, paradigm, recipe)
+        self.model, self.root = apply_paradigm(model, root, paradigm, setup)
         self._optimizer: torch.optim.Optimizer | None = None
 
     def _attention(self) -> ContextManager[None]:
@@ -243,7 +239,7 @@ class Workload:
     def loss(self) -> torch.Tensor:
         with self._attention():
             out = self.model(**self.inputs)
-        if self.recipe.family == "clip":
+        if self.setup.family == "clip":
             logits = CLIP_LOGIT_SCALE * F.normalize(out.image_embeds, dim=-1) @ self.head.T
             return F.cross_entropy(logits, self.labels)
         return F.cross_entropy(out.logits.flatten(0, 1), self.labels.flatten())
@@ -251,7 +247,7 @@ class Workload:
     def optimizer(self) -> torch.optim.Optimizer:
         if self._optimizer is None:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            r = self.recipe
+            r = self.setup.recipe
             self._optimizer = OPTIMIZERS[r.optimizer](params, lr=r.lr, weight_decay=r.weight_decay)
         return self._optimizer
 
@@ -299,7 +295,7 @@ def time_steps(step: Any, device: str, steps: int, warmup: int) -> list[float]:
 class Spec:
     """One measurement: a phase of a paradigm's workload."""
 
-    recipe: Recipe
+    setup: Setup
     paradigm: str
     phase: str  # train | infer | infer_folded
     device: str
@@ -317,7 +313,7 @@ def measure(spec: Spec) -> dict[str, Any]:
         torch.set_num_threads(spec.threads)
     if spec.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(spec.device)
-    work = Workload(spec.recipe, spec.paradigm, spec.device, spec.seed)
+    work = Workload(spec.setup, spec.paradigm, spec.device, spec.seed)
     if spec.phase == "infer_folded":
         work.fold_()
     step = work.train_step if spec.phase == "train" else work.infer_step
@@ -334,8 +330,9 @@ def measure(spec: Spec) -> dict[str, Any]:
 
 
 def spec_from_json(data: dict[str, Any]) -> Spec:
-    recipe = Recipe(**{**data["recipe"], "lora_targets": tuple(data["recipe"]["lora_targets"])})
-    return Spec(**{**data, "recipe": recipe})
+    recipe = data["setup"]["recipe"]
+    setup = Setup(**{**data["setup"], "recipe": Recipe(**{**recipe, "lora": LoraSpec(**recipe["lora"])})})
+    return Spec(**{**data, "setup": setup})
 
 
 def spec_to_json(spec: Spec) -> dict[str, Any]:

@@ -1,10 +1,17 @@
-"""Fine-tuning recipes (Tang et al., ICLR 2024, Table 2): the Recipe data type, the paper's recipes, loading and checking them."""
+"""Fine-tuning recipes (Tang et al., ICLR 2024, Table 2): the Recipe data type, the paper's recipes, loading and checking them.
+
+One recipe type for every verb: ``fusionbench finetune`` trains with it and ``fusionbench
+profile`` measures one step of it (``configs/profile/*.yaml``, section ``recipe:``). LoRA
+settings are spelled ``lora.r``, ``lora.alpha``, ``lora.dropout``, ``lora.targets``; the flat
+``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_targets`` of earlier profile configs are
+read as aliases of them (``LEGACY_KEYS``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -12,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.plugins import FAMILIES
 from fusionbench.api.words import names_a_file
-from fusionbench.config.compose import read_dotlist
+from fusionbench.config.compose import read_dotlist, read_yaml_file
 from fusionbench.utils.paths import user_path
 
 
@@ -80,26 +87,60 @@ def recipe_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(Recipe) if f.name != "lora"] + [f"lora.{f.name}" for f in dataclasses.fields(LoraSpec)]
 
 
-def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = ()) -> Recipe:
-    """A recipe by name (``RECIPES``), YAML file path or object, with ``key=value`` overrides (``steps=100``, ``lora.r=8``)."""
+LEGACY_KEYS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lora_targets": "targets"}  # flat -> lora.*
+
+
+def canonical_keys(data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``data`` with the flat legacy LoRA keys (``lora_r: 16``) moved into ``lora`` (``lora: {r: 16}``)."""
+    result = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
+    legacy = {LEGACY_KEYS[k]: v for k, v in data.items() if k in LEGACY_KEYS}
+    if legacy:
+        lora = result.get("lora") or {}
+        if not isinstance(lora, Mapping):
+            raise ConfigError(f"{what}: lora must be a mapping (r, alpha, dropout, targets), got {type(lora).__name__}")
+        both = sorted(set(legacy) & set(lora))
+        if both:
+            raise ConfigError(f"{what} sets lora.{both[0]} twice (lora_{both[0]} is its old spelling); keep lora.{both[0]}")
+        result["lora"] = {**lora, **legacy}
+    return result
+
+
+def _merged(base: Any, data: Mapping[str, Any], what: str) -> Any:
+    """The structured recipe ``base`` with the keys of ``data`` (legacy keys accepted) merged in struct mode."""
+    OmegaConf.set_struct(base, True)
+    try:
+        return OmegaConf.merge(base, canonical_keys(data, what))
+    except OmegaConfBaseException as exc:
+        raise _recipe_error(exc, what, recipe_keys()) from None
+
+
+def recipe_from_mapping(data: Mapping[str, Any], base: Recipe, what: str) -> Recipe:
+    """``base`` with the keys of ``data`` (a recipe file's content; legacy keys accepted), checked."""
+    return load_recipe(base, (), data, what)
+
+
+def load_recipe(recipe: Union[str, Recipe], overrides: Sequence[str] = (), data: Mapping[str, Any] | None = None, what: str = "") -> Recipe:
+    """A recipe by name (``RECIPES``), YAML file path or object, with ``key=value`` overrides (``steps=100``, ``lora.r=8``).
+
+    ``data`` (with ``what`` naming where it comes from, for messages) is merged in before the overrides.
+    """
     if isinstance(recipe, Recipe):
-        base, what = OmegaConf.structured(recipe), f"recipe {recipe.name!r}"
+        base, what = OmegaConf.structured(recipe), what or f"recipe {recipe.name!r}"
     elif recipe in RECIPES:
         base, what = OmegaConf.structured(RECIPES[recipe]), f"recipe {recipe!r}"
     elif names_a_file(recipe, (".yaml", ".yml")):
         path = user_path(recipe)
         if not path.is_file():
             raise ConfigError(f"recipe file {recipe!r} does not exist; give a YAML file or one of {choices_text(RECIPES)}")
-        base, what = OmegaConf.structured(Recipe(name=path.stem)), f"recipe file {recipe!r}"
-        OmegaConf.set_struct(base, True)
-        try:
-            base = OmegaConf.merge(base, OmegaConf.load(path))
-        except OmegaConfBaseException as exc:
-            raise _recipe_error(exc, what, recipe_keys()) from None
-        except Exception as exc:  # yaml errors come in several types
-            raise ConfigError(f"recipe file {recipe!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        what = f"recipe file {recipe!r}"
+        data = OmegaConf.to_container(read_yaml_file(path, what))  # type: ignore[assignment]
+        if not isinstance(data, dict):
+            raise ConfigError(f"{what} must be a mapping of recipe keys to values; valid keys: {choices_text(recipe_keys())}")
+        base = OmegaConf.structured(Recipe(name=path.stem))
     else:
         raise ConfigError(f"unknown recipe {recipe!r}.{did_you_mean(recipe, RECIPES)} Valid recipes: {choices_text(RECIPES)} (or a YAML file)")
+    if data is not None:
+        base = _merged(base, data, what)
     OmegaConf.set_struct(base, True)
     try:
         merged = OmegaConf.merge(base, read_dotlist(list(overrides)))
