@@ -92,6 +92,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "version": method.version,
             "reference": method.reference,
             "parameters": asdict(method.params),
+            "data": None if (use := method.data_use()) is None else asdict(use),
         },
         "modelpool": {"name": cfg.modelpool.name, "mode": pool.mode, "identity": pool.identity()},
         "taskpool": {"name": cfg.taskpool.name, **taskpool.identity()},

@@ -15,4 +15,7 @@ BUILTINS: dict[str, str] = {
     "tsv": "fusionbench.methods.tsv:Tsv",
     "iso_c": "fusionbench.methods.iso_c:IsoC",
     "iso_cts": "fusionbench.methods.iso_cts:IsoCts",
+    "fisher": "fusionbench.methods.fisher:FisherMerging",
+    "regmean": "fusionbench.methods.regmean:RegMean",
+    "adamerging": "fusionbench.methods.adamerging:AdaMerging",
 }

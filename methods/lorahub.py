@@ -6,8 +6,9 @@ phi = phi_0 + sum_i w_i tau_i. The weights w minimise, gradient-free,
     (1/T) sum_t mean_batches loss_t(phi) + l1 * (1/T) sum_i |w_i|
 
 over the pool's tasks, with each task's loss averaged over its first
-``examples_per_task`` examples of ``split`` (fetched once, in batches of ``batch_size``,
-through the task pool's data API). Optimiser: nevergrad's ``NGOpt`` (the reference code;
+``examples_per_task`` labelled examples of ``split`` (fetched once, in batches of
+``batch_size``, through the task pool's data contract, ``TaskPool.examples``; test labels are
+never read, so ``split`` is train or validation). Optimiser: nevergrad's ``NGOpt`` (the reference code;
 the paper text says Shiwa) over ``Array(init 0, bounds [lower, upper])`` with ``budget``
 evaluations; the parametrisation's random state is seeded with ``seed``, so runs are
 reproducible. The recommended point is used. Defaults: budget 40, bounds [-1.5, 1.5],
@@ -25,12 +26,13 @@ import nevergrad as ng
 import numpy as np
 import torch
 
-from fusionbench.api.errors import ConfigError, DataError
+from fusionbench.api.errors import ConfigError
 from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
-from fusionbench.api.taskpool import SPLITS, TaskPool
-from fusionbench.methods.common import check_choice, load_task_vectors
+from fusionbench.api.taskpool import DataUse, TaskPool
+from fusionbench.methods.common import load_task_vectors
+from fusionbench.methods.data_based import check_labelled_split
 
 
 def lorahub_weights(
@@ -59,7 +61,7 @@ class LoraHubParams:
     l1: float = param(0.05, "weight of the mean |w_i| penalty, >= 0")
     examples_per_task: int = param(64, "validation examples per task in the objective, >= 1")
     batch_size: int = param(32, "examples per loss evaluation batch, >= 1")
-    split: str = param("validation", "split the objective reads: train, validation or test")
+    split: str = param("validation", "split the objective reads: train or validation (test labels are never read)")
     seed: int = param(0, "seed of nevergrad's random state")
 
 
@@ -92,20 +94,17 @@ class LoraHub(Method):
         check_range(self.name, "l1", p.l1, 0.0, float("inf"))
         check_range(self.name, "examples_per_task", p.examples_per_task, 1, 10_000_000)
         check_range(self.name, "batch_size", p.batch_size, 1, 1_000_000)
-        check_choice(self.name, "split", p.split, SPLITS)
+        check_labelled_split(self.name, p.split)
+
+    def data_use(self) -> DataUse:
+        return DataUse(self.params.split, self.params.examples_per_task, labels=True)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         p = self.params
         if data is None:
             raise ConfigError(f"method {self.name!r} needs a task pool for its validation loss; pass taskpool=NAME")
         base, vectors = load_task_vectors(self, pool)
-        batches = {task: list(data.batches(task, p.split, p.batch_size, p.examples_per_task)) for task in pool.tasks}
-        empty = [task for task, items in batches.items() if not items]
-        if empty:
-            raise DataError(
-                f"task pool {data.config.name!r} has no {p.split} examples for task {empty[0]!r}; "
-                f"LoraHub needs some (choose another split with method.split=...)"
-            )
+        batches = {task: data.examples(task, self.data_use(), p.batch_size, self.name) for task in pool.tasks}
 
         def objective(weights: np.ndarray) -> float:
             model = pool.model(combine(base, vectors, weights))

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
-from fusionbench.api.errors import ConfigError
+from fusionbench.api.errors import ConfigError, DataError
 from fusionbench.api.taskpool import TaskPool, TaskPoolConfig, TaskScore, binomial_stderr
 from fusionbench.utils.dummy_world import DIM, DUMMY_TASKS, generator, teacher
 
@@ -60,5 +60,18 @@ class DummyTaskPool(TaskPool):
             yield x[i : min(i + batch_size, n)].to(self.device), y[i : min(i + batch_size, n)].to(self.device)
 
     def loss(self, model: Any, batch: Any, task: str) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(model(x), y)
+        return nn.functional.cross_entropy(model(batch[0]), self.labels(batch))
+
+    def class_logits(self, model: Any, batch: Any, task: str) -> torch.Tensor:
+        return model(batch[0])
+
+    def size(self, batch: Any) -> int:
+        return len(batch[0])
+
+    def labels(self, batch: Any) -> torch.Tensor:
+        if batch[1] is None:
+            raise DataError("this batch was served without labels (TaskPool.unlabeled); a method that reads labels must declare it in its DataUse")
+        return batch[1]
+
+    def unlabeled(self, batch: Any) -> Any:
+        return batch[0], None

@@ -244,6 +244,12 @@ class GlueTaskPool(DatasetTaskPool):
                 scores[task] = TaskScore("spearman", rho, n, stderr, extra)
         return scores
 
+    def size(self, batch: TextBatch) -> int:
+        return len(batch.inputs)
+
+    def labels(self, batch: TextBatch) -> torch.Tensor:
+        return batch.labels
+
     def loss(self, model: TextToTextModel, batch: TextBatch, task: str) -> torch.Tensor:
         """The seq2seq cross-entropy of the batch's target texts."""
         return model.module(**batch.encoded(model)).loss

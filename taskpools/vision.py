@@ -49,7 +49,7 @@ class ImageBatch:
     """A batch of RGB images with their labels; ``pixel_values(model)`` preprocesses once per processor."""
 
     images: list[Image]
-    labels: torch.Tensor
+    labels: Optional[torch.Tensor]  # None in batches served without labels (TaskPool.unlabeled)
     _pixels: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def pixel_values(self, model: ZeroShotImageModel) -> torch.Tensor:
@@ -63,7 +63,8 @@ class ImageBatch:
         fine-tuning draws shuffled batches from one preprocessed split."""
         pixels = self.pixel_values(model)
         rows = index.tolist()
-        return ImageBatch([self.images[i] for i in rows], self.labels[index], {model.preprocess_fingerprint: pixels[index.to(pixels.device)]})
+        labels = None if self.labels is None else self.labels[index]
+        return ImageBatch([self.images[i] for i in rows], labels, {model.preprocess_fingerprint: pixels[index.to(pixels.device)]})
 
 
 class CLIPVisionTaskPool(DatasetTaskPool):
@@ -183,4 +184,19 @@ class CLIPVisionTaskPool(DatasetTaskPool):
 
     def loss(self, model: ZeroShotImageModel, batch: ImageBatch, task: str) -> torch.Tensor:
         """Cross-entropy of the zero-shot logits against the batch's labels."""
-        return F.cross_entropy(self.logits(model, batch.pixel_values(model), task), batch.labels.to(model.device))
+        return F.cross_entropy(self.class_logits(model, batch, task), self.labels(batch).to(model.device))
+
+    def class_logits(self, model: ZeroShotImageModel, batch: ImageBatch, task: str) -> torch.Tensor:
+        """The zero-shot logits of the batch's images."""
+        return self.logits(model, batch.pixel_values(model), task)
+
+    def size(self, batch: ImageBatch) -> int:
+        return len(batch.images)
+
+    def labels(self, batch: ImageBatch) -> torch.Tensor:
+        if batch.labels is None:
+            raise DataError("this batch was served without labels (TaskPool.unlabeled); a method that reads labels must declare it in its DataUse")
+        return batch.labels
+
+    def unlabeled(self, batch: ImageBatch) -> ImageBatch:
+        return ImageBatch(batch.images, None, batch._pixels)

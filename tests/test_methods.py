@@ -39,7 +39,7 @@ def merge(m: Method, pool: Any) -> ParamDict:
 
 # ------------------------------------------------------------------------- registry, metadata
 def test_the_ten_methods_are_registered() -> None:
-    assert set(METHODS.names()) >= TEN and set(BUILTINS) == TEN
+    assert set(METHODS.names()) >= TEN and set(BUILTINS) == TEN | {"fisher", "regmean", "adamerging"}
 
 
 @pytest.mark.parametrize("name", ALL_METHODS)
@@ -79,6 +79,8 @@ def test_runs_through_the_cli_on_the_dummy_pool(name: str, tmp_path: Path, monke
         words.append("method.budget=8")
     if name == "awd":
         words.append("method.steps=30")
+    if name == "adamerging":
+        words.append("method.steps=20")
     assert main(words) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["method"]["name"] == name

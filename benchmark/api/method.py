@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from fusionbench.api.errors import ConfigError
 from fusionbench.api.params import ParamDict
 
 if TYPE_CHECKING:
     from fusionbench.api.modelpool import ModelPool
-    from fusionbench.api.taskpool import TaskPool
+    from fusionbench.api.taskpool import DataUse, TaskPool
 
 
 def param(default: Any, help: str) -> Any:
@@ -62,6 +62,10 @@ class Method(ABC):
 
     def validate(self) -> None:
         """Raise ConfigError for parameter values out of range (override per method)."""
+
+    def data_use(self) -> Optional[DataUse]:
+        """What ``merge`` reads of the task pool (methods with ``needs_data`` say it); None: no data."""
+        return None
 
     def check_pool(self, pool: ModelPool) -> None:
         if len(pool.tasks) < self.min_tasks:

@@ -1,8 +1,15 @@
 """The TaskPool contract: evaluators that turn a model into per-task scores, plus data access.
 
 ``evaluate`` returns a :class:`TaskScore` per task (metric, value, n, standard error).
-``batches`` and ``loss`` give data-dependent methods (LoraHub, Fisher, RegMean,
-AdaMerging) the examples of a task's split and a differentiable objective on them.
+
+The data-access contract of data-based methods (LoraHub, Fisher, RegMean, AdaMerging): a method
+declares a :class:`DataUse` (which split, how many examples per task, whether it reads labels,
+whether it adapts at test time) and reads a task's examples only through
+:meth:`TaskPool.examples`, which enforces it: the pool must have the task, the split must hold at
+least that many examples (the first ones, in the pool's fixed order, are used), a test split is
+never read with labels, and batches of a method that declared no labels carry none. On those
+batches ``loss`` is a differentiable objective and ``labels`` the labels (both need labelled
+batches), ``class_logits`` the model's class scores (it reads no label). Every report of a data-based method records its DataUse.
 """
 
 from __future__ import annotations
@@ -15,9 +22,25 @@ from typing import Any, ClassVar, Iterator, Optional
 import torch
 from omegaconf import MISSING
 
-from fusionbench.api.errors import ConfigError, FusionBenchError, check_unique, choices_text
+from fusionbench.api.errors import ConfigError, DataError, FusionBenchError, check_unique, choices_text
 
 SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DataUse:
+    """What a data-based method reads of a task pool, per task (shown by ``fusionbench list methods``, kept in reports)."""
+
+    split: str  # one of SPLITS
+    examples_per_task: Optional[int]  # the first N examples of the split, exactly; None: every example
+    labels: bool  # whether the method reads the examples' labels (never on the test split)
+    test_time_adaptation: bool = False  # the merge adapts to the inputs it is then evaluated on
+
+    def describe(self) -> str:
+        """One line, e.g. ``train split, 256 examples per task, labels``."""
+        count = "every example" if self.examples_per_task is None else f"{self.examples_per_task} examples per task"
+        text = f"{self.split} split, {count}, {'labels' if self.labels else 'no labels'}"
+        return text + (", test-time adaptation" if self.test_time_adaptation else "")
 
 
 @dataclass
@@ -87,6 +110,55 @@ class TaskPool(ABC):
     @abstractmethod
     def loss(self, model: Any, batch: Any, task: str) -> torch.Tensor:
         """A scalar, differentiable loss of ``model`` on ``batch`` of ``task``."""
+
+    def class_logits(self, model: Any, batch: Any, task: str) -> torch.Tensor:
+        """(B, classes) scores of ``model`` for the inputs of ``batch`` of ``task``; differentiable, reads no label.
+
+        Fisher merging, RegMean and AdaMerging need them; task pools that can give them override this.
+        """
+        raise FusionBenchError(
+            f"task pool {self.config.name!r} ({self.name}) does not expose class scores, which this method needs; "
+            f"choose a classification task pool (clip_vision, dummy)"
+        )
+
+    def size(self, batch: Any) -> int:
+        """The number of examples in ``batch``."""
+        return len(batch)
+
+    def labels(self, batch: Any) -> torch.Tensor:
+        """The labels of a labelled ``batch`` (1-D); task pools override it."""
+        raise FusionBenchError(f"task pool {self.config.name!r} ({self.name}) does not expose its batches' labels, which this method needs")
+
+    def unlabeled(self, batch: Any) -> Any:
+        """``batch`` without its labels (what methods that declared ``labels=False`` receive); task pools override it."""
+        raise FusionBenchError(
+            f"task pool {self.config.name!r} ({self.name}) cannot serve its examples without labels, which this method "
+            f"needs; choose a task pool that implements unlabeled()"
+        )
+
+    def examples(self, task: str, use: DataUse, batch_size: int, method: str) -> list[Any]:
+        """The first ``use.examples_per_task`` examples of ``task``'s ``use.split`` in batches: the one way methods
+        read data (see the module docstring). ``method`` names the reader in error messages."""
+        if task not in self.tasks:
+            raise DataError(
+                f"method {method!r} needs data of task {task!r} but task pool {self.config.name!r} has none (its tasks: "
+                f"{choices_text(self.tasks)}); choose a task pool with every task of the model pool"
+            )
+        if use.split not in SPLITS:
+            raise ConfigError(f"method {method!r}: split={use.split!r} is not a split; choose one of {', '.join(SPLITS)}")
+        if use.split == "test" and use.labels:
+            raise ConfigError(
+                f"method {method!r} reads labels, and test labels are never read by a merge; choose method.split=train or validation"
+            )
+        wanted = use.examples_per_task
+        batches = list(self.batches(task, use.split, batch_size, wanted))
+        found = sum(self.size(batch) for batch in batches)
+        if found < (wanted or 1):
+            raise DataError(
+                f"method {method!r} needs {wanted or 'some'} {use.split} examples of task {task!r} but task pool {self.config.name!r} "
+                f"has {found} (taskpool.limit={self.config.limit}); lower method.examples_per_task to at most {found} or choose another split"
+            )
+        return batches if use.labels else [self.unlabeled(batch) for batch in batches]
 
     def predict(self, model: Any, task: str, split: str = "test") -> torch.Tensor:
         """Predicted labels of ``model`` for the examples of a task's split (1-D, in ``batches`` order, honouring ``config.limit``).

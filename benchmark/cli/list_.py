@@ -33,6 +33,7 @@ def handle(words: list[str]) -> int:
     console.print(table)
     if kind == "methods":
         console.print(parameter_table(registry))
+        console.print(data_table(registry))
     if kind in CONFIG_GROUPS:
         console.print(f"configs shipped ({CONFIG_GROUPS[kind]}=OPTION): {', '.join(packaged_options(CONFIG_GROUPS[kind]))}")
     return 0
@@ -49,11 +50,27 @@ def parameter_table(registry: Registry) -> Table:
     return table
 
 
+def data_table(registry: Registry) -> Table:
+    """What each data-based method reads of the task pool with its default parameters (``DataUse``)."""
+    table = Table(title="data read by the data-based methods (defaults; the report of every run records it)")
+    for column in ("method", "split", "examples per task", "labels", "test-time adaptation"):
+        table.add_column(column, overflow="fold")
+    for name in registry.names():
+        cls = registry.get(name)
+        use = cls().data_use() if cls.needs_data else None
+        if use is not None:
+            count = "all" if use.examples_per_task is None else str(use.examples_per_task)
+            table.add_row(name, use.split, count, "yes" if use.labels else "no", "yes" if use.test_time_adaptation else "no")
+    return table
+
+
 HELP = """\
 usage: fusionbench list methods|modelpools|taskpools|families|requirements
 
 Print every registered method, model pool, task pool, model family or requirement with its
 one-line description, paper reference and where it comes from (built-in, entry point or plugin);
 for methods, also every parameter with its default and meaning (the official implementations'
-conventions among them: ties keep, dare strict, tsv factorise and min_rank, iso_cts rounding).
+conventions among them: ties keep, dare strict, tsv factorise and min_rank, iso_cts rounding),
+and what each data-based method reads of the task pool: split, examples per task, whether it
+reads labels and whether it adapts at test time.
 """
