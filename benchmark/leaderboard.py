@@ -5,7 +5,8 @@ family, fine-tuning mode, pool, task pool, split, protocol). A run report gives 
 ``single_run`` entry; a sweep summary gives a ``subset_sweep`` entry with the per-size
 aggregates of the L-LoRA paper's protocol. ``leaderboard/leaderboard.json`` (schema
 ``fusionbench.leaderboard/1``, JSON Schema in ``leaderboard/schema.json``) holds the entries;
-``leaderboard/index.html`` renders them. Two entries with the same benchmark, method name,
+``leaderboard/index.html`` renders them, one table per benchmark (never two checkpoint families in one
+table), with the published numbers of that benchmark as unranked "published" rows. Two entries with the same benchmark, method name,
 version, parameters and grid are duplicates.
 """
 
@@ -120,6 +121,7 @@ def entry_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
         "schema": ENTRY_SCHEMA,
         "benchmark": {
             "family": benchmark_family(config["modelpool"]),
+            "checkpoint_family": report["modelpool"]["family"],
             "mode": report["modelpool"]["mode"],
             "modelpool": report["modelpool"]["name"],
             "taskpool": report["taskpool"]["name"],
@@ -157,6 +159,7 @@ def entry_from_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "schema": ENTRY_SCHEMA,
         "benchmark": {
             "family": benchmark_family(summary["provenance"]["config"]["modelpool"]),
+            "checkpoint_family": summary["modelpool"]["family"],
             "mode": summary["modelpool"]["mode"],
             "modelpool": summary["modelpool"]["name"],
             "taskpool": summary["taskpool"]["name"],
@@ -264,12 +267,19 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
+@cache
+def published_sets() -> list[dict[str, Any]]:
+    """The published numbers shipped in ``fusionbench/data/published.json`` (per backbone, checkpoint family, mode
+    and task pool, each row with its source): the page shows them unranked beside the measured entries."""
+    return list(json.loads((files("fusionbench") / "data" / "published.json").read_text())["sets"])
+
+
 def save(path: str | Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Validate and atomically write a leaderboard holding ``entries``."""
+    """Validate and atomically write a leaderboard holding ``entries`` and the published numbers."""
     path = user_path(path)
     if not path.parent.is_dir():
         raise LeaderboardError(f"{path}: folder {str(path.parent)!r} does not exist; run from the repository root or give out=PATH")
-    board = {"schema": LEADERBOARD_SCHEMA, "updated": now(), "entries": entries}
+    board = {"schema": LEADERBOARD_SCHEMA, "updated": now(), "entries": entries, "published": published_sets()}
     why = problem(board, "leaderboard")
     if why:
         raise LeaderboardError(f"refusing to write an invalid leaderboard to {path}: {why}")
@@ -296,7 +306,7 @@ def build(paths: list[str], out: str | Path) -> tuple[dict[str, Any], int]:
             key = entry_key(entry)
             if key not in latest or entry["provenance"]["date"] > latest[key]["provenance"]["date"]:
                 latest[key] = entry
-    ordered = sorted(latest.values(), key=lambda e: (e["benchmark"]["family"], e["benchmark"]["mode"], e["benchmark"]["modelpool"], e["benchmark"]["protocol"], e["method"]["name"]))
+    ordered = sorted(latest.values(), key=lambda e: (e["benchmark"]["checkpoint_family"], e["benchmark"]["family"], e["benchmark"]["mode"], e["benchmark"]["modelpool"], e["benchmark"]["protocol"], e["method"]["name"]))
     board = save(out, ordered)
     return board, found - len(ordered)
 

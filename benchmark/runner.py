@@ -94,7 +94,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "parameters": asdict(method.params),
             "data": None if (use := method.data_use()) is None else asdict(use),
         },
-        "modelpool": {"name": cfg.modelpool.name, "mode": pool.mode, "identity": pool.identity()},
+        "modelpool": {"name": cfg.modelpool.name, "mode": pool.mode, "family": pool.family, "identity": pool.identity()},
         "taskpool": {"name": cfg.taskpool.name, **taskpool.identity()},
         "split": cfg.split,
         "tasks": rows,

@@ -31,16 +31,17 @@ function fmt(v, digits = 3) {
 }
 
 function benchmarkKey(b) {
-  return JSON.stringify([b.family, b.mode, b.modelpool, b.taskpool, b.split, b.limit, b.protocol,
+  return JSON.stringify([b.checkpoint_family, b.family, b.mode, b.modelpool, b.taskpool, b.split, b.limit, b.protocol,
     b.subsets ?? null, b.selection_split ?? null, [...b.tasks].sort()]);
 }
 
 function benchmarkTitle(b) {
   const protocol = b.protocol === "subset_sweep" ? `sweep over ${b.subsets === "all" ? "all subsets" : b.subsets}` : PROTOCOLS[b.protocol] || b.protocol;
-  return `${b.family}, ${b.mode} fine-tuning, task pool ${b.taskpool}: ${protocol}`;
+  return `${b.family} (${b.checkpoint_family} checkpoints), ${b.mode} fine-tuning, task pool ${b.taskpool}: ${protocol}`;
 }
 
 function benchmarkDetails(b) {
+  if (b.protocol === "published") return `published numbers only (no measured entry yet); ${b.tasks.length} tasks (${b.tasks.join(", ")}); hover a row for its source`;
   const parts = [`model pool ${b.modelpool}`, `${b.tasks.length} tasks (${b.tasks.join(", ")})`, `reported on ${b.split}`];
   if (b.protocol === "subset_sweep") parts.push(`hyper-parameters selected per subset on ${b.selection_split}`);
   parts.push(b.limit === null ? "every example" : `at most ${b.limit} examples per task`);
@@ -109,6 +110,44 @@ function compare(a, b, dir) {
   return dir === "ascending" ? order : -order;
 }
 
+// Published numbers (board.published) of a benchmark: same backbone, checkpoint family, mode and task pool.
+function publishedFor(board, b) {
+  return (board.published || []).filter((p) => p.family === b.family && p.checkpoint_family === b.checkpoint_family && p.mode === b.mode && p.taskpool === b.taskpool);
+}
+
+// One published row's value in a view: published percent -> fraction; normalised by the set's individual fine-tuned row.
+function publishedValue(row, finetuned, task, view) {
+  const mean = (values) => (values.every(isNumber) && values.length ? values.reduce((a, v) => a + v, 0) / values.length : null);
+  const raw = (r) => (task === null ? (isNumber(r.average) ? r.average : mean(Object.values(r.tasks))) : r.tasks[task]);
+  const score = raw(row);
+  if (!isNumber(score)) return null;
+  if (view === "score") return score / 100;
+  if (!finetuned) return null;
+  if (task === null) return isNumber(row.average) ? (isNumber(raw(finetuned)) ? score / raw(finetuned) : null) : mean(Object.keys(row.tasks).map((t) => row.tasks[t] / finetuned.tasks[t]));
+  return isNumber(finetuned.tasks[task]) ? score / finetuned.tasks[task] : null;
+}
+
+function publishedRows(benchmark, published, view, ncols) {
+  const rows = [];
+  for (const set of published) {
+    const finetuned = set.rows.find((r) => r.method === "finetuned");
+    for (const row of set.rows) {
+      const tr = node("tr", { class: "published" });
+      const cells = [[`published: ${row.label}`, row.source, "text"], ["published", null, "text"], ["–", null, "text params"]];
+      if (benchmark.protocol === "subset_sweep") cells.push(["–", null, ""]);
+      const average = publishedValue(row, finetuned, null, view);
+      cells.push([fmt(average), isNumber(row.average) ? "published average" : "mean of the published per-task numbers", ""]);
+      for (const task of benchmark.tasks) cells.push([fmt(publishedValue(row, finetuned, task, view)), null, ""]);
+      for (const [text, title, cls] of cells.slice(0, ncols)) {
+        const td = tr.appendChild(node("td", { class: cls }, text));
+        if (title) td.setAttribute("title", title);
+      }
+      rows.push(tr);
+    }
+  }
+  return rows;
+}
+
 function renderTable(section, benchmark, entries, state) {
   const cols = columns(benchmark);
   const table = node("table", { class: "board" });
@@ -140,6 +179,7 @@ function renderTable(section, benchmark, entries, state) {
     }
     body.appendChild(tr);
   }
+  for (const tr of publishedRows(benchmark, state.published, state.view, cols.length)) body.appendChild(tr);  // never ranked: always below
   const old = section.querySelector("table.board");
   if (old) old.replaceWith(table); else section.querySelector(".scroll").appendChild(table);
 }
@@ -191,13 +231,13 @@ function renderPlot(entries) {
   return svg;
 }
 
-function renderBenchmark(benchmark, entries) {
+function renderBenchmark(benchmark, entries, published) {
   const section = node("section", { class: "benchmark" });
   section.appendChild(node("h2", {}, benchmarkTitle(benchmark)));
   section.appendChild(node("p", { class: "muted details" }, benchmarkDetails(benchmark)));
   const controls = section.appendChild(node("div", { class: "controls", role: "radiogroup" }));
   const sweep = benchmark.protocol === "subset_sweep";
-  const state = { view: "normalized", column: columns(benchmark).findIndex((c) => c.headline), dir: "descending" };
+  const state = { view: "normalized", column: columns(benchmark).findIndex((c) => c.headline), dir: "descending", published };
   const name = `view-${++sectionCount}`;
   for (const [view, label] of [["normalized", "normalised scores"], ["score", "absolute scores"]]) {
     const wrap = controls.appendChild(node("label"));
@@ -211,7 +251,7 @@ function renderBenchmark(benchmark, entries) {
   }
   section.appendChild(node("div", { class: "scroll" }));
   renderTable(section, benchmark, entries, state);
-  if (sweep) {
+  if (sweep && entries.length) {
     section.appendChild(node("h3", {}, "normalised score vs number of tasks"));
     section.appendChild(renderPlot(entries));
   }
@@ -228,7 +268,17 @@ function render(board) {
   const main = document.getElementById("boards");
   main.replaceChildren();
   const ordered = [...groups.values()].sort((a, b) => benchmarkTitle(a.benchmark).localeCompare(benchmarkTitle(b.benchmark)) || a.benchmark.modelpool.localeCompare(b.benchmark.modelpool));
-  for (const { benchmark, entries } of ordered) main.appendChild(renderBenchmark(benchmark, entries));
+  const shown = new Set();
+  for (const { benchmark, entries } of ordered) {
+    const published = publishedFor(board, benchmark);
+    published.forEach((p) => shown.add(p));
+    main.appendChild(renderBenchmark(benchmark, entries, published));
+  }
+  for (const set of (board.published || []).filter((p) => !shown.has(p))) {  // published numbers no entry measures yet: a table of their own
+    const tasks = [...new Set(set.rows.flatMap((r) => Object.keys(r.tasks)))];
+    const benchmark = { family: set.family, checkpoint_family: set.checkpoint_family, mode: set.mode, taskpool: set.taskpool, tasks, protocol: "published", modelpool: "–", split: "test", limit: null };
+    main.appendChild(renderBenchmark(benchmark, [], [set]));
+  }
   const pools = [...new Set(board.entries.map((e) => e.benchmark.modelpool))].sort().join(", ");
   document.getElementById("status").textContent =
     `${board.entries.length} entries in ${groups.size} benchmarks (model pools: ${pools || "none"}); updated ${board.updated}.`;

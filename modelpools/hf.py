@@ -58,6 +58,8 @@ class TransformersPoolConfig(ModelPoolConfig):
     merge_space: str = "adapter"  # lora only: adapter (lora_A, lora_B) | delta (per-layer s B A)
     init_seed: int = 42  # lora only: seed regenerating phi_0 when the adapters do not store it
     variant: str = ""  # free text the shipped configs interpolate into hub names (e.g. clip-vit-base-patch32)
+    task_set: str = ""  # named task set (ta8 | tall14 | tall20 | glue8) the shipped configs generate `models` from
+    checkpoints: dict[str, str] = field(default_factory=dict)  # mode -> checkpoint pattern ({task}) the shipped configs generate `models` from
     dtype: str = "float32"  # resident model dtype: float32 | bfloat16 | float16 (ParamDicts are float32)
     cache_finetuned: bool = True  # keep loaded fine-tuned parameters in memory (full mode)
 

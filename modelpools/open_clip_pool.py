@@ -51,6 +51,9 @@ class OpenCLIPPoolConfig(ModelPoolConfig):
     pretrained: str = "openai"  # open_clip pretrained tag of model_name, or a local state-dict file of the whole base CLIP
     model_config: Optional[str] = None  # JSON architecture file named <model_name>.json, for architectures open_clip lacks
     models: dict[str, str] = field(default_factory=dict)  # task -> local state-dict file of its fine-tuned image encoder
+    task_set: str = ""  # named task set (ta8 | tall14 | tall20) the shipped configs generate `models` from
+    checkpoint: str = ""  # checkpoint file pattern the shipped configs generate `models` from ({name}: the release's task name)
+    checkpoint_names: dict[str, str] = field(default_factory=dict)  # task -> the release's name for it (fills {name})
     dtype: str = "float32"  # resident model dtype: float32 | bfloat16 | float16
     cache_finetuned: bool = True  # keep loaded fine-tuned parameters in memory
 
@@ -141,6 +144,12 @@ class OpenCLIPModelPool(ModelPool):
     @staticmethod
     def _local(key: str, value: str, what: str) -> Resolved:
         path = Path(value).expanduser()
+        pickled = path.with_suffix(".pt")
+        if not path.exists() and path.suffix == ".safetensors" and pickled.is_file():
+            raise CheckpointError(
+                f"{what} {value!r} does not exist, but the release's pickle {str(pickled)!r} does; convert it once with "
+                f"`fusionbench convert src={pickled} out={path} trust_pickle=true`"
+            )
         if not path.exists():
             raise CheckpointError(f"{what} {value!r} does not exist; set {key} to an existing local state-dict file")
         return Resolved(path.resolve())

@@ -84,7 +84,9 @@ class CLIPVisionTaskPool(DatasetTaskPool):
 
     def catalog(self, config: Any) -> dict[str, VisionTask]:
         return {
-            task: VisionTask(dataset=d["hf_dataset"], hf_config=d["hf_config"], classnames=d["classnames"], templates=d["templates"])
+            task: VisionTask(
+                dataset=d["hf_dataset"], hf_config=d["hf_config"], classnames=d["classnames"], templates=d["templates"], **d.get("layout", {})
+            )  # layout: the dataset's columns and split mapping where they differ from the defaults
             for task, d in packaged_json("clip_vision_tasks.json").items()
         }
 

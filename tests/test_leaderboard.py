@@ -71,7 +71,7 @@ def test_report_entry_carries_the_run(sources: Path) -> None:
     [entry] = lb.entries_from_file(sources / "runs" / "ta")
     assert lb.problem(entry) is None
     assert entry["benchmark"] == {
-        "family": "dummy", "mode": "full", "modelpool": "dummy", "taskpool": "dummy", "tasks": DUMMY_TASKS,
+        "family": "dummy", "checkpoint_family": "local", "mode": "full", "modelpool": "dummy", "taskpool": "dummy", "tasks": DUMMY_TASKS,
         "split": "test", "limit": None, "protocol": "single_run",
     }
     assert entry["method"] == {"name": "task_arithmetic", "version": "1", "reference": report["method"]["reference"], "parameters": {"scaling_factor": 0.3}}

@@ -22,6 +22,10 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.roles import guessed_role
 
 MODES = ("full", "lora", "llora")
+# Where a pool's fine-tuned checkpoints come from: scores are comparable only within one family (the same
+# tasks give other task-arithmetic baselines on FusionBench's HF fine-tunes than on the task_vectors /
+# TALL-mask OpenCLIP fine-tunes), so reports and leaderboard entries carry it and tables never mix families.
+CHECKPOINT_FAMILIES = ("fusionbench-hf", "task-vectors-openclip", "local")
 SAVE_FORMATS = ("auto", "dense", "adapter")  # how a merged model is written; auto: the pool's natural format
 TensorMerge = Callable[[str, torch.Tensor, list[torch.Tensor]], torch.Tensor]  # (name, theta_0, [theta_t]) -> merged tensor
 
@@ -34,6 +38,7 @@ class ModelPoolConfig:
     name: str = ""  # this pool's identity (defaults to the config file's stem)
     taskpool: str = ""  # task pool used when the command names none
     requires: Optional[str] = None  # a registered Requirement the engine builds before constructing the pool, e.g. mini_vision
+    family: str = "local"  # checkpoint family (CHECKPOINT_FAMILIES): fusionbench-hf | task-vectors-openclip | local
 
 
 class ModelPool(ABC):
@@ -46,6 +51,11 @@ class ModelPool(ABC):
     adapter_prefix: ClassVar[str] = ""  # path, in the evaluated module, of the module LoRA adapters wrap ("" = the module itself)
 
     def __init__(self, config: Any, device: str = "cpu") -> None:
+        if config.family not in CHECKPOINT_FAMILIES:
+            raise ConfigError(
+                f"modelpool.family={config.family!r} is not a checkpoint family; choose one of {', '.join(CHECKPOINT_FAMILIES)} "
+                f"(local: checkpoints you made or downloaded yourself)"
+            )
         self.config = config
         self.device = device
         self._tasks: list[str] = list(self.all_tasks())
@@ -81,6 +91,11 @@ class ModelPool(ABC):
     @property
     def tasks(self) -> list[str]:
         return list(self._tasks)
+
+    @property
+    def family(self) -> str:
+        """The checkpoint family (``CHECKPOINT_FAMILIES``) that reports and leaderboard entries carry."""
+        return str(self.config.family)
 
     def tensor_role(self, name: str, tensor: torch.Tensor) -> str:
         """The role (``fusionbench.api.roles.ROLES``) of the tensor ``name`` of this pool's parameter space.

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Callable
 
 from fusionbench.api.errors import ConfigError, FusionBenchError, choices_text, did_you_mean, raised_at
-from fusionbench.cli import analyze, finetune, leaderboard, list_, merge, mini, profile, results, run, sweep
+from fusionbench.cli import analyze, convert, finetune, leaderboard, list_, merge, mini, profile, results, run, sweep
 from fusionbench.utils.quiet import quiet_libraries
 
 DEBUG_FLAG = "--debug"
@@ -45,6 +45,7 @@ VERBS: dict[str, Verb] = {
     "profile": Verb("cost tables: parameters, checkpoint size, it/s, peak memory (paper tables 3-4)", profile),
     "mini": Verb("build / inspect / remove the embedded CPU-scale benchmark world", mini),
     "finetune": Verb("fine-tune a CLIP / T5 base on one task: full, lora or llora", finetune),
+    "convert": Verb("convert a pickled checkpoint (task_vectors / TALL-masks .pt) to safetensors, opt-in", convert),
 }
 
 

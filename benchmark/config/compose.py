@@ -240,9 +240,10 @@ def compose(words: list[str], top_schema: type, groups: tuple[str, ...] = ("meth
         load_plugins(list(top.plugins))
 
     if "taskpool" in groups and "taskpool" not in options and "modelpool" in options:
-        pool_raw = load_option("modelpool", options["modelpool"])
-        if pool_raw.get("taskpool"):
-            options["taskpool"] = str(pool_raw.taskpool)
+        pool = validate("modelpool", load_option("modelpool", options["modelpool"]), options["modelpool"], overrides["modelpool"])
+        check_resolvable(pool, "the modelpool config")  # a bad task set is reported as such, not as an unknown task pool
+        if pool.get("taskpool"):  # with the overrides: modelpool.task_set=tall14 picks the pool's taskpool clip_${.task_set}
+            options["taskpool"] = str(pool.taskpool)
     resolved: dict[str, Any] = {}
     for group in groups:
         if group not in options:

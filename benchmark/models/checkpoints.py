@@ -195,8 +195,9 @@ def _torch_load(file: Path) -> object:
         if "global" in str(exc).lower():  # torch names the blocked callable: "unsupported GLOBAL posix.system"
             raise CheckpointError(
                 f"checkpoint {str(file)!r} is a pickle that needs arbitrary code to load (it is not loadable with "
-                f"torch.load(weights_only=True)), so it is refused; in a trusted environment load it and save its "
-                f"state_dict() with safetensors.torch.save_file, then point the entry at that file"
+                f"torch.load(weights_only=True)), so it is refused; if you trust it, convert it once with "
+                f"`fusionbench convert src={file} out={file.with_suffix('.safetensors')} trust_pickle=true` "
+                f"and point the entry at the .safetensors file"
             ) from None
         raise CheckpointError(f"checkpoint {str(file)!r} is unreadable (corrupt or not a PyTorch file); re-download or re-save it") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:

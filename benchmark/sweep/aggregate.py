@@ -65,7 +65,7 @@ def summarize(plan: Plan, store: ResultStore, references: References, subsets: l
             "name": plan.method.name, "version": plan.method.version, "reference": plan.method.reference,
             "parameters": {k: v for k, v in asdict(plan.method.params).items() if all(k not in p for p in points)},
         },
-        "modelpool": {"name": str(cfg.modelpool.name), "mode": plan.pool.mode},
+        "modelpool": {"name": str(cfg.modelpool.name), "mode": plan.pool.mode, "family": plan.pool.family},
         "taskpool": {"name": str(cfg.taskpool.name), "limit": cfg.taskpool.limit},
         "subsets_spec": cfg.subsets,
         "grid": points,

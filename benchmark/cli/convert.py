@@ -1,0 +1,28 @@
+"""`fusionbench convert`."""
+
+from __future__ import annotations
+
+
+def handle(words: list[str]) -> int:
+    from fusionbench.config.compose import compose
+    from fusionbench.models.convert import ConvertArgs, convert
+
+    out, count = convert(ConvertArgs(**compose(words, ConvertArgs, groups=())))  # type: ignore[arg-type]
+    print(f"wrote {count} tensors to {out}; point the pool's entry at it")
+    return 0
+
+
+HELP = """\
+usage: fusionbench convert src=FILE out=FILE.safetensors trust_pickle=true
+
+Convert a pickled checkpoint (a whole module saved with torch.save, as the task_vectors and
+TALL-masks releases ship their nonlinear_finetuned.pt / finetuned.pt files) into a safetensors
+state dict that every model pool reads. Pools refuse pickles that need code to load; this
+separate step unpickles one file, which runs code stored in it: only convert files you trust.
+The classes that pickled it must be importable (put that repository on PYTHONPATH).
+
+keys:
+  src=FILE            the pickled checkpoint to convert (default: none, required)
+  out=FILE            the .safetensors file written; must not exist (default: none, required)
+  trust_pickle=BOOL   must be true: confirms you trust the file (default: false)
+"""

@@ -1,0 +1,52 @@
+"""Named task sets (``fusionbench/data/task_sets.json``) and the two config resolvers that use them.
+
+``${fusionbench.task_set:tall14}`` is a set's task list (task pool configs). A pool config keeps one
+file per backbone and generates its ``models`` from its ``task_set`` and the checkpoint pattern of
+its ``mode``::
+
+    models: ${fusionbench.checkpoints:${.task_set},${.checkpoints.${.mode}}}
+
+``{task}`` in the pattern is the task's name; with a third argument (a mapping task -> name)
+``{name}`` is the checkpoint's own name for the task, for releases that name tasks otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+
+
+@cache
+def task_sets() -> dict[str, list[str]]:
+    """Every named task set: name -> tasks, in their published order."""
+    data = json.loads((files("fusionbench") / "data" / "task_sets.json").read_text())
+    return {name: tasks for name, tasks in data.items() if not name.startswith("_")}
+
+
+def task_set(name: str) -> list[str]:
+    """The tasks of the set ``name``; an unknown name is a ConfigError naming the valid sets."""
+    sets = task_sets()
+    if name not in sets:
+        raise ConfigError(f"unknown task set {name!r}.{did_you_mean(name, sets)} Valid task sets: {choices_text(sets)}")
+    return list(sets[name])
+
+
+def checkpoints(name: str, pattern: str, names: Optional[Any] = None) -> dict[str, str]:
+    """task -> checkpoint location for every task of the set ``name``: ``pattern`` with ``{task}`` (and ``{name}``) filled in."""
+    own = OmegaConf.to_container(names) if names is not None and OmegaConf.is_config(names) else dict(names or {})
+    tasks = task_set(name)
+    missing = [t for t in tasks if own and t not in own]
+    if missing:
+        raise ConfigError(f"task set {name!r} has task {missing[0]!r}, which this pool's checkpoint names do not list; valid task sets are those they cover")
+    return {t: pattern.replace("{task}", t).replace("{name}", str(own.get(t, t))) for t in tasks}
+
+
+for _name, _resolver in (("fusionbench.task_set", task_set), ("fusionbench.checkpoints", checkpoints)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_resolver(_name, _resolver)

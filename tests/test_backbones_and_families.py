@@ -1,0 +1,211 @@
+"""Issue 20: one config per backbone (mode and task set as keys), the TALL task sets, checkpoint families
+carried into reports and the leaderboard, and the opt-in converter for pickled release checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tiny_models as tm
+import torch
+from safetensors.torch import load_file
+from test_modelpool_open_clip import fresh, make_pool
+from test_modelpool_open_clip import world as world  # noqa: F401  (the tiny open_clip world fixture)
+from test_taskpool_vision import corpus, expected_accuracy, half_right, independent_predictions
+from tiny_data import random_images, save_image_dataset, tiny_clip
+
+from fusionbench.api.errors import CheckpointError, ConfigError
+from fusionbench.api.plugins import MODELPOOLS, TASKPOOLS
+from fusionbench.cli.main import main
+from fusionbench.config.compose import compose
+from fusionbench.config.task_sets import task_set
+from fusionbench.leaderboard import entry_from_report, problem, published_sets, save
+from fusionbench.models.convert import ConvertArgs, convert
+
+TA8 = ["sun397", "stanford-cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd"]
+# Label counts of the datasets (their papers / dataset cards), independent of the catalog.
+LABELS = {
+    "sun397": 397, "stanford-cars": 196, "resisc45": 45, "eurosat": 10, "svhn": 10, "gtsrb": 43, "mnist": 10, "dtd": 47,
+    "oxford_flowers102": 102, "pcam": 2, "fer2013": 7, "oxford-iiit-pet": 37, "stl10": 10, "cifar100": 100,
+    "cifar10": 10, "food101": 101, "fashion_mnist": 10, "emnist_letters": 26, "kmnist": 10, "rendered-sst2": 2,
+}
+
+
+@dataclasses.dataclass
+class Top:
+    method: Any = None
+    modelpool: Any = None
+    taskpool: Any = None
+
+
+def composed(*words: str) -> Any:
+    return compose(["method=task_arithmetic", *words], Top)
+
+
+class Enc(torch.nn.Module):
+    """Stands in for the releases' pickled ImageEncoder: a module that needs this class to unpickle."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = torch.nn.Module()
+        self.model.visual = visual
+
+
+# ------------------------------------------------------------------ task sets and configs
+def test_task_sets_extend_each_other() -> None:
+    assert task_set("ta8") == TA8
+    assert task_set("tall14")[:8] == TA8 and len(task_set("tall14")) == 14
+    assert task_set("tall20")[:14] == task_set("tall14") and list(LABELS) == task_set("tall20")
+    with pytest.raises(ConfigError, match="unknown task set 'tall21'.*Valid task sets: glue8, ta8, tall14, tall20"):
+        task_set("tall21")
+
+
+@pytest.mark.parametrize("short, variant", [("b32", "clip-vit-base-patch32"), ("l14", "clip-vit-large-patch14")])
+@pytest.mark.parametrize("mode", ["full", "lora", "llora"])
+@pytest.mark.parametrize("name", ["ta8", "tall14", "tall20"])
+def test_one_clip_config_per_backbone(short: str, variant: str, mode: str, name: str, isolated_home: Path) -> None:
+    cfg = composed(f"modelpool=clip_vit_{short}", f"modelpool.mode={mode}", f"modelpool.task_set={name}")
+    pool = cfg.modelpool
+    assert (pool.type, pool.family, pool.base) == ("clip", "fusionbench-hf", f"openai/{variant}")
+    assert list(pool.models) == task_set(name)
+    assert cfg.taskpool.name == f"clip_{name}" and list(cfg.taskpool.tasks) == task_set(name)
+    expected = {"full": f"tanganke/{variant}_pcam", "lora": f"{isolated_home}/checkpoints/{variant}_pcam_lora-16",
+                "llora": f"{isolated_home}/checkpoints/{variant}_pcam_l-lora-16"}[mode]
+    if name != "ta8":
+        assert pool.models["pcam"] == expected
+
+
+@pytest.mark.parametrize("mode, expected", [("lora", "tanganke/flan-t5-large_glue-rte_lora-16"), ("full", "{home}/checkpoints/flan-t5-large_glue-rte"),
+                                            ("llora", "{home}/checkpoints/flan-t5-large_glue-rte_l-lora-16")])
+def test_flan_t5_large_config(mode: str, expected: str, isolated_home: Path) -> None:
+    pool = composed("modelpool=flan_t5_large", f"modelpool.mode={mode}").modelpool
+    assert (pool.type, pool.family, pool.base, pool.taskpool) == ("t5", "fusionbench-hf", "google/flan-t5-large", "glue8")
+    assert sorted(pool.models) == task_set("glue8") and pool.models.rte == expected.format(home=isolated_home)
+
+
+def test_open_clip_task_vectors_config(isolated_home: Path) -> None:
+    cfg = composed("modelpool=open_clip_task_vectors", "modelpool.model_name=ViT-L-14", "modelpool.task_set=tall14")
+    pool = cfg.modelpool
+    assert (pool.type, pool.family, cfg.taskpool.name) == ("open_clip", "task-vectors-openclip", "clip_tall14")
+    assert list(pool.models) == task_set("tall14")
+    assert pool.models["stanford-cars"] == f"{isolated_home}/checkpoints/tall_masks/ViT-L-14/CarsVal/nonlinear_finetuned.safetensors"
+    with pytest.raises(ConfigError, match="task set 'tall20' has task 'cifar10', which this pool's checkpoint names do not list"):
+        composed("modelpool=open_clip_task_vectors", "modelpool.task_set=tall20")
+
+
+@pytest.mark.parametrize("option, needle", [
+    ("clip_vit_b32", "base model 'openai/clip-vit-base-patch32' .* hub is unreachable .*mini_clip_full"),
+    ("clip_vit_l14", "base model 'openai/clip-vit-large-patch14' .* hub is unreachable .*mini_clip_full"),
+    ("flan_t5_large", "base model 'google/flan-t5-large' .* hub is unreachable .*mini_t5_lora"),
+])
+def test_hub_pools_offline_stop_with_one_message(option: str, needle: str) -> None:
+    cfg = composed(f"modelpool={option}").modelpool
+    with pytest.raises(CheckpointError, match=needle):
+        MODELPOOLS.get(cfg.type)(cfg)
+
+
+def test_open_clip_task_vectors_offline_message(isolated_home: Path) -> None:
+    cfg = composed("modelpool=open_clip_task_vectors").modelpool
+    with pytest.raises(CheckpointError, match=r"checkpoint of task 'sun397' '.*SUN397Val/nonlinear_finetuned.safetensors' does not exist"):
+        MODELPOOLS.get("open_clip")(cfg)
+
+
+def test_bad_task_set_and_family_are_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "method=task_arithmetic", "modelpool=clip_vit_b32", "modelpool.task_set=tall9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "Valid task sets: glue8, ta8, tall14, tall20" in err[0]
+    assert main(["run", "method=task_arithmetic", "modelpool=dummy", "modelpool.family=mine"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fusionbench-hf, task-vectors-openclip, local" in err[0]
+
+
+# ------------------------------------------------------------------ task pools
+def test_catalog_class_names_match_the_datasets_label_counts() -> None:
+    catalog = json.loads((files("fusionbench.taskpools") / "data" / "clip_vision_tasks.json").read_text())
+    assert list(catalog) == list(LABELS)
+    for task, count in LABELS.items():
+        entry = catalog[task]
+        assert len(entry["classnames"]) == entry["num_classes"] == count, task
+        assert len(set(entry["classnames"])) == count, task
+        assert entry["templates"] and all("{c}" in t for t in entry["templates"]), task
+    for option, name in (("clip_tall14", "tall14"), ("clip_tall20", "tall20")):
+        pool = TASKPOOLS.get("clip_vision")(composed(f"modelpool=dummy", f"taskpool={option}").taskpool)
+        assert pool.tasks == task_set(name)
+    assert (pool.definition("fer2013").image_column, pool.definition("fer2013").label_column) == ("jpg", "cls")
+    assert (pool.definition("food101").test_split, pool.definition("food101").validation_split) == ("validation", "holdout")
+
+
+def test_tall_task_on_disk_with_its_split_mapping(tmp_path: Path) -> None:
+    """food101 ships no test split: the catalog reports on its validation split, as the TALL papers do."""
+    catalog = json.loads((files("fusionbench.taskpools") / "data" / "clip_vision_tasks.json").read_text())
+    names, templates = catalog["food101"]["classnames"], catalog["food101"]["templates"]
+    tiny = tiny_clip(corpus(names, templates))
+    images = random_images(10, seed=5)
+    predictions = independent_predictions(tiny, images, names, templates)
+    labels = half_right(predictions, len(names))
+    path = save_image_dataset(tmp_path / "food101", {"train": (images, labels), "validation": (images, labels)}, names)
+    cfg = composed("modelpool=dummy", "taskpool=clip_tall20", f"taskpool.datasets.food101={path}", "taskpool.tasks=[food101]").taskpool
+    pool = TASKPOOLS.get("clip_vision")(cfg)
+    score = pool.evaluate(tiny.model, ["food101"], "test")["food101"]
+    assert score.value == pytest.approx(expected_accuracy(predictions, labels), abs=1e-12) and score.n == 10
+    assert score.extra["source"] == "validation"
+
+
+# ------------------------------------------------------------------ families in results and the leaderboard
+def test_family_in_report_and_leaderboard_entry(tmp_path: Path) -> None:
+    assert main(["run", "method=simple_average", "modelpool=dummy", f"output_dir={tmp_path / 'run'}"]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["modelpool"]["family"] == "local"
+    entry = entry_from_report(report)
+    assert entry["benchmark"]["checkpoint_family"] == "local" and problem(entry) is None
+    board = save(tmp_path / "board.json", [entry])
+    assert board["published"] == published_sets() and problem(board, "leaderboard") is None
+
+
+def test_published_sets_name_their_source_and_family() -> None:
+    sets = published_sets()
+    keys = {(s["family"], s["checkpoint_family"], s["taskpool"]) for s in sets}
+    for backbone in ("clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14"):
+        for family in ("fusionbench-hf", "task-vectors-openclip"):
+            assert {(backbone, family, t) for t in ("clip_ta8", "clip_tall14", "clip_tall20")} <= keys
+    for s in sets:
+        for row in s["rows"]:
+            assert row["source"] and (row["tasks"] or row["average"] is not None)
+        if s["checkpoint_family"] == "fusionbench-hf":  # task names as the task pool names them
+            assert all(set(r["tasks"]) <= set(task_set(s["taskpool"].removeprefix("clip_"))) for r in s["rows"])
+    b32 = next(s for s in sets if (s["family"], s["checkpoint_family"], s["taskpool"]) == ("clip-vit-base-patch32", "fusionbench-hf", "clip_ta8"))
+    ta = next(r for r in b32["rows"] if r["method"] == "task_arithmetic")
+    assert ta["average"] == 68.0 and sum(ta["tasks"].values()) / 8 == pytest.approx(68.0, abs=0.05)
+
+
+def test_shipped_leaderboard_holds_the_published_rows() -> None:
+    board = json.loads(Path(__file__).parents[1].joinpath("leaderboard", "leaderboard.json").read_text())
+    assert problem(board, "leaderboard") is None and board["published"] == published_sets()
+    assert all(e["benchmark"]["checkpoint_family"] == "local" for e in board["entries"])  # the mini world's pools
+
+
+# ------------------------------------------------------------------ pickled release checkpoints
+def test_pickled_checkpoint_refused_then_converted(world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    model = fresh(world)
+    tm.perturb_(model.visual, seed=7)
+    pickled = tmp_path / "CarsVal" / "nonlinear_finetuned.pt"
+    pickled.parent.mkdir()
+    torch.save(Enc(model.visual), pickled)
+    with pytest.raises(CheckpointError, match=r"needs arbitrary code to load .*fusionbench convert src=.*nonlinear_finetuned.pt out=.*nonlinear_finetuned.safetensors trust_pickle=true"):
+        make_pool(world, {"cars": pickled})
+    converted = pickled.with_suffix(".safetensors")
+    with pytest.raises(CheckpointError, match=r"does not exist, but the release's pickle .* does; convert it once"):
+        make_pool(world, {"cars": converted})
+    assert main(["convert", f"src={pickled}", f"out={converted}"]) == 2
+    assert "trust_pickle=true" in capsys.readouterr().err and not converted.exists()
+    out, count = convert(ConvertArgs(src=str(pickled), out=str(converted), trust_pickle=True))
+    assert out == converted and count == len(load_file(str(converted)))
+    pool = make_pool(world, {"cars": converted})
+    expected = {n: p.detach() for n, p in model.visual.named_parameters()}
+    assert all(torch.equal(pool.finetuned("cars")[n], expected[n]) for n in expected)
+    assert main(["convert", f"src={pickled}", f"out={converted}", "trust_pickle=true"]) == 2  # never overwrites
+    assert "must be a new .safetensors file" in capsys.readouterr().err
