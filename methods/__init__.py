@@ -18,4 +18,9 @@ BUILTINS: dict[str, str] = {
     "fisher": "fusionbench.methods.fisher:FisherMerging",
     "regmean": "fusionbench.methods.regmean:RegMean",
     "adamerging": "fusionbench.methods.adamerging:AdaMerging",
+    "wudi": "fusionbench.methods.wudi:Wudi",
+    "knots": "fusionbench.methods.knots:Knots",
+    "consensus": "fusionbench.methods.consensus:Consensus",
+    "pcb": "fusionbench.methods.pcb:Pcb",
+    "breadcrumbs": "fusionbench.methods.breadcrumbs:Breadcrumbs",
 }

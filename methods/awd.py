@@ -40,12 +40,10 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_task_vectors
-from fusionbench.methods.task_arithmetic import TaskArithmeticParams, task_arithmetic_merge
-from fusionbench.methods.ties import KEEP_RULES, MERGE_FUNCS, TiesParams, ties_merge
+from fusionbench.methods.task_arithmetic import task_arithmetic_merge
+from fusionbench.methods.ties import base_scaling, check_base_method, ties_merge
 
-BASE_METHODS = ("task_arithmetic", "ties")
 COSINES = ("global", "per_tensor")
-DEFAULT_SCALING = {"task_arithmetic": TaskArithmeticParams().scaling_factor, "ties": TiesParams().scaling_factor}
 _TINY = 1e-30  # floor of squared norms: keeps zero vectors' cosines (and gradients) at 0
 
 
@@ -136,19 +134,14 @@ class Awd(Method):
         check_range(self.name, "lr", p.lr, 0.0, float("inf"), low_open=True)
         check_range(self.name, "steps", p.steps, 1, 1_000_000)
         check_choice(self.name, "cosine", p.cosine, COSINES)
-        check_choice(self.name, "base_method", p.base_method, BASE_METHODS)
-        check_range(self.name, "k", p.k, 0.0, 1.0, low_open=True)
-        check_choice(self.name, "merge_func", p.merge_func, MERGE_FUNCS)
-        check_choice(self.name, "keep", p.keep, KEEP_RULES)
-        if p.scaling_factor is not None:
-            check_range(self.name, "scaling_factor", p.scaling_factor, -10.0, 10.0)
+        check_base_method(self.name, p.base_method, p.scaling_factor, ("k", p.k), p.merge_func, p.keep)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         p = self.params
         base, vectors = load_task_vectors(self, pool)
         delta, _ = redundant_vector(vectors, p.alpha, p.lr, p.steps, p.cosine)
         disentangled = disentangle(vectors, delta)
-        scaling = DEFAULT_SCALING[p.base_method] if p.scaling_factor is None else p.scaling_factor
+        scaling = base_scaling(p.base_method, p.scaling_factor)
         if p.base_method == "ties":
             return ties_merge(base, disentangled, p.k, scaling, p.merge_func, p.keep)
         return task_arithmetic_merge(base, disentangled, scaling)

@@ -35,11 +35,7 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
-from fusionbench.methods.task_arithmetic import TaskArithmeticParams
-from fusionbench.methods.ties import MERGE_FUNCS, TiesParams, disjoint_merge
-
-BASE_METHODS = ("task_arithmetic", "ties")
-DEFAULT_SCALING = {"task_arithmetic": TaskArithmeticParams().scaling_factor, "ties": TiesParams().scaling_factor}
+from fusionbench.methods.ties import BASE_METHODS, MERGE_FUNCS, base_scaling, disjoint_merge
 
 
 def keep_mask(count: int, p: float, generator: torch.Generator, strict: bool = True, out: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -174,6 +170,6 @@ class Dare(Method):
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         base, thetas = load_inputs(self, pool, finite=False)
         p = self.params
-        scaling = DEFAULT_SCALING[p.base_method] if p.scaling_factor is None else p.scaling_factor
+        scaling = base_scaling(p.base_method, p.scaling_factor)
         merged = dare_merge(base, thetas, p.p, p.seed, p.base_method, scaling, p.merge_func, p.strict, finetuned=True)
         return finite_or_blame(merged, thetas, pool.tasks, base)

@@ -35,9 +35,11 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, chunks, finite_or_blame, task_vector_chunk
+from fusionbench.methods.task_arithmetic import TaskArithmeticParams
 
 MERGE_FUNCS = ("mean", "sum")
 KEEP_RULES = ("kthvalue", "topk")
+BASE_METHODS = ("task_arithmetic", "ties")  # the merges DARE, AWD, Consensus and KnOTS apply to the vectors they make
 DIGIT = 16  # bits of the magnitudes' patterns resolved per radix-select pass
 SELECT_CHUNK = 1 << 20  # entries per step of a radix-select pass (its histogram costs 2^DIGIT counters a step)
 
@@ -167,6 +169,26 @@ class TiesParams:
     scaling_factor: float = param(1.0, "lambda, the weight of the merged task vector")
     merge_func: str = param("mean", "disjoint merge divisor: mean (by agreeing entries) or sum (none)")
     keep: str = param("kthvalue", "trim rule: kthvalue (|tau| >= kthvalue threshold, int(kN)+1 kept, official) or topk (int(kN) kept)")
+
+
+def base_scaling(base_method: str, scaling_factor: Optional[float]) -> float:
+    """lambda: ``scaling_factor``, or when it is None the base method's default (task arithmetic 0.3, TIES 1.0)."""
+    if scaling_factor is not None:
+        return scaling_factor
+    return TiesParams().scaling_factor if base_method == "ties" else TaskArithmeticParams().scaling_factor
+
+
+def check_base_method(
+    method: str, base_method: str, scaling_factor: Optional[float], fraction: tuple[str, float], merge_func: str, keep: str
+) -> None:
+    """ConfigError unless a method's base-method parameters are valid: ``base_method``, ``scaling_factor`` (None or in
+    [-10, 10]), the TIES trim fraction ``fraction`` = (its parameter name, value) in (0, 1], ``merge_func`` and ``keep``."""
+    check_choice(method, "base_method", base_method, BASE_METHODS)
+    if scaling_factor is not None:
+        check_range(method, "scaling_factor", scaling_factor, -10.0, 10.0)
+    check_range(method, fraction[0], fraction[1], 0.0, 1.0, low_open=True)
+    check_choice(method, "merge_func", merge_func, MERGE_FUNCS)
+    check_choice(method, "keep", keep, KEEP_RULES)
 
 
 class Ties(Method):

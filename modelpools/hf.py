@@ -6,7 +6,8 @@
   are phi_t - phi_0 (L-LoRA paper, appendix A). With ``merge_space=delta`` it is instead the
   per-layer dense update ``s B A`` (base ``s B0 A0``).
 * ``llora``: as ``lora``, but the model is the linearised one,
-  ``W0 + s (B0 A + B A0 - B0 A0)`` (L-LoRA paper, sec. 4), with phi_0 stored in every checkpoint.
+  ``W0 + s (B0 A + B A0 - B0 A0)`` (L-LoRA paper, sec. 4), with phi_0 stored in every checkpoint;
+  ``merge_space=delta`` makes the ParamDict that per-layer update, exact since the model is linear in it.
 
 ``model(params)`` reuses one resident dense module and writes folded weights into it, so
 merged (L-)LoRA models run at the base model's speed (exactly, for L-LoRA).
@@ -55,7 +56,7 @@ class TransformersPoolConfig(ModelPoolConfig):
     mode: str = "full"  # full | lora | llora
     base: str = MISSING  # the pretrained model: hub id or local save_pretrained directory
     models: dict[str, str] = field(default_factory=dict)  # task -> fine-tuned checkpoint / adapter (hub id or local path)
-    merge_space: str = "adapter"  # lora only: adapter (lora_A, lora_B) | delta (per-layer s B A)
+    merge_space: str = "adapter"  # lora, llora: adapter (lora_A, lora_B) | delta (per-layer dense update: s B A; llora s (B0 A + B A0 - B0 A0))
     init_seed: int = 42  # lora only: seed regenerating phi_0 when the adapters do not store it
     variant: str = ""  # free text the shipped configs interpolate into hub names (e.g. clip-vit-base-patch32)
     task_set: str = ""  # named task set (ta8 | tall14 | tall20 | glue8) the shipped configs generate `models` from
@@ -205,7 +206,7 @@ class TransformersModelPool(StreamedFullSave, ModelPool):
                 "models": {t: entry_id(loc) for t, loc in self._locs.items()},
                 "dtype": self.config.dtype,
             }
-            if self.mode == "lora":
+            if self.mode == "lora" or self.config.merge_space == "delta":  # llora's adapter-space identity predates the field
                 ident["merge_space"] = self.config.merge_space
                 ident["init"] = "stored" if self._init_stored else f"seed:{self.config.init_seed}"
             self._identity = ident
@@ -220,8 +221,11 @@ class TransformersModelPool(StreamedFullSave, ModelPool):
             raise ConfigError(f"modelpool.mode={c.mode!r} is not valid; choose one of {', '.join(MODES)}")
         if c.merge_space not in MERGE_SPACES:
             raise ConfigError(f"modelpool.merge_space={c.merge_space!r} is not valid; choose one of {', '.join(MERGE_SPACES)}")
-        if c.merge_space == "delta" and c.mode != "lora":
-            raise ConfigError(f"modelpool.merge_space=delta applies to mode=lora only (this pool has mode={c.mode}); use merge_space=adapter")
+        if c.merge_space == "delta" and c.mode == "full":
+            raise ConfigError(
+                f"modelpool.merge_space=delta applies to mode=lora or llora (this pool has mode={c.mode}, whose parameters are "
+                f"already dense); use merge_space=adapter"
+            )
         if c.dtype not in DTYPES:
             raise ConfigError(f"modelpool.dtype={c.dtype!r} is not valid; choose one of {', '.join(DTYPES)}")
         if not c.models:
@@ -382,21 +386,23 @@ class TransformersModelPool(StreamedFullSave, ModelPool):
         if self.config.merge_space == "delta":
             return ParamDict(
                 {
-                    layer + DELTA_SUFFIX: lora_delta(phi[f"{layer}.lora_A.weight"].float(), phi[f"{layer}.lora_B.weight"].float(), self._scaling)
+                    layer + DELTA_SUFFIX: self._delta(layer, phi[f"{layer}.lora_A.weight"].float(), phi[f"{layer}.lora_B.weight"].float())
                     for layer in self._targets
                 }
             )
         return ParamDict({k: phi[k].float() for k in sorted(phi)})
+
+    def _delta(self, layer: str, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """Dense update of one layer for its adapter (A, B): ``s B A`` (lora) or ``s (B0 A + B A0 - B0 A0)`` (llora)."""
+        if self.mode == "llora":
+            A0, B0 = (self._phi0[f"{layer}.lora_{factor}.weight"].to(A.device) for factor in "AB")
+            return llora_delta(A, B, A0, B0, self._scaling)
+        return lora_delta(A, B, self._scaling)
 
     def _fold(self, layer: str, params: ParamDict) -> torch.Tensor:
         """Dense update of one layer for ``params`` (in the base weight's layout)."""
         if self.config.merge_space == "delta":
             delta = params[layer + DELTA_SUFFIX].to(self.device)
         else:
-            A = params[f"{layer}.lora_A.weight"].to(self.device)
-            B = params[f"{layer}.lora_B.weight"].to(self.device)
-            if self.mode == "llora":
-                delta = llora_delta(A, B, self._phi0[f"{layer}.lora_A.weight"], self._phi0[f"{layer}.lora_B.weight"], self._scaling)
-            else:
-                delta = lora_delta(A, B, self._scaling)
+            delta = self._delta(layer, params[f"{layer}.lora_A.weight"].to(self.device), params[f"{layer}.lora_B.weight"].to(self.device))
         return delta.T if self._fan_in_fan_out else delta

@@ -28,9 +28,10 @@ class StaticPool(ModelPool):
     name = "static"
     description = "in-memory ParamDicts for method tests"
 
-    def __init__(self, base: ParamDict, finetuned: Mapping[str, ParamDict]) -> None:
+    def __init__(self, base: ParamDict, finetuned: Mapping[str, ParamDict], mode: str = "full") -> None:
         self._base = base
         self._finetuned = dict(finetuned)
+        self._mode = mode
         super().__init__(ModelPoolConfig(type="static", name="static"))
 
     def all_tasks(self) -> list[str]:
@@ -38,7 +39,7 @@ class StaticPool(ModelPool):
 
     @property
     def mode(self) -> str:
-        return "full"
+        return self._mode
 
     def base(self) -> ParamDict:
         return self._base

@@ -25,6 +25,9 @@ from fusionbench.modelpools.dummy import DummyModelPool
 
 ALL_METHODS = sorted(BUILTINS)
 TEN = {"simple_average", "task_arithmetic", "ties", "dare", "lorahub", "awd", "cart", "tsv", "iso_c", "iso_cts"}
+LORA_ONLY = {"knots"}  # refuses full pools (tests/test_methods_data_free.py)
+FULL_POOL_METHODS = sorted(set(ALL_METHODS) - LORA_ONLY)
+SECOND_WAVE = {"fisher", "regmean", "adamerging", "wudi", "knots", "consensus", "pcb", "breadcrumbs"}  # issue 19
 
 
 def method(name: str, **values: Any) -> Method:
@@ -39,7 +42,7 @@ def merge(m: Method, pool: Any) -> ParamDict:
 
 # ------------------------------------------------------------------------- registry, metadata
 def test_the_ten_methods_are_registered() -> None:
-    assert set(METHODS.names()) >= TEN and set(BUILTINS) == TEN | {"fisher", "regmean", "adamerging"}
+    assert set(METHODS.names()) >= TEN and set(BUILTINS) == TEN | SECOND_WAVE
 
 
 @pytest.mark.parametrize("name", ALL_METHODS)
@@ -66,11 +69,11 @@ def test_list_methods_shows_all_ten_with_references(
     monkeypatch.setenv("COLUMNS", "400")  # one table row per method
     assert main(["list", "methods"]) == 0
     rows = capsys.readouterr().out.splitlines()
-    for name in TEN:
+    for name in TEN | SECOND_WAVE:
         assert any(f" {name} " in row and METHODS.get(name).reference in row for row in rows), name
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
+@pytest.mark.parametrize("name", FULL_POOL_METHODS)
 def test_runs_through_the_cli_on_the_dummy_pool(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSIONBENCH_HOME", str(tmp_path / "home"))
     out = tmp_path / "run"
@@ -108,7 +111,7 @@ def test_awd_needs_two_tasks() -> None:
         method("awd").merge(random_pool(1))
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
+@pytest.mark.parametrize("name", FULL_POOL_METHODS)
 def test_mismatched_task_keys_are_a_param_mismatch(name: str) -> None:
     pool = random_pool(2)
     extra = ParamDict(pool.finetuned("t1"))
@@ -118,7 +121,7 @@ def test_mismatched_task_keys_are_a_param_mismatch(name: str) -> None:
         merge(method(name), bad)
 
 
-@pytest.mark.parametrize("name", sorted(set(ALL_METHODS) - {"simple_average", "cart"}))
+@pytest.mark.parametrize("name", sorted(set(FULL_POOL_METHODS) - {"simple_average", "cart"}))
 def test_base_not_matching_the_finetuned_is_a_param_mismatch(name: str) -> None:
     pool = random_pool(2)
     base = ParamDict(pool.base())
@@ -128,7 +131,7 @@ def test_base_not_matching_the_finetuned_is_a_param_mismatch(name: str) -> None:
 
 
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
-@pytest.mark.parametrize("name", ALL_METHODS)
+@pytest.mark.parametrize("name", FULL_POOL_METHODS)
 def test_nan_or_inf_in_a_task_is_named(name: str, bad_value: float) -> None:
     pool = random_pool(3)
     broken = ParamDict(pool.finetuned("t2"))
@@ -164,6 +167,19 @@ OUT_OF_RANGE = [
     ("lorahub", "lower", 0.5),
     ("lorahub", "examples_per_task", 0),
     ("lorahub", "split", "dev"),
+    ("wudi", "solver", "sgd"),
+    ("wudi", "ridge", 0.0),
+    ("wudi", "others", "zero"),
+    ("knots", "base_method", "dare"),
+    ("knots", "k", 0.0),
+    ("knots", "rank_tol", -1.0),
+    ("consensus", "k", -1),
+    ("consensus", "tall_mask_lambda", 0.0),
+    ("consensus", "base_method", "tsv"),
+    ("pcb", "ratio", 0.0),
+    ("pcb", "outlier_ratio", 0.5),
+    ("breadcrumbs", "beta", 1.0),
+    ("breadcrumbs", "gamma", -0.1),
 ]
 
 
@@ -190,6 +206,10 @@ PROPERTY_METHODS = {
     "tsv": {},
     "iso_c": {},
     "iso_cts": {},
+    "wudi": {},
+    "consensus": {"base_method": "ties"},
+    "pcb": {},
+    "breadcrumbs": {},
 }
 
 

@@ -232,7 +232,7 @@ def test_hub_id_found_in_the_local_cache_needs_no_hub(world: dict[str, Path], tm
     "extra, message",
     [
         ({"mode": "partial"}, "modelpool.mode='partial' is not valid; choose one of full, lora, llora"),
-        ({"merge_space": "delta"}, "merge_space=delta applies to mode=lora only"),
+        ({"merge_space": "delta"}, "merge_space=delta applies to mode=lora or llora (this pool has mode=full"),
         ({"mode": "lora", "merge_space": "weights"}, "merge_space='weights' is not valid"),
         ({"dtype": "float64"}, "modelpool.dtype='float64' is not valid"),
     ],
