@@ -29,9 +29,13 @@ out="${OUT:-outputs/leaderboard}"
 store="${STORE:-$out/results.sqlite}"
 for pool in "$@"; do
     for method in "${methods[@]}"; do
-        fusionbench run "method=$method" "modelpool=$pool" "output_dir=$out/$pool/$method/run" "${extra[@]}"
+        words=("${extra[@]}")
+        if [ "$method" = knots ]; then  # merges the dense LoRA updates: LoRA / L-LoRA pools in delta space only
+            case "$pool" in *_lora|*_llora) words+=(modelpool.merge_space=delta) ;; *) continue ;; esac
+        fi
+        fusionbench run "method=$method" "modelpool=$pool" "output_dir=$out/$pool/$method/run" "${words[@]}"
         if [ "$subsets" != none ]; then
-            fusionbench sweep "method=$method" "modelpool=$pool" "subsets=$subsets" "store=$store" "output_dir=$out/$pool/$method/sweep" "${extra[@]}"
+            fusionbench sweep "method=$method" "modelpool=$pool" "subsets=$subsets" "store=$store" "output_dir=$out/$pool/$method/sweep" "${words[@]}"
         fi
     done
 done

@@ -13,7 +13,7 @@ The official code picks lambda per task on validation data from {0.2, ..., 0.6};
 lambda serves every task: default 0.4 (the middle of that grid; the sweep grid covers it). Other
 defaults follow the official code: k = 2, TIES keeps 20% (``keep=kthvalue``) and sums the agreeing
 entries (``merge_func=sum``, its "dis-sum"); alpha = the base method's default (0.3 task arithmetic,
-1.0 TIES).
+1.0 TIES). Grid: lambda in {0.2, ..., 0.6}, alpha in {0.3, 0.5, 0.7, 1.0}.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ closed form against the paper's optimiser, and the one-task identities."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,18 @@ def test_knots_merges_and_evaluates_on_tiny_clip_pools_in_delta_space(mode: str,
     assert set(scores) == set(pool.tasks) and all(s.n == 8 for s in scores.values())
     one = Knots(KnotsParams(scaling_factor=1.0, base_method="task_arithmetic")).merge(pool.subset([task]))
     assert one.allclose(pool.finetuned(task), atol=1e-5)
+    out = tmp_path / "run"
+    assert main(["run", *words, "modelpool.merge_space=delta", f"output_dir={out}"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"]["name"] == "knots" and set(report["tasks"]) == set(adapter_pool.tasks)
+
+
+def test_list_methods_states_the_official_conventions_of_the_new_methods(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per parameter
+    assert main(["list", "methods"]) == 0
+    rows = [[cell.strip() for cell in row.split("│")[1:4]] for row in capsys.readouterr().out.splitlines()]
+    for expected in (["wudi", "solver", "closed_form"], ["wudi", "others", "base"], ["wudi", "lr", "1e-05"], ["wudi", "steps", "300"],
+                     ["knots", "k", "0.2"], ["knots", "scaling_factor", "0.6"], ["knots", "rank_tol", "1e-05"],
+                     ["consensus", "k", "2"], ["consensus", "merge_func", "sum"], ["pcb", "ratio", "0.1"],
+                     ["pcb", "outlier_ratio", "0.0001"], ["breadcrumbs", "gamma", "0.85"]):
+        assert expected in rows, expected
