@@ -146,6 +146,7 @@ class CLIPFamily(ModelFamily):
     taskpool = "clip_vision"
     default_taskpool = "clip_ta8"
     default_recipe = "clip_paper"
+    presets = ("clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14")
     tensor_roles = TensorRoles("CLIP", (
         (r"(class_embedding|patch_embedding\.weight|position_embedding\.weight)$", "embedding"),
         (r"(visual|text)_projection\.weight$", "projection"),
@@ -153,8 +154,3 @@ class CLIPFamily(ModelFamily):
         (r"\.bias$", "bias"),
         (r"\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$", "matrix"),
     ))
-    presets = {
-        "clip-vit-b32": "openai/clip-vit-base-patch32",
-        "clip-vit-b16": "openai/clip-vit-base-patch16",
-        "clip-vit-l14": "openai/clip-vit-large-patch14",
-    }

@@ -83,6 +83,7 @@ class T5Family(ModelFamily):
     default_taskpool = "glue8"
     default_recipe = "t5_paper"
     checkpoint_task_prefix = "glue-"
+    presets = ("flan-t5-base", "flan-t5-large")
     tensor_roles = TensorRoles("T5", (
         (r"(^|\.)(shared|embed_tokens)\.weight$", "embedding"),
         (r"relative_attention_bias\.weight$", "position_bias"),
@@ -91,4 +92,3 @@ class T5Family(ModelFamily):
         (r"\.bias$", "bias"),
         (r"\.(q|k|v|o|wi|wi_0|wi_1|wo)\.weight$", "matrix"),
     ))
-    presets = {"flan-t5-base": "google/flan-t5-base", "flan-t5-large": "google/flan-t5-large"}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import tiny_models as tm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from test_modelpool_open_clip import fresh, make_pool
 from test_modelpool_open_clip import world as world  # noqa: F401  (the tiny open_clip world fixture)
 from test_taskpool_vision import corpus, expected_accuracy, half_right, independent_predictions
@@ -121,6 +121,74 @@ def test_bad_task_set_and_family_are_one_error_line(capsys: pytest.CaptureFixtur
     assert main(["run", "method=task_arithmetic", "modelpool=dummy", "modelpool.family=mine"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fusionbench-hf, task-vectors-openclip, local" in err[0]
+
+
+# ------------------------------------------------------------------ shipped configs on tiny real-format checkpoints
+def build(cfg: Any) -> Any:
+    return MODELPOOLS.get(cfg.modelpool.type)(cfg.modelpool)
+
+
+def test_clip_vit_b32_full_reads_save_pretrained_checkpoints_from_its_pattern(tmp_path: Path) -> None:
+    base = tm.save_tiny_clip(tmp_path / "base")
+    expected = {}
+    for i, task in enumerate(TA8):
+        clip = tm.load_clip(base)
+        tm.perturb_(clip.vision_model, seed=i + 1)
+        clip.save_pretrained(tmp_path / "full" / task)
+        expected[task] = tm.vision_params(clip)
+    cfg = composed("modelpool=clip_vit_b32", f"modelpool.base={base}", f"modelpool.checkpoints.full={tmp_path}/full/{{task}}")
+    pool = build(cfg)
+    assert (pool.tasks, pool.mode, pool.family) == (TA8, "full", "fusionbench-hf")
+    for task in ("sun397", "dtd"):
+        got = pool.finetuned(task)
+        assert all(torch.equal(got[n], v) for n, v in expected[task].items())
+
+
+def test_clip_vit_l14_lora_finds_adapters_where_finetune_writes_them(tmp_path: Path, isolated_home: Path) -> None:
+    base = tm.save_tiny_clip(tmp_path / "base")
+    expected = {}
+    for i, task in enumerate(TA8):
+        peft_model = tm.lora_model(tm.load_clip(base).vision_model)
+        tm.perturb_(peft_model, seed=i, scale=0.3, only=["lora_"])
+        peft_model.save_pretrained(isolated_home / "checkpoints" / f"clip-vit-large-patch14_{task}_lora-16")
+        expected[task] = tm.adapter_state(peft_model)
+    pool = build(composed("modelpool=clip_vit_l14", "modelpool.mode=lora", f"modelpool.base={base}"))
+    assert (pool.tasks, pool.mode) == (TA8, "lora")
+    got = pool.finetuned("gtsrb")
+    assert got.keys() == expected["gtsrb"].keys() and all(torch.equal(got[k], v) for k, v in expected["gtsrb"].items())
+
+
+def test_flan_t5_large_lora_reads_peft_adapters(tmp_path: Path) -> None:
+    base = tm.save_tiny_t5(tmp_path / "base")
+    expected = {}
+    for i, task in enumerate(task_set("glue8")):
+        peft_model = tm.lora_model(tm.load_t5(base), targets=("q", "v"))
+        tm.perturb_(peft_model, seed=i, scale=0.3, only=["lora_"])
+        peft_model.save_pretrained(tmp_path / "adapters" / task)
+        expected[task] = tm.adapter_state(peft_model)
+    pool = build(composed("modelpool=flan_t5_large", f"modelpool.base={base}", f"modelpool.checkpoints.lora={tmp_path}/adapters/{{task}}"))
+    assert (pool.tasks, pool.mode, pool.family) == (task_set("glue8"), "lora", "fusionbench-hf")
+    got = pool.finetuned("rte")
+    assert all(torch.equal(got[k], v) for k, v in expected["rte"].items())
+
+
+def test_open_clip_task_vectors_reads_the_release_layout(world: dict[str, Any], isolated_home: Path) -> None:  # noqa: F811
+    names = composed("modelpool=open_clip_task_vectors").modelpool.checkpoint_names
+    expected = {}
+    for i, task in enumerate(TA8):
+        model = fresh(world)
+        tm.perturb_(model.visual, seed=i + 1)
+        folder = isolated_home / "checkpoints" / "tall_masks" / "tiny-oc" / f"{names[task]}Val"
+        folder.mkdir(parents=True)
+        # what `fusionbench convert` writes from the release's pickled ImageEncoder: its state dict, CLIP under .model
+        save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(folder / "nonlinear_finetuned.safetensors"))
+        expected[task] = {n: p.detach().clone() for n, p in model.visual.named_parameters()}
+    cfg = composed("modelpool=open_clip_task_vectors", "modelpool.model_name=tiny-oc", f"modelpool.model_config={world['arch']}",
+                   f"modelpool.pretrained={world['base']}")
+    pool = build(cfg)
+    assert (pool.tasks, pool.family) == (TA8, "task-vectors-openclip")
+    got = pool.finetuned("stanford-cars")
+    assert all(torch.equal(got[n], v) for n, v in expected["stanford-cars"].items())
 
 
 # ------------------------------------------------------------------ task pools

@@ -43,6 +43,9 @@ T5 = setup("flan-t5-base", 16, "adam", 1e-5, 0.0, LoraSpec(16, 32, 0.1, ["q", "v
 TINY_CLIP = setup("tiny-clip", 2, "adamw", 1e-3, 0.1, LoraSpec(4, 8, 0.0, ["q_proj", "v_proj"]))
 TINY_T5 = setup("tiny-t5", 2, "adam", 1e-3, 0.0, LoraSpec(4, 8, 0.0, ["q", "v"]), source_length=6, target_length=3)
 VIT_B16_TOWER = 86_192_640  # ViT-B/16 vision transformer (85,799,424) + visual projection (393,216)
+B32 = setup("clip-vit-b32", 64, "adamw", 1e-5, 0.1, LoraSpec(16, 32, 0.1, ["q_proj", "v_proj"]))
+L14 = setup("clip-vit-l14", 16, "adamw", 1e-5, 0.1, LoraSpec(16, 32, 0.1, ["q_proj", "v_proj"]))
+T5_LARGE = setup("flan-t5-large", 16, "adam", 1e-5, 0.0, LoraSpec(16, 32, 0.1, ["q", "v"]))
 
 
 def counts(profiled: Setup, paradigm: str, **lora: Any) -> tuple[int, int]:
@@ -58,6 +61,10 @@ def counts(profiled: Setup, paradigm: str, **lora: Any) -> tuple[int, int]:
         (B16, {"targets": ["q_proj"]}, 294_912),  # the paper's actual setting
         (T5, {"r": 8}, 884_736),
         (T5, {}, 1_769_472),
+        (B32, {}, 589_824),  # 12 layers x 2 projections x 16 x (768 + 768)
+        (L14, {}, 1_572_864),  # 24 layers x 2 projections x 16 x (1024 + 1024)
+        (T5_LARGE, {}, 4_718_592),  # 72 attention blocks (24 encoder, 24 + 24 decoder) x 2 x 16 x (1024 + 1024)
+        (T5_LARGE, {"r": 8}, 2_359_296),
     ],
 )
 def test_lora_and_llora_trainable_counts_are_exact(profiled: Setup, changes: dict[str, Any], trainable: int) -> None:
@@ -72,6 +79,27 @@ def test_full_and_linearized_counts_on_the_vit_b16_tower() -> None:
     assert linearized == (85_799_424, VIT_B16_TOWER + 85_799_424)  # theta_0 is stored beside theta
     assert lora == (589_824, VIT_B16_TOWER + 589_824)
     assert counts(T5, "full") == (247_577_856, 247_577_856)
+
+
+def vit_layer(d: int) -> int:
+    """One ViT layer of width d: q, k, v, out projections with biases, a 4d MLP with biases, two norms."""
+    return 4 * (d * d + d) + (8 * d * d + 5 * d) + 2 * 2 * d
+
+
+@pytest.mark.parametrize(
+    "profiled, vision, projection",
+    [  # class + patch (3 x P^2 x d) + position ((224/P)^2 + 1) x d embeddings, two outer norms, the layers; projection d x e
+        (B32, 768 + 3 * 32 * 32 * 768 + 50 * 768 + 2 * 1536 + 12 * vit_layer(768), 768 * 512),
+        (L14, 1024 + 3 * 14 * 14 * 1024 + 257 * 1024 + 2 * 2048 + 24 * vit_layer(1024), 1024 * 768),
+    ],
+)
+def test_full_counts_on_the_new_vit_towers(profiled: Setup, vision: int, projection: int) -> None:
+    assert counts(profiled, "full") == (vision, vision + projection)  # 87,456,000 and 303,179,776 trainable
+    assert counts(profiled, "linearized")[1] == vision + projection + vision
+
+
+def test_full_counts_on_flan_t5_large() -> None:
+    assert counts(T5_LARGE, "full") == (783_150_080, 783_150_080)  # the published checkpoint's size (presets test)
 
 
 def test_checkpoint_sizes_are_the_files_written(tmp_path: Path) -> None:
@@ -250,7 +278,7 @@ def test_shipped_profiles_carry_the_papers_figures() -> None:
     if not ANCHORS.is_file():
         pytest.skip("anchors.json is not beside this checkout")
     anchors = json.loads(ANCHORS.read_text())["llora_paper"]
-    assert set(profiling.profile_options()) >= {"clip-vit-b32", "clip-vit-b16", "clip-vit-l14", "flan-t5-base"}
+    assert set(profiling.profile_options()) >= {"clip-vit-b32", "clip-vit-b16", "clip-vit-l14", "flan-t5-base", "flan-t5-large"}
     for model in ("clip-vit-b32", "clip-vit-b16", "clip-vit-l14", "flan-t5-base"):
         paper = profiling.model_config(model)["paper"]
         for table, source in (("table3", "table3_finetuning_statistics"), ("table4", "table4_training_inference_cost")):

@@ -62,5 +62,5 @@ class ModelFamily:
     default_taskpool: ClassVar[str]  # shipped task pool option that fine-tuning uses by default
     default_recipe: ClassVar[str]  # the paper's fine-tuning recipe for the family
     checkpoint_task_prefix: ClassVar[str] = ""  # published checkpoints' task prefix (Flan-T5's "glue-")
-    presets: ClassVar[dict[str, str]] = {}  # architecture preset -> the pretrained checkpoint it mirrors
+    presets: ClassVar[tuple[str, ...]] = ()  # the family's models as architecture presets (canonical names: fusionbench.models.names)
     tensor_roles: ClassVar[TensorRoles]  # what each tensor of its pools' parameter spaces is

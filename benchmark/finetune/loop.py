@@ -34,6 +34,7 @@ from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.config.compose import load_option, validate
 from fusionbench.engine.build import resolve_device
 from fusionbench.engine.results import FINETUNE, check_result
+from fusionbench.models.names import pretrained_checkpoint
 from fusionbench.finetune.io import (
     LOG,
     METADATA,
@@ -47,7 +48,7 @@ from fusionbench.finetune.io import (
     set_rng_state,
     write_log,
 )
-from fusionbench.config.recipe import Recipe, load_recipe, pretrained_checkpoint
+from fusionbench.config.recipe import Recipe, load_recipe
 from fusionbench.finetune.trainee import Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic

@@ -1,7 +1,8 @@
 """Architecture presets: the exact shapes of the benchmark's models, built without downloading weights.
 
-``build_preset("clip-vit-b16")`` gives a randomly initialised ``CLIPModel`` with
-openai/clip-vit-base-patch16's shapes (on the ``meta`` device by default: shapes only, no
+``build_preset("clip-vit-base-patch16")`` (or any other name of the model: ``clip-vit-b16``,
+``openai/clip-vit-base-patch16``, see ``fusionbench.models.names``) gives a randomly initialised
+``CLIPModel`` with that checkpoint's shapes (on the ``meta`` device by default: shapes only, no
 memory), for tests and profiling. ``tiny-clip`` / ``tiny-t5`` are CPU-test sized and match
 the tiny tokenizers of ``tests/tiny_models.py`` (vocabularies of 514 and 64 tokens).
 """
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.models.names import MODELS, canonical_name
 
 _CLIP_TEXT_BASE = dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=12)
 _CLIP_TEXT_LARGE = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12)
@@ -21,9 +23,9 @@ _VIT_B = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, n
 _VIT_L = dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24, image_size=224)
 
 CLIP_PRESETS: dict[str, dict[str, Any]] = {
-    "clip-vit-b32": dict(text=_CLIP_TEXT_BASE, vision=dict(_VIT_B, patch_size=32), projection_dim=512),
-    "clip-vit-b16": dict(text=_CLIP_TEXT_BASE, vision=dict(_VIT_B, patch_size=16), projection_dim=512),
-    "clip-vit-l14": dict(text=_CLIP_TEXT_LARGE, vision=dict(_VIT_L, patch_size=14), projection_dim=768),
+    "clip-vit-base-patch32": dict(text=_CLIP_TEXT_BASE, vision=dict(_VIT_B, patch_size=32), projection_dim=512),
+    "clip-vit-base-patch16": dict(text=_CLIP_TEXT_BASE, vision=dict(_VIT_B, patch_size=16), projection_dim=512),
+    "clip-vit-large-patch14": dict(text=_CLIP_TEXT_LARGE, vision=dict(_VIT_L, patch_size=14), projection_dim=768),
     "tiny-clip": dict(
         text=dict(
             hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
@@ -45,21 +47,29 @@ T5_PRESETS: dict[str, dict[str, Any]] = {
         relative_attention_num_buckets=8, relative_attention_max_distance=16,
     ),
 }
-PRESETS = sorted(CLIP_PRESETS) + sorted(T5_PRESETS)
+PRESETS = sorted(CLIP_PRESETS) + sorted(T5_PRESETS)  # canonical names (and the tiny test presets)
+_NAMES = sorted(PRESETS + [alias for model in MODELS for alias in model.names() if model.canonical in PRESETS])
+
+
+def preset_name(name: str) -> str:
+    """The preset ``name`` (any of its model's names) refers to; an unknown name is a ConfigError with the valid ones."""
+    canonical = canonical_name(name)
+    if canonical not in PRESETS:
+        raise ConfigError(f"unknown architecture preset {name!r}.{did_you_mean(name, _NAMES)} Valid presets: {choices_text(PRESETS)} (or another name of one)")
+    return canonical
 
 
 def preset_config(name: str) -> Any:
-    """The transformers config (``CLIPConfig`` or ``T5Config``) of a preset."""
+    """The transformers config (``CLIPConfig`` or ``T5Config``) of a preset (any of its model's names)."""
+    name = preset_name(name)
     if name in CLIP_PRESETS:
         from transformers import CLIPConfig
 
         spec = CLIP_PRESETS[name]
         return CLIPConfig(text_config=dict(spec["text"]), vision_config=dict(spec["vision"]), projection_dim=spec["projection_dim"])
-    if name in T5_PRESETS:
-        from transformers import T5Config
+    from transformers import T5Config
 
-        return T5Config(**T5_PRESETS[name])
-    raise ConfigError(f"unknown architecture preset {name!r}.{did_you_mean(name, PRESETS)} Valid presets: {choices_text(PRESETS)}")
+    return T5Config(**T5_PRESETS[name])
 
 
 def build_preset(name: str, device: str = "meta", seed: Optional[int] = None) -> nn.Module:
@@ -70,6 +80,7 @@ def build_preset(name: str, device: str = "meta", seed: Optional[int] = None) ->
     """
     from transformers import CLIPModel, T5ForConditionalGeneration
 
+    name = preset_name(name)
     config = preset_config(name)
     cls = CLIPModel if name in CLIP_PRESETS else T5ForConditionalGeneration
     with torch.random.fork_rng(devices=[]):

@@ -62,9 +62,9 @@ class Setup:
 
 def preset_family(preset: str) -> str:
     """The model family (clip | t5) of an architecture preset."""
-    from fusionbench.models.presets import CLIP_PRESETS
+    from fusionbench.models.presets import CLIP_PRESETS, preset_name
 
-    return "clip" if preset in CLIP_PRESETS else "t5"
+    return "clip" if preset_name(preset) in CLIP_PRESETS else "t5"
 
 
 def check_paradigms(paradigms: Sequence[str]) -> None:
