@@ -38,13 +38,13 @@ class MergeSchema:
     modelpool: Any = None
     taskpool: Any = None  # data for the methods that need it (default: the one the model pool names)
     tasks: Any = None  # a,b or [a,b]: merge these tasks of the pool (default: all)
-    out: Optional[str] = None  # the folder the merged model is written to (required)
+    out: Optional[str] = None  # the folder the merged model is written to (required; it must not exist, unless overwrite is true)
     overwrite: bool = False  # replace an existing out folder
-    save_format: str = "auto"  # auto | dense | adapter
+    save_format: str = "auto"  # auto (the pool's natural format) | dense | adapter
     stream: bool = False  # full safetensors pools, tensorwise methods: merge tensor by tensor from the checkpoints
-    seed: int = 0
+    seed: int = 0  # global torch seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    plugins: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # plugin .py files or modules defining methods / pools, loaded first
 
 
 @dataclass

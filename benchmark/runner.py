@@ -41,10 +41,10 @@ class RunSchema:
     modelpool: Any = None
     taskpool: Any = None
     output_dir: Optional[str] = None  # default outputs/<timestamp>-<method>-<pool>
-    split: str = "test"  # split the merged model is reported on
-    seed: int = 0
+    split: str = "test"  # split the merged model is reported on: train | validation | test
+    seed: int = 0  # global torch seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    plugins: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # plugin .py files or modules defining methods / pools, loaded first
     save_model: Optional[str] = None  # also save the merged model into this folder (with a model card)
     save_format: str = "auto"  # auto | dense | adapter, for save_model
     overwrite: bool = False  # replace an existing save_model folder

@@ -53,9 +53,9 @@ class _AnalysisSchema:
     """Top-level keys every ``fusionbench analyze`` command takes."""
 
     modelpool: Any = None
-    output_dir: Optional[str] = None  # default outputs/analysis-<timestamp>-<kind>-<pool>
-    device: str = "auto"
-    plugins: list[str] = field(default_factory=list)
+    output_dir: Optional[str] = None  # where the results go (default outputs/analysis-<timestamp>-<kind>-<pool>)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    plugins: list[str] = field(default_factory=list)  # plugin .py files or modules defining methods / pools, loaded first
 
 
 @dataclass
@@ -68,7 +68,7 @@ class _EvaluatingSchema(_AnalysisSchema):
     """Keys of the analyses that evaluate merged models on a task pool."""
 
     taskpool: Any = None
-    split: str = "test"
+    split: str = "test"  # split the merged models are evaluated on
 
 
 @dataclass
@@ -83,14 +83,14 @@ class DisentanglementSchema(_EvaluatingSchema):
 class ScalingSchema(_EvaluatingSchema):
     """Top-level keys of ``fusionbench analyze scaling``."""
 
-    lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+    lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))  # the scaling factors lambda
 
 
 @dataclass
 class InterferenceSchema(_EvaluatingSchema):
     """Top-level keys of ``fusionbench analyze interference``."""
 
-    scaling_factor: float = 0.3  # lambda, as task arithmetic's (the paper's default 0.3)
+    scaling_factor: float = 0.3  # lambda, as task arithmetic's scaling_factor (the paper's)
 
 
 # ------------------------------------------------------------------ numbers

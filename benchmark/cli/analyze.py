@@ -59,10 +59,10 @@ def handle(words: list[str]) -> int:
 
 
 HELP = """\
-usage: fusionbench analyze cosine modelpool=P [output_dir=PATH] [device=auto]
-       fusionbench analyze disentanglement modelpool=P tasks=A,B [taskpool=T] [grid=[-1,-0.5,0,0.5,1]] [split=test] [taskpool.limit=N]
-       fusionbench analyze scaling modelpool=P [taskpool=T] [lambdas=[0,0.25,0.5,0.75,1]] [split=test] [taskpool.limit=N]
-       fusionbench analyze interference modelpool=P [taskpool=T] [scaling_factor=0.3] [split=test] [taskpool.limit=N]
+usage: fusionbench analyze cosine modelpool=P [KEY=VALUE ...]
+       fusionbench analyze disentanglement modelpool=P tasks=A,B [taskpool=T] [taskpool.limit=N] [KEY=VALUE ...]
+       fusionbench analyze scaling modelpool=P [taskpool=T] [taskpool.limit=N] [KEY=VALUE ...]
+       fusionbench analyze interference modelpool=P [taskpool=T] [taskpool.limit=N] [KEY=VALUE ...]
 
 cosine            cosine similarity of every pair of task vectors (L-LoRA paper, Figs. 2/8):
                   cosine.csv, cosine.png (heatmap), cosine.json, with the mean off-diagonal
@@ -70,19 +70,32 @@ cosine            cosine similarity of every pair of task vectors (L-LoRA paper,
 disentanglement   weight disentanglement error xi(l1, l2) of tasks A and B over grid x grid
                   (paper, Eq. 3 and Fig. 6): the fraction of each task's examples on which
                   theta_0 + l1 tau_A + l2 tau_B predicts differently from theta_0 + l_i tau_i,
-                  summed over both tasks. Default grid -1.0, -0.8, ..., 1.0.
+                  summed over both tasks, for l1 and l2 along the grid.
                   Writes disentanglement.json and disentanglement.png.
 scaling           the score on each task t of theta_0 + lambda tau_t (its task vector alone) and
                   of theta_0 + lambda sum_s tau_s (all task vectors, task arithmetic) for each
-                  lambda (default 0, 0.1, ..., 1): where a task's gain appears along its task
+                  of the lambdas: where a task's gain appears along its task
                   vector and where the sum starts to interfere. Writes scaling.json,
                   scaling.csv and scaling.png (one panel per curve).
-interference      at one lambda (default 0.3): how each task vector alone changes every task's
+interference      at one lambda (scaling_factor): how each task vector alone changes every task's
                   score (its own gain, and its cost to the others), the additive prediction
                   base + own gain + changes by the others, and the measured score of the sum
                   (task arithmetic). Writes interference.json, interference.csv and
                   interference.png (heatmap of the changes).
 
-All save config.yaml beside; output_dir defaults to outputs/analysis-<timestamp>-<kind>-<pool>.
-Every analysis also takes device=auto and plugins=[A,B] (plugin files or modules, loaded first).
+All save config.yaml beside. modelpool=P (and taskpool=T, default: the one the pool names) pick
+configs/GROUP/OPTION.yaml or your own YAML file; GROUP.KEY=VALUE overrides one value in it.
+
+{keys}
 """
+
+
+def usage() -> str:
+    """HELP with the keys of each analysis's schema filled in."""
+    from fusionbench.analysis import analyses as analysis
+    from fusionbench.cli.keys import keys_help
+
+    schemas = {"cosine": analysis.CosineSchema, "disentanglement": analysis.DisentanglementSchema,
+               "scaling": analysis.ScalingSchema, "interference": analysis.InterferenceSchema}
+    keys = "\n\n".join(f"keys of {action} (defaults shown):\n{keys_help(schema)}" for action, schema in schemas.items())
+    return HELP.format(keys=keys)

@@ -24,22 +24,28 @@ save_pretrained directory), lora (peft adapter + adapter_init.safetensors) or ll
 adapter with its init phi_0).
 finetune.json (recipe, seed, steps, code version) and log.csv (loss curve) go beside it.
 
-keys:
-  model=M              hub id, local save_pretrained directory, or clip-vit-b32, clip-vit-b16,
-                       clip-vit-l14, flan-t5-base, flan-t5-large
-  task=T               a task of the task pool; its train split is the training data
-  mode=...             full, lora, llora (linearised LoRA)
-  recipe=clip_paper    clip_paper or t5_paper (paper Table 2; default by model), or a YAML file
-  taskpool=P           default clip_ta8 (CLIP) / glue8 (T5); taskpool.KEY=VALUE overrides
-  output_dir=PATH      default $FUSIONBENCH_HOME/checkpoints/<model>_<task><_lora-16|_l-lora-16|...>
-  seed=0, limit=N      data order and dropout; train on a seeded sample of N examples
-  micro_batch_size=N   examples per forward pass (gradients are accumulated to batch_size)
-  save_every=500       steps between checkpoints of the partial run in <output_dir>.partial
-  resume=true          continue a partial run from its last checkpoint (false: start over)
-  max_steps_this_run=N stop after N steps (resumably); eval_split=test scores the result
-  device=auto          auto, cpu, cuda or cuda:N; threads=0 torch CPU threads; progress=true
+keys (defaults shown; taskpool.KEY=VALUE overrides a key of the task pool):
+{keys}
 
-recipe keys (override the recipe): steps, lr, batch_size, optimizer (adam|adamw),
-  weight_decay, schedule (cosine|constant), warmup_ratio, init_seed, lora.r, lora.alpha,
-  lora.dropout, lora.targets=[q_proj,v_proj]
+model families (defaults by the model's family):
+{families}
+
+recipe keys: each overrides the chosen recipe ({recipes}: the paper's Table 2); shown are the
+defaults a recipe file's missing keys take (the one Recipe type, which fusionbench profile measures too):
+{recipe_keys}
 """
+
+
+def usage() -> str:
+    """HELP with the keys of ``FinetuneArgs`` and of ``Recipe`` filled in."""
+    from fusionbench.api.plugins import FAMILIES
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.config.recipe import RECIPES, Recipe
+    from fusionbench.finetune.command import FinetuneArgs
+
+    families = "\n".join(
+        f"  {family.label:<8}recipe={family.default_recipe} taskpool={family.default_taskpool}; presets: {', '.join(family.presets)}"
+        for family in map(FAMILIES.get, FAMILIES.names())
+    )
+    keys = keys_help(FinetuneArgs, skip=())
+    return HELP.format(keys=keys, families=families, recipes=", ".join(RECIPES), recipe_keys=keys_help(Recipe, skip=()))

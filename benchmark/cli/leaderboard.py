@@ -45,5 +45,16 @@ publish   add entries to the leaderboard, all or nothing: a FILE is a report.jso
           parameters) are refused; existing entries are never touched.
 validate  check a leaderboard or entry file against leaderboard/schema.json.
 
+keys (defaults shown):
+{keys}
+
 View it: python -m http.server -d leaderboard, then open http://localhost:8000/
 """
+
+
+def usage() -> str:
+    """HELP with the keys of ``LeaderboardArgs`` filled in."""
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.leaderboard import LeaderboardArgs
+
+    return HELP.format(keys=keys_help(LeaderboardArgs, skip=()))

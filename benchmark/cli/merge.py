@@ -36,22 +36,16 @@ groups (GROUP=OPTION picks configs/GROUP/OPTION.yaml, or your own YAML file by p
   modelpool=P       model pool: {modelpools}
   taskpool=T        data for the methods that need it (default: the one the model pool names): {taskpools}
 
-top-level keys:
-  out=DIR           the folder the merged model is written to (required; must not exist)
-  tasks=a,b         merge only these tasks of the pool (default: all)
-  save_format=auto  auto (the pool's natural format), dense or adapter
-  overwrite=false   true replaces an existing out folder
-  stream=false      true: merge a full pool of safetensors checkpoints tensor by tensor (models larger
-                    than memory), for methods that merge each tensor on its own ({tensorwise})
-  seed=0            global torch seed
-  device=auto       auto, cpu, cuda or cuda:N
-  plugins=[A,B]     plugin .py files or modules defining methods / pools, loaded first
+top-level keys (defaults shown; streaming serves the methods that merge each tensor on its own ({tensorwise})):
+{keys}
 """
 
 
 def usage() -> str:
     """HELP with the valid options of each group and the methods that can stream filled in."""
     from fusionbench.api.plugins import METHODS
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.export import MergeSchema
 
     tensorwise = ", ".join(name for name in METHODS.names() if METHODS.get(name).tensorwise)
-    return with_group_options(HELP.replace("{tensorwise}", tensorwise))
+    return with_group_options(HELP, tensorwise=tensorwise, keys=keys_help(MergeSchema))

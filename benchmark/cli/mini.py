@@ -62,4 +62,14 @@ fine-tuned pools, built on this CPU under $FUSIONBENCH_HOME/mini (default
 ~/.cache/fusionbench/mini). `build` builds (or finishes) the worlds; the mini_* model
 pools also build them on first use (vision about 4 minutes, text about 4.5, on 2 CPU
 cores). `status` lists built worlds; `clean` removes them.
+
+keys:
+{keys}
 """
+
+
+def usage() -> str:
+    """HELP with the keys of ``MiniSchema`` filled in."""
+    from fusionbench.cli.keys import keys_help
+
+    return HELP.format(keys=keys_help(MiniSchema, skip=()))

@@ -26,16 +26,21 @@ fine-tuning; the whole profile is written as JSON. Every timing and memory figur
 from a fresh process: peak memory is torch.cuda.max_memory_allocated on a GPU, the
 process's peak RSS on a CPU.
 
-keys:
-  model=clip-vit-b16   clip-vit-b32, clip-vit-b16, clip-vit-l14, flan-t5-base
-                       (configs/profile/<model>.yaml), or your own YAML file by path
-  paradigms=...        a list of full, linearized, lora, llora: a,b or [a,b]
-  batch_size=N         default: the paper's (64; L/14 16; Flan-T5 16) on a GPU, 2 on a CPU
-  steps=N, warmup=N    timed and untimed steps per measurement (GPU 20 and 3, CPU 3 and 1)
-  lora.r=N             LoRA rank (default: the recipe's, 16); lora.targets=q_proj,v_proj (CLIP) or q,v (Flan-T5)
-  device=auto          auto, cpu, cuda or cuda:N
-  threads=N            torch threads of each measuring process (0: torch's default;
-                       default 1 on a CPU, where a contended multi-threaded step is noisy)
-  output=PATH          the JSON file (default outputs/<timestamp>-profile-<model>/profile.json)
-  seed=0
+keys (defaults shown):
+{keys}
+
+presets (configs/profile/<model>.yaml: the paper's recipe, the one Recipe type fine-tuning uses): {presets}
+defaults on a CPU: {cpu} (one thread: a contended multi-threaded step is noisy)
+defaults on a GPU: {gpu}, batch_size the recipe's
 """
+
+
+def usage() -> str:
+    """HELP with the keys of ``ProfileSchema``, the presets and the per-device defaults filled in."""
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.profiling.measure import CPU_DEFAULTS, CUDA_DEFAULTS, ProfileSchema, profile_options
+
+    def words(defaults: dict[str, int]) -> str:
+        return " ".join(f"{key}={value}" for key, value in defaults.items())
+
+    return HELP.format(keys=keys_help(ProfileSchema, skip=()), presets=", ".join(profile_options()), cpu=words(CPU_DEFAULTS), gpu=words(CUDA_DEFAULTS))

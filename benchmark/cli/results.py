@@ -18,15 +18,15 @@ from fusionbench.utils.paths import user_path
 class ResultsSchema:
     """Top-level keys of ``fusionbench results``."""
 
-    store: Optional[str] = None
-    method: Optional[str] = None
-    pool: Optional[str] = None
-    taskpool: Optional[str] = None
-    task: Optional[str] = None
-    split: Optional[str] = None
+    store: Optional[str] = None  # result store (default $FUSIONBENCH_HOME/results.sqlite)
+    method: Optional[str] = None  # only rows of this method
+    pool: Optional[str] = None  # only rows of this model pool
+    taskpool: Optional[str] = None  # only rows of this task pool
+    task: Optional[str] = None  # only rows of this task
+    split: Optional[str] = None  # only rows of this split (train, validation, test)
     format: str = "table"  # table | csv | json
-    out: Optional[str] = None
-    summaries: list[str] = field(default_factory=list)  # for `results compare`
+    out: Optional[str] = None  # write the rows to this file instead of printing them
+    summaries: list[str] = field(default_factory=list)  # results compare: sweep output folders or their summary.json files
 
 
 def handle(words: list[str]) -> int:
@@ -78,4 +78,14 @@ usage: fusionbench results [store=PATH] [method=M] [pool=P] [taskpool=T] [task=X
 
 Query and export the result store, or put several sweeps side by side in the Table-1
 layout (one row per method, one column per model pool).
+
+keys (defaults shown):
+{keys}
 """
+
+
+def usage() -> str:
+    """HELP with the keys of ``ResultsSchema`` filled in."""
+    from fusionbench.cli.keys import keys_help
+
+    return HELP.format(keys=keys_help(ResultsSchema, skip=()))

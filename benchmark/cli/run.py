@@ -34,21 +34,16 @@ groups (GROUP=OPTION picks configs/GROUP/OPTION.yaml, or your own YAML file by p
 overrides:
   GROUP.KEY=VALUE   one value inside a group, e.g. method.k=0.2 taskpool.limit=200
 
-top-level keys:
-  output_dir=PATH   run directory (default outputs/<timestamp>-<method>-<pool>)
-  split=test        split the merged model is reported on (train, validation, test)
-  seed=0            global torch seed
-  device=auto       auto, cpu, cuda or cuda:N
-  plugins=[A,B]     plugin .py files or modules defining methods / pools, loaded first
-  save_model=DIR    also save the merged model into DIR, with a model card holding the scores
-                    (formats as `fusionbench merge --help` describes; DIR must not exist)
-  save_format=auto  for save_model: auto (the pool's natural format), dense or adapter
-  overwrite=false   for save_model: true replaces an existing DIR
+top-level keys (defaults shown; save_model writes the formats `fusionbench merge --help` describes):
+{keys}
 
 `fusionbench list methods` shows every method with its reference.
 """
 
 
 def usage() -> str:
-    """HELP with the valid options of each group filled in."""
-    return with_group_options(HELP)
+    """HELP with the valid options of each group and the keys of ``RunSchema`` filled in."""
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.runner import RunSchema
+
+    return with_group_options(HELP, keys=keys_help(RunSchema))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fusionbench.cli.words import with_group_options
+
 
 def handle(words: list[str]) -> int:
     from fusionbench.config.compose import compose
@@ -27,18 +29,22 @@ the best point per subset by mean validation score; report it on the test split.
 Scores are normalised by each task's individual fine-tuned model. Every evaluation is
 stored in an SQLite store keyed by content, so re-running resumes where it stopped.
 
-keys:
-  subsets=all        all (every subset of >= 2 tasks), pairs, full, or size=K
-  grid.KEY=[A,B]     replace the method's default grid for one parameter
-  executor=local     local or ray
-  workers=1          local worker processes (each holds one resident model)
-  threads=0          torch threads per worker (0: torch's default)
-  ray.address=auto   Ray cluster to join (default: start a local one); ray.actors=2,
-                     ray.cpus_per_actor=1, ray.gpus_per_actor=0
-  store=PATH         result store (default $FUSIONBENCH_HOME/results.sqlite)
-  output_dir=PATH    where summary.json, config.yaml and plots go
-  selection_split=validation, report_split=test, seed=0, device=auto, plugins=[...]
+groups (GROUP=OPTION picks configs/GROUP/OPTION.yaml, or your own YAML file by path):
+  method=M          fusion method: {methods}
+  modelpool=P       model pool: {modelpools}
+  taskpool=T        task pool (default: the one the model pool names): {taskpools}
+
+keys (defaults shown; subsets=all is every subset of >= 2 tasks):
+{keys}
 
 Writes summary.json (Table 1: mean ± std of normalised scores over subsets; by number
 of tasks; per task for the full set; pairs), by_size.png and pairs.png.
 """
+
+
+def usage() -> str:
+    """HELP with the valid options of each group and the keys of ``SweepSchema`` filled in."""
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.sweep.protocol import SweepSchema
+
+    return with_group_options(HELP, keys=keys_help(SweepSchema))

@@ -13,8 +13,8 @@ def subcommand(words: list[str], verb: str, actions: tuple[str, ...]) -> tuple[s
     return words[0], words[1:]
 
 
-def with_group_options(text: str) -> str:
-    """``text`` with ``{methods}``, ``{modelpools}`` and ``{taskpools}`` replaced by the valid options of each group."""
+def with_group_options(text: str, **fields: str) -> str:
+    """``text`` with ``{methods}``, ``{modelpools}`` and ``{taskpools}`` replaced by the valid options of each group (and ``fields``)."""
     from fusionbench.config.compose import group_options
 
-    return text.format(**{f"{g}s": ", ".join(group_options(g)) for g in ("method", "modelpool", "taskpool")})
+    return text.format(**{f"{g}s": ", ".join(group_options(g)) for g in ("method", "modelpool", "taskpool")}, **fields)

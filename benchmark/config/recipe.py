@@ -27,10 +27,10 @@ from fusionbench.utils.paths import user_path
 class LoraSpec:
     """LoRA adapters (Hu et al., ICLR 2022): rank, alpha (scaling alpha / r), dropout, adapted layers."""
 
-    r: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.1
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    r: int = 16  # rank
+    alpha: float = 32.0  # scaling alpha / r
+    dropout: float = 0.1  # LoRA dropout
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # adapted Linear layers, by name
 
 
 @dataclass
@@ -38,10 +38,10 @@ class Recipe:
     """Everything that determines a fine-tune besides model, task, mode and seed. Data: YAML-able, overridable."""
 
     family: str = MISSING  # clip | t5: the models the recipe is meant for
-    name: str = "custom"
+    name: str = "custom"  # the recipe's identity (a file's: its stem)
     optimizer: str = "adamw"  # adamw | adam
-    lr: float = 1e-5
-    weight_decay: float = 0.0
+    lr: float = 1e-5  # peak learning rate
+    weight_decay: float = 0.0  # decoupled (adamw) or L2 (adam) weight decay
     schedule: str = "cosine"  # cosine (to zero after warm-up) | constant (after warm-up)
     warmup_ratio: float = 0.0  # share of steps with a linear warm-up
     steps: int = 1000  # optimizer steps
@@ -64,6 +64,15 @@ RECIPES: dict[str, Recipe] = {
         warmup_ratio=0.0, steps=2000, batch_size=16, init_seed=42, lora=LoraSpec(16, 32.0, 0.1, ["q", "v"]),
     ),
 }
+
+
+def pretrained_checkpoint(model: str) -> str:
+    """The checkpoint an architecture preset name (``clip-vit-b16``) mirrors, per the families' ``presets``; other names unchanged."""
+    for name in FAMILIES.names():
+        presets = FAMILIES.get(name).presets
+        if model in presets:
+            return presets[model]
+    return model
 
 
 def _recipe_error(exc: OmegaConfBaseException, what: str, valid: list[str]) -> ConfigError:

@@ -13,20 +13,19 @@ from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.config.compose import check_resolvable, parse_words, read_dotlist
 from fusionbench.engine.build import resolve_device
 from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, check_mode, check_options, finetune, load_taskpool
-from fusionbench.config.recipe import Recipe, load_recipe, recipe_keys
+from fusionbench.config.recipe import Recipe, load_recipe, pretrained_checkpoint, recipe_keys
 from fusionbench.finetune.trainee import model_family
-from fusionbench.models.names import pretrained_checkpoint
 
 
 @dataclass
 class FinetuneArgs(FinetuneOptions):
     """Top-level keys of ``fusionbench finetune`` (recipe keys such as steps= and lora.r= are accepted too)."""
 
-    model: str = MISSING
-    task: str = MISSING
-    mode: str = MISSING
-    taskpool: Optional[str] = None  # option or YAML path; default clip_ta8 (CLIP) / glue8 (T5)
-    recipe: Optional[str] = None  # name or YAML path; default clip_paper (CLIP) / t5_paper (T5)
+    model: str = MISSING  # hub id, local save_pretrained directory, or an architecture preset (below)
+    task: str = MISSING  # a task of the task pool; its train split is the training data
+    mode: str = MISSING  # full, lora or llora (linearised LoRA)
+    taskpool: Optional[str] = None  # option or YAML path (default: the model family's, below)
+    recipe: Optional[str] = None  # a recipe name or YAML path (default: the model family's, below)
     output_dir: Optional[str] = None  # default $FUSIONBENCH_HOME/checkpoints/<model>_<task><suffix>
 
 

@@ -36,7 +36,6 @@ from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, c
 from fusionbench.api.words import names_a_file, word_list
 from fusionbench.config.compose import read_yaml_file
 from fusionbench.engine.results import PROFILE, check_result
-from fusionbench.models.names import canonical_name, known_model
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
 from fusionbench.config.recipe import Recipe, recipe_from_mapping
 from fusionbench.profiling.workload import PARADIGMS, Setup, Spec, check_paradigms, preset_family, spec_to_json
@@ -62,15 +61,15 @@ class LoraWords:
 class ProfileSchema:
     """Top-level keys of ``fusionbench profile``."""
 
-    model: str = "clip-vit-b16"  # a configs/profile/<model>.yaml, or your own YAML file by path
+    model: str = "clip-vit-b16"  # a preset of configs/profile (below), or your own YAML file by path
     paradigms: Any = ",".join(PARADIGMS)  # a subset of full, linearized, lora, llora: a,b or [a,b]
-    batch_size: Optional[int] = None  # default: the paper's on a GPU, 2 on a CPU
-    steps: Optional[int] = None  # timed steps per measurement (default 20 on a GPU, 3 on a CPU)
-    warmup: Optional[int] = None  # untimed steps before them (default 3 on a GPU, 1 on a CPU)
+    batch_size: Optional[int] = None  # examples per step (default: the device's, below; on a GPU the recipe's, the paper's)
+    steps: Optional[int] = None  # timed steps per measurement (default: the device's, below)
+    warmup: Optional[int] = None  # untimed steps before them (default: the device's, below)
     lora: LoraWords = field(default_factory=LoraWords)  # lora.r=N, lora.targets=a,b: the recipe's LoRA settings
     device: str = "auto"  # auto, cpu, cuda or cuda:N
-    threads: Optional[int] = None  # torch threads of each measuring process (0: torch's default; default 1 on a CPU)
-    seed: int = 0
+    threads: Optional[int] = None  # torch threads of each measuring process (0: torch's default; default: the device's, below)
+    seed: int = 0  # random weights and inputs
     output: Optional[str] = None  # JSON file (default outputs/<timestamp>-profile-<model>/profile.json)
 
 
@@ -152,16 +151,15 @@ def profile_options() -> list[str]:
 
 def model_config(model: str) -> dict[str, Any]:
     """The recipe and the paper's figures of ``model``: ``configs/profile/<model>.yaml``, or a YAML file by path."""
-    if names_a_file(model, (".yaml", ".yml")) and known_model(model) is None:  # a hub id names a model, not a file
+    if names_a_file(model, (".yaml", ".yml")):
         path = user_path(model)
         if not path.is_file():
             raise ConfigError(f"profile config file {model!r} does not exist; give an existing YAML file or one of: {choices_text(profile_options())}")
     else:
         options = profile_options()
-        option = next((o for o in options if canonical_name(o) == canonical_name(model)), None)  # any name of the model
-        if option is None:
+        if model not in options:
             raise ConfigError(f"unknown model {model!r}.{did_you_mean(model, options)} Valid models: {choices_text(options)}")
-        path = Path(str(files("fusionbench.configs") / "profile" / f"{option}.yaml"))
+        path = Path(str(files("fusionbench.configs") / "profile" / f"{model}.yaml"))
     spec: Any = OmegaConf.to_container(read_yaml_file(path, f"profile config {model!r}"))
     missing = [k for k in ("preset", "recipe") if not isinstance(spec, dict) or k not in spec]
     if missing:

@@ -36,10 +36,10 @@ from fusionbench.utils.provenance import provenance
 
 @dataclass
 class RayOptions:
-    address: Optional[str] = None  # "auto" for an existing cluster; null starts a local one
-    actors: int = 2
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
+    address: Optional[str] = None  # the Ray cluster to join (auto: the running one; unset: start a local one)
+    actors: int = 2  # Ray actors, each holding one resident model
+    cpus_per_actor: float = 1.0  # CPUs Ray reserves per actor
+    gpus_per_actor: float = 0.0  # GPUs Ray reserves per actor (fractions share one)
 
 
 @dataclass
@@ -57,11 +57,11 @@ class SweepSchema:
     ray: RayOptions = field(default_factory=RayOptions)
     store: Optional[str] = None  # default $FUSIONBENCH_HOME/results.sqlite
     output_dir: Optional[str] = None  # default outputs/sweep-<timestamp>-<method>-<pool>
-    selection_split: str = "validation"
-    report_split: str = "test"
-    seed: int = 0
-    device: str = "auto"
-    plugins: list[str] = field(default_factory=list)
+    selection_split: str = "validation"  # split the best grid point of each subset is selected on
+    report_split: str = "test"  # split the selected point is reported on
+    seed: int = 0  # global torch seed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    plugins: list[str] = field(default_factory=list)  # plugin .py files or modules defining methods / pools, loaded first
 
 
 # Top-level keys that change where and how fast a sweep runs, never its results (left out of the config hash).
