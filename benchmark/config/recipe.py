@@ -66,15 +66,6 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def pretrained_checkpoint(model: str) -> str:
-    """The checkpoint an architecture preset name (``clip-vit-b16``) mirrors, per the families' ``presets``; other names unchanged."""
-    for name in FAMILIES.names():
-        presets = FAMILIES.get(name).presets
-        if model in presets:
-            return presets[model]
-    return model
-
-
 def _recipe_error(exc: OmegaConfBaseException, what: str, valid: list[str]) -> ConfigError:
     if isinstance(exc, ConfigKeyError):
         bad = exc.full_key or str(exc).splitlines()[0].removeprefix("Key '").split("'")[0]

@@ -13,8 +13,9 @@ from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.config.compose import check_resolvable, parse_words, read_dotlist
 from fusionbench.engine.build import resolve_device
 from fusionbench.finetune.loop import FinetuneOptions, FinetuneResult, check_mode, check_options, finetune, load_taskpool
-from fusionbench.config.recipe import Recipe, load_recipe, pretrained_checkpoint, recipe_keys
+from fusionbench.config.recipe import Recipe, load_recipe, recipe_keys
 from fusionbench.finetune.trainee import model_family
+from fusionbench.models.names import pretrained_checkpoint
 
 
 @dataclass

@@ -36,6 +36,7 @@ from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, c
 from fusionbench.api.words import names_a_file, word_list
 from fusionbench.config.compose import read_yaml_file
 from fusionbench.engine.results import PROFILE, check_result
+from fusionbench.models.names import canonical_name, known_model
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
 from fusionbench.config.recipe import Recipe, recipe_from_mapping
 from fusionbench.profiling.workload import PARADIGMS, Setup, Spec, check_paradigms, preset_family, spec_to_json
@@ -151,15 +152,16 @@ def profile_options() -> list[str]:
 
 def model_config(model: str) -> dict[str, Any]:
     """The recipe and the paper's figures of ``model``: ``configs/profile/<model>.yaml``, or a YAML file by path."""
-    if names_a_file(model, (".yaml", ".yml")):
+    if names_a_file(model, (".yaml", ".yml")) and known_model(model) is None:  # a hub id names a model, not a file
         path = user_path(model)
         if not path.is_file():
             raise ConfigError(f"profile config file {model!r} does not exist; give an existing YAML file or one of: {choices_text(profile_options())}")
     else:
         options = profile_options()
-        if model not in options:
+        option = next((o for o in options if canonical_name(o) == canonical_name(model)), None)  # any name of the model
+        if option is None:
             raise ConfigError(f"unknown model {model!r}.{did_you_mean(model, options)} Valid models: {choices_text(options)}")
-        path = Path(str(files("fusionbench.configs") / "profile" / f"{model}.yaml"))
+        path = Path(str(files("fusionbench.configs") / "profile" / f"{option}.yaml"))
     spec: Any = OmegaConf.to_container(read_yaml_file(path, f"profile config {model!r}"))
     missing = [k for k in ("preset", "recipe") if not isinstance(spec, dict) or k not in spec]
     if missing:
