@@ -11,7 +11,8 @@ of the rest); here the bottom is given as a dropped fraction gamma, as in the pa
 count is n - int(n beta) - int(n gamma) where the official code's is int(n q): the two agree
 whenever n q and n gamma are integers. Defaults: beta = 0.01, gamma = 0.85, lambda = 0.3
 (FusionBench's: the official code sets them per experiment by search; its command-line defaults
-mask nothing). Grid: beta in {0, 0.01}, gamma in {0.8, 0.9}, lambda in {0.3, 0.5, 0.7, 1.0}.
+mask nothing). Grid: beta in {0, 0.01}, gamma in {0.8, 0.9}, lambda in {0.3, 0.5, 0.7, 1.0}. Each
+tensor is merged from that tensor alone, so full checkpoints can stream (``fusionbench merge stream=true``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Breadcrumbs(Method):
     version = "1"
     Params = BreadcrumbsParams
     grid = {"beta": [0.0, 0.01], "gamma": [0.8, 0.9], "scaling_factor": [0.3, 0.5, 0.7, 1.0]}
+    tensorwise = True
 
     def validate(self) -> None:
         p = self.params

@@ -62,7 +62,7 @@ def wudi_closed_form(vectors: Sequence[torch.Tensor], ridge: float = 1e-6) -> to
     eps = ridge * float(torch.diagonal(gram).sum()) / n
     if eps == 0.0:  # every task vector is zero
         return torch.zeros_like(vectors[0])
-    solved = torch.linalg.solve(gram + eps * torch.eye(n, dtype=torch.float64), targets.mT).mT
+    solved = torch.linalg.solve(gram + eps * torch.eye(n, dtype=torch.float64, device=gram.device), targets.mT).mT
     return solved.to(vectors[0].dtype)
 
 

@@ -19,6 +19,7 @@ from fusionbench.api.params import ParamDict
 from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
+from fusionbench.engine.merge import tensor_merge
 from fusionbench.methods.breadcrumbs import Breadcrumbs, BreadcrumbsParams, breadcrumbs_mask
 from fusionbench.methods.consensus import Consensus, ConsensusParams
 from fusionbench.methods.knots import Knots, KnotsParams
@@ -61,6 +62,14 @@ def test_breadcrumbs_is_task_arithmetic_of_the_masked_vectors() -> None:
     torch.testing.assert_close(merged, 0.5 * torch.tensor([0.0, -2.0, 4.0, 2.0], dtype=torch.float64))
     whole = Breadcrumbs(BreadcrumbsParams(beta=0.0, gamma=0.0, scaling_factor=0.4)).merge(random_pool(3, seed=40))
     assert whole.allclose(TaskArithmetic(TaskArithmeticParams(0.4)).merge(random_pool(3, seed=40)), atol=1e-12)
+
+
+def test_breadcrumbs_streamed_tensor_by_tensor_is_its_in_memory_merge() -> None:
+    pool = random_pool(3, seed=46, dtype=torch.float32)
+    method = Breadcrumbs()
+    merge_one = tensor_merge(method, pool)
+    streamed = {name: merge_one(name, tensor, [pool.finetuned(t)[name] for t in pool.tasks]) for name, tensor in pool.base().items()}
+    assert ParamDict(streamed).allclose(method.merge(pool), rtol=0, atol=0)
 
 
 def test_breadcrumbs_refuses_masks_that_drop_everything() -> None:
