@@ -14,7 +14,7 @@ from method_helpers import MATRICES, SHAPES, StaticPool, pool_from_vectors, rand
 from mini_helpers import reduced_configs
 from test_methods_reference import assert_params_close, np_ties, np_vectors
 
-from fusionbench.api.errors import ConfigError
+from fusionbench.api.errors import ConfigError, NonFiniteError, ParamMismatchError
 from fusionbench.api.params import ParamDict
 from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
@@ -330,3 +330,28 @@ def test_list_methods_states_the_official_conventions_of_the_new_methods(capsys:
                      ["consensus", "k", "2"], ["consensus", "merge_func", "sum"], ["pcb", "ratio", "0.1"],
                      ["pcb", "outlier_ratio", "0.0001"], ["breadcrumbs", "gamma", "0.85"]):
         assert expected in rows, expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_knots_keeps_names_shapes_and_dtypes_and_leaves_its_inputs_alone(dtype: torch.dtype) -> None:
+    updates = [update.map(lambda t: t.to(dtype)) for update in low_rank_updates(3, seed=64)]
+    pool = lora_pool(updates)
+    before = [update.clone() for update in updates]
+    merged = Knots().merge(pool)
+    assert {k: (v.shape, v.dtype) for k, v in merged.items()} == {k: (v.shape, v.dtype) for k, v in updates[0].items()}
+    merged.assert_finite()
+    assert all(pool.finetuned(f"t{i}").allclose(update, rtol=0, atol=0) for i, update in enumerate(before))
+
+
+def test_knots_names_mismatched_keys_and_non_finite_tasks() -> None:
+    updates = low_rank_updates(2, seed=65)
+    extra = ParamDict(updates[1])
+    extra["layer2.delta_weight"] = torch.zeros(3, 2, dtype=torch.float64)
+    base = updates[0].map(torch.zeros_like)
+    with pytest.raises(ParamMismatchError, match="task 't1'.*layer2.delta_weight"):
+        Knots().merge(StaticPool(base, {"t0": updates[0], "t1": extra}, mode="lora"))
+    broken = ParamDict(updates[1])
+    broken["layer0.delta_weight"] = broken["layer0.delta_weight"].clone()
+    broken["layer0.delta_weight"][1, 2] = float("nan")
+    with pytest.raises(NonFiniteError, match="task 't1' contain NaN or Inf in tensor 'layer0.delta_weight'"):
+        Knots().merge(StaticPool(base, {"t0": updates[0], "t1": broken}, mode="lora"))
