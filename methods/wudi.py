@@ -32,7 +32,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods.common import FACTORISE, FACTORISE_HELP, check_choice, factorised, load_task_vectors, mean_vector
+from fusionbench.methods.common import FACTORISE, check_choice, factorised, load_task_vectors, mean_vector
 from fusionbench.methods.linalg import compute_dtype
 
 SOLVERS = ("closed_form", "adam")

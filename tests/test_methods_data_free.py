@@ -355,3 +355,13 @@ def test_knots_names_mismatched_keys_and_non_finite_tasks() -> None:
     broken["layer0.delta_weight"][1, 2] = float("nan")
     with pytest.raises(NonFiniteError, match="task 't1' contain NaN or Inf in tensor 'layer0.delta_weight'"):
         Knots().merge(StaticPool(base, {"t0": updates[0], "t1": broken}, mode="lora"))
+
+
+@pytest.mark.parametrize("base_method", ["ties", "task_arithmetic"])
+def test_knots_of_a_layer_no_task_updates_leaves_it_at_the_base(base_method: str) -> None:
+    updates = low_rank_updates(2, seed=66)
+    for update in updates:
+        update["layer1.delta_weight"] = torch.zeros_like(update["layer1.delta_weight"])  # no singular value above rank_tol
+    merged = Knots(KnotsParams(base_method=base_method)).merge(lora_pool(updates))
+    torch.testing.assert_close(merged["layer1.delta_weight"], torch.zeros(5, 9, dtype=torch.float64))
+    assert merged["layer0.delta_weight"].abs().sum() > 0
