@@ -20,7 +20,8 @@ from torch import nn
 from fusionbench.api.errors import ParamMismatchError
 from fusionbench.api.families import ModelFamily, ZeroShotImageModel
 from fusionbench.api.roles import TensorRoles
-from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
+from fusionbench.modelpools.hf import TransformersModelPool
+from fusionbench.modelpools.transformers_config import TransformersPoolConfig
 from fusionbench.modelpools.streamed import load_weights
 from fusionbench.models.checkpoints import entry_id, match_state_keys
 
@@ -73,9 +74,8 @@ class CLIPModelPool(TransformersModelPool):
             clip, info = load_weights(CLIPModel, path, self._dtype, self.device)
             return (clip, CLIPImageProcessor.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))), info
 
-        clip, processor, tokenizer = self._from_pretrained(
-            path, "clip", ("CLIP", "CLIPModel"), "openai/clip-vit-base-patch16", "config.json, weights, preprocessor_config.json and tokenizer files", load
-        )
+        needs = "config.json, weights, preprocessor_config.json and tokenizer files"
+        clip, processor, tokenizer = self._from_pretrained(path, "clip", ("CLIP", "CLIPModel"), "openai/clip-vit-base-patch16", needs, load)
         self._clip = clip.to(self.device).eval().requires_grad_(False)
         self._processor = processor
         self._tokenizer = tokenizer

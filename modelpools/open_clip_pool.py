@@ -27,7 +27,7 @@ from fusionbench.api.families import ZeroShotImageModel
 from fusionbench.api.modelpool import ModelPool, ModelPoolConfig
 from fusionbench.api.params import ParamDict
 from fusionbench.api.roles import TensorRoles
-from fusionbench.modelpools.hf import DTYPES
+from fusionbench.modelpools.transformers_config import DTYPES
 from fusionbench.models.checkpoints import (
     Resolved,
     content_digest,

@@ -18,7 +18,8 @@ from torch import nn
 
 from fusionbench.api.families import ModelFamily, TextToTextModel
 from fusionbench.api.roles import TensorRoles
-from fusionbench.modelpools.hf import TransformersModelPool, TransformersPoolConfig
+from fusionbench.modelpools.hf import TransformersModelPool
+from fusionbench.modelpools.transformers_config import TransformersPoolConfig
 from fusionbench.modelpools.streamed import load_weights
 from fusionbench.models.checkpoints import entry_id
 
