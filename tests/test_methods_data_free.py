@@ -365,3 +365,20 @@ def test_knots_of_a_layer_no_task_updates_leaves_it_at_the_base(base_method: str
     merged = Knots(KnotsParams(base_method=base_method)).merge(lora_pool(updates))
     torch.testing.assert_close(merged["layer1.delta_weight"], torch.zeros(5, 9, dtype=torch.float64))
     assert merged["layer0.delta_weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("words", "fix"),
+    [
+        (["method=wudi", "method.solver=sgd"], "Choose one of: adam, closed_form"),
+        (["method=consensus", "method.tall_mask_lambda=0"], "it must lie in (0.0, 100.0]"),
+        (["method=pcb", "method.ratio=1.5"], "it must lie in (0.0, 1.0]"),
+        (["method=breadcrumbs", "method.beta=0.3", "method.gamma=0.7"], "their sum must be below 1"),
+        (["method=knots", "method.base_method=dare"], "Choose one of: task_arithmetic, ties"),
+    ],
+)
+def test_bad_parameters_are_one_error_line_from_the_cli(words: list[str], fix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUSIONBENCH_HOME", str(tmp_path / "home"))
+    assert main(["run", *words, "modelpool=dummy", f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: method ") and fix in err[0]
