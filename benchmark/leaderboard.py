@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -25,10 +25,11 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from fusionbench.api.errors import FusionBenchError
-from fusionbench.engine.report import averages, benchmark_family
+from fusionbench.engine.report import AVERAGED, Report, mean
 from fusionbench.engine.results import REPORT as REPORT_SCHEMA
 from fusionbench.engine.results import SWEEP as SUMMARY_SCHEMA
-from fusionbench.engine.results import result_problem
+from fusionbench.engine.results import MethodInfo, Provenance, result_problem
+from fusionbench.engine.summary import Summary
 from fusionbench.utils.cache import content_hash
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import user_path
@@ -109,73 +110,81 @@ def entry_key(entry: Mapping[str, Any]) -> str:
 
 
 # -------------------------------------------------------------- conversion
-def _provenance(source: str, prov: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("packages", "git_revision", "device", "date", "seed", "config_hash")
-    return {"source": source, **{k: prov[k] for k in keys}}
+def _provenance(source: str, prov: Provenance) -> dict[str, Any]:
+    return {"source": source, "packages": prov.packages, "git_revision": prov.git_revision, "device": prov.device,
+            "date": prov.date, "seed": prov.seed, "config_hash": prov.config_hash}
 
 
-def entry_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
+def _method(method: MethodInfo) -> dict[str, Any]:
+    return {"name": method.name, "version": method.version, "reference": method.reference, "parameters": method.parameters}
+
+
+def _task(metric: str, score: float, n: int, stderr: float, normalized: float | None, finetuned: float, pretrained: float) -> dict[str, Any]:
+    """An entry's row of one task (the order of _TASK_FIELDS)."""
+    return dict(zip(_TASK_FIELDS, (metric, score, n, stderr, normalized, finetuned, pretrained)))
+
+
+def entry_from_report(report: Report) -> dict[str, Any]:
     """A ``single_run`` entry from a run report (schema fusionbench.report/1)."""
-    config = report["provenance"]["config"]
+    average = report.average
     return {
         "schema": ENTRY_SCHEMA,
         "benchmark": {
-            "family": benchmark_family(config["modelpool"]),
-            "checkpoint_family": report["modelpool"]["family"],
-            "mode": report["modelpool"]["mode"],
-            "modelpool": report["modelpool"]["name"],
-            "taskpool": report["taskpool"]["name"],
-            "tasks": list(report["tasks"]),
-            "split": report["split"],
-            "limit": report["taskpool"]["limit"],
+            "family": report.benchmark_family,
+            "checkpoint_family": report.modelpool.family,
+            "mode": report.modelpool.mode,
+            "modelpool": report.modelpool.name,
+            "taskpool": report.taskpool.name,
+            "tasks": list(report.tasks),
+            "split": report.split,
+            "limit": report.taskpool.limit,
             "protocol": "single_run",
         },
-        "method": {k: report["method"][k] for k in ("name", "version", "reference", "parameters")},
-        "tasks": {t: {k: row[k] for k in _TASK_FIELDS} for t, row in report["tasks"].items()},
-        "average": {k: report["average"][k] for k in ("score", "normalized", "finetuned", "pretrained")},
-        "cost": dict(report["cost"]),
-        "provenance": _provenance("run_report", report["provenance"]),
+        "method": _method(report.method),
+        "tasks": {t: _task(r.metric, r.score, r.n, r.stderr, r.normalized, r.finetuned, r.pretrained) for t, r in report.tasks.items()},
+        "average": {"score": average.score, "normalized": average.normalized, "finetuned": average.finetuned, "pretrained": average.pretrained},
+        "cost": asdict(report.cost),
+        "provenance": _provenance("run_report", report.provenance),
     }
 
 
-def entry_from_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+def entry_from_summary(summary: Summary) -> dict[str, Any]:
     """A ``subset_sweep`` entry from a sweep summary (schema fusionbench.sweep/1).
 
     ``tasks`` holds the per-task scores of the full task set when the sweep included it.
     """
-    tasks = list(summary["finetuned"])
-    full = next((r for r in summary["subsets"] if len(r["tasks"]) == len(tasks)), None)
+    full = summary.full
     rows = {
-        t: {**{k: s[k] for k in _TASK_FIELDS[:5]}, "finetuned": summary["finetuned"][t], "pretrained": summary["pretrained"][t]}
-        for t, s in (full["scores"].items() if full else ())
+        t: _task(s.metric, s.score, s.n, s.stderr, s.normalized, summary.finetuned[t], summary.pretrained[t])
+        for t, s in (full.scores.items() if full else ())
     }
     grid: dict[str, list[Any]] = {}
-    for point in summary["grid"]:
+    for point in summary.grid:
         for name, value in point.items():
             if value not in grid.setdefault(name, []):
                 grid[name].append(value)
-    method = summary["method"]
     return {
         "schema": ENTRY_SCHEMA,
         "benchmark": {
-            "family": benchmark_family(summary["provenance"]["config"]["modelpool"]),
-            "checkpoint_family": summary["modelpool"]["family"],
-            "mode": summary["modelpool"]["mode"],
-            "modelpool": summary["modelpool"]["name"],
-            "taskpool": summary["taskpool"]["name"],
-            "tasks": tasks,
-            "split": summary["splits"]["report"],
-            "limit": summary["taskpool"]["limit"],
+            "family": summary.benchmark_family,
+            "checkpoint_family": summary.modelpool.family,
+            "mode": summary.modelpool.mode,
+            "modelpool": summary.modelpool.name,
+            "taskpool": summary.taskpool.name,
+            "tasks": list(summary.finetuned),
+            "split": summary.splits.report,
+            "limit": summary.taskpool.limit,
             "protocol": "subset_sweep",
-            "subsets": summary["subsets_spec"],
-            "selection_split": summary["splits"]["selection"],
+            "subsets": summary.subsets_spec,
+            "selection_split": summary.splits.selection,
         },
-        "method": {**{k: method[k] for k in ("name", "version", "reference", "parameters")}, "grid": grid},
+        "method": {**_method(summary.method), "grid": grid},
         "tasks": rows,
-        "average": averages(rows),
-        "sweep": {"subsets": len(summary["subsets"]), "table1": summary["table1"], "by_size": summary["by_size"]},
-        "cost": {"wall_seconds": summary["wall_seconds"], "evaluations": summary["counts"]["evaluations"], "computed": summary["counts"]["computed"]},
-        "provenance": _provenance("sweep_summary", summary["provenance"]),
+        "average": {key: mean([row[key] for row in rows.values()]) for key in AVERAGED},
+        "sweep": {"subsets": len(summary.subsets), "table1": None if summary.table1 is None else asdict(summary.table1),
+                  "by_size": {size: asdict(stats) for size, stats in summary.by_size.items()}},
+        "cost": {"wall_seconds": summary.wall_seconds, "evaluations": summary.counts.evaluations, "computed": summary.counts.computed},
+        "provenance": _provenance("sweep_summary", summary.provenance),
     }
 
 
@@ -218,17 +227,14 @@ def entries_from_file(path: str | Path) -> list[dict[str, Any]]:
         problem = result_problem(data, REPORT_SCHEMA)
         if problem is not None:
             raise LeaderboardError(f"{path}: invalid run report, {problem}")
-        return [entry_from_report(data)]
+        return [entry_from_report(Report.from_dict(data))]
     if kind == SUMMARY_SCHEMA:
         if "provenance" not in data or "reference" not in data.get("method", {}):
             raise LeaderboardError(f"{path}: sweep summary has no provenance (written by an older FusionBench); re-run the sweep, it resumes from its store")
         problem = result_problem(data, SUMMARY_SCHEMA)
         if problem is not None:
             raise LeaderboardError(f"{path}: invalid sweep summary, {problem}")
-        try:
-            return [entry_from_summary(data)]
-        except (KeyError, TypeError) as exc:
-            raise LeaderboardError(f"{path}: malformed sweep summary (missing or bad {exc})") from None
+        return [entry_from_summary(Summary.from_dict(data))]
     known = ", ".join((ENTRY_SCHEMA, LEADERBOARD_SCHEMA, REPORT_SCHEMA, SUMMARY_SCHEMA))
     raise LeaderboardError(f"{path}: unknown schema {kind!r}; expected one of {known}")
 

@@ -72,7 +72,7 @@ def run(method: str, modelpool: str, taskpool: Optional[str] = None, **overrides
     Example: ``fusionbench.run(method="ties", modelpool="dummy", method__k=0.2, output_dir="out/ties")``.
     """
     chosen = {"method": method, "modelpool": modelpool, **({"taskpool": taskpool} if taskpool else {})}
-    return Report(run_config(compose(words(chosen) + words(overrides), RunSchema)))
+    return run_config(compose(words(chosen) + words(overrides), RunSchema))
 
 
 def load_pool(modelpool: str, device: str = "cpu", **overrides: Any) -> ModelPool:

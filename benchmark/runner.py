@@ -25,8 +25,8 @@ from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.model_card import model_card
 from fusionbench.engine.references import reference_scores
-from fusionbench.engine.report import SCHEMA, averages, task_rows
-from fusionbench.engine.results import check_result
+from fusionbench.engine.report import Averages, Cost, PoolInfo, Report, TaskPoolInfo, TaskRow
+from fusionbench.engine.results import MethodInfo, Provenance, check_result
 from fusionbench.engine.save import check_save_request, save_merged
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import check_writable, user_path
@@ -64,7 +64,7 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path("outputs") / f"{stamp}-{cfg.method.name}-{cfg.modelpool.name}"
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> Report:
     """Execute one run and return its report (also written to the run directory)."""
     device = resolve_device(cfg.device)
     if cfg.split not in SPLITS:
@@ -83,28 +83,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluation = merge_and_evaluate(method, pool, taskpool, cfg.split)
     references = reference_scores(pool, taskpool, tasks, cfg.split)
 
-    rows = task_rows(evaluation.scores, references.finetuned, references.pretrained)
+    rows = {task: TaskRow.of(score, references.finetuned[task], references.pretrained[task]) for task, score in evaluation.scores.items()}
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    report = {
-        "schema": SCHEMA,
-        "method": {
-            "name": method.name,
-            "version": method.version,
-            "reference": method.reference,
-            "parameters": asdict(method.params),
-            "data": None if (use := method.data_use()) is None else asdict(use),
-        },
-        "modelpool": {"name": cfg.modelpool.name, "mode": pool.mode, "family": pool.family, "identity": pool.identity()},
-        "taskpool": {"name": cfg.taskpool.name, **taskpool.identity()},
-        "split": cfg.split,
-        "tasks": rows,
-        "average": averages(rows),
-        "cost": {"merge_seconds": evaluation.merge_seconds, "eval_seconds": evaluation.eval_seconds, "peak_memory_bytes": peak_memory_bytes(device)},
-        "provenance": provenance(device, cfg.seed, resolved, config_hash(cfg)),  # type: ignore[arg-type]
-        "output_dir": str(out),
-    }
+    use = method.data_use()
+    report = Report(
+        method=MethodInfo(method.name, method.version, method.reference, asdict(method.params), None if use is None else asdict(use)),
+        modelpool=PoolInfo(cfg.modelpool.name, pool.mode, pool.family, pool.identity()),
+        taskpool=TaskPoolInfo.from_dict({"name": cfg.taskpool.name, **taskpool.identity()}),
+        split=cfg.split,
+        tasks=rows,
+        average=Averages.of(rows),
+        cost=Cost(evaluation.merge_seconds, evaluation.eval_seconds, peak_memory_bytes(device)),
+        provenance=Provenance.from_dict(provenance(device, cfg.seed, resolved, config_hash(cfg))),  # type: ignore[arg-type]
+        output_dir=str(out),
+    )
     if save_to is not None and save_format is not None:
-        scores = {task: {"split": cfg.split, **{k: row[k] for k in ("metric", "score", "n", "normalized")}} for task, row in rows.items()}
+        scores = {task: {"split": cfg.split, "metric": row.metric, "score": row.score, "n": row.n, "normalized": row.normalized} for task, row in rows.items()}
         card = model_card(cfg, method, pool, save_format, scores)
         save_merged(lambda folder: pool.save(evaluation.merged, folder, save_format), save_to, card)
     try:
@@ -112,6 +106,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except OSError as exc:
         raise OutputError(f"output directory {str(out)!r} cannot be created ({exc.strerror}); choose another with output_dir=PATH") from None
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    check_result({k: v for k, v in report.items() if k != "output_dir"}, SCHEMA)
-    write_json_atomic(out / "report.json", report)
+    data = report.to_dict()
+    check_result({k: v for k, v in data.items() if k != "output_dir"}, Report.SCHEMA)
+    write_json_atomic(out / "report.json", data)
     return report

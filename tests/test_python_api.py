@@ -15,6 +15,7 @@ import fusionbench
 from fusionbench import ParamDict, ParamDictPool
 from fusionbench.api.errors import ConfigError, NonFiniteError, ParamMismatchError
 from fusionbench.cli.main import main
+from fusionbench.engine.report import Report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "python_api.md"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -92,7 +93,8 @@ def test_run_gives_the_report_the_command_line_writes(tmp_path: Path) -> None:
     report = fusionbench.run(method="ties", modelpool="dummy", method__k=0.3, output_dir=str(tmp_path / "api"))
     assert main(["run", "method=ties", "modelpool=dummy", "method.k=0.3", f"output_dir={tmp_path / 'cli'}"]) == 0
     written = json.loads((tmp_path / "cli" / "report.json").read_text())
-    assert report.tasks == written["tasks"] and report["method"]["parameters"]["k"] == 0.3
+    assert report.to_dict()["tasks"] == written["tasks"] and report.method.parameters["k"] == 0.3
+    assert Report.from_dict(written).to_dict() == written  # report.json read back and written again, unchanged
     frame = report.to_frame()
     assert list(frame["task"]) == list(written["tasks"])
     assert list(frame["score"]) == [row["score"] for row in written["tasks"].values()]
@@ -114,7 +116,7 @@ def test_load_pool_and_taskpool_take_overrides_and_agree_with_run(tmp_path: Path
     assert pool.tasks == ["alpha", "gamma"]
     scores = taskpool.evaluate(pool.model(fusionbench.merge("ties", pool)), pool.tasks, "test")
     report = fusionbench.run(method="ties", modelpool="dummy", modelpool__tasks=["alpha", "gamma"], output_dir=str(tmp_path / "r"))
-    assert {t: s.value for t, s in scores.items()} == {t: row["score"] for t, row in report.tasks.items()}
+    assert {t: s.value for t, s in scores.items()} == {t: row.score for t, row in report.tasks.items()}
     with pytest.raises(ConfigError, match=r"Did you mean 'seed'\?"):
         fusionbench.load_pool("dummy", sede=1)
 

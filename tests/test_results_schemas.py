@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from fusionbench.cli.main import main
+from fusionbench.engine.report import Report, TaskRow
 from fusionbench.engine.results import FINETUNE, PROFILE, REPORT, SCHEMA_FILES, SWEEP, check_result, result_problem, schema_document
+from fusionbench.engine.summary import Summary
 
 
 def test_each_schema_names_its_kind() -> None:
@@ -58,3 +60,13 @@ def test_the_leaderboard_refuses_a_summary_its_schema_refuses(written: dict[str,
     assert main(["leaderboard", "publish", str(tmp_path / "bad.json"), f"out={tmp_path / 'board.json'}"]) == 2
     assert "invalid sweep summary, at table1" in capsys.readouterr().err
     assert not (tmp_path / "board.json").exists()
+
+
+def test_typed_results_read_back_what_was_written(written: dict[str, dict]) -> None:
+    """Report and Summary are the dataclasses of these files: from_dict then to_dict gives the file's JSON again."""
+    report, summary = Report.from_dict(written[REPORT]), Summary.from_dict(written[SWEEP])
+    assert report.to_dict() == written[REPORT] and summary.to_dict() == written[SWEEP]
+    assert json.dumps(summary.to_dict(), indent=2) == json.dumps(written[SWEEP], indent=2)  # the same keys in the same order
+    assert isinstance(report.tasks["alpha"], TaskRow) and report.average.normalized == written[REPORT]["average"]["normalized"]
+    assert report.benchmark_family == summary.benchmark_family == "dummy" and summary.modelpool.family == "local"
+    assert summary.full is None and [pair.tasks for pair in summary.pairs] == [row.tasks for row in summary.subsets]

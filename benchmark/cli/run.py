@@ -15,7 +15,7 @@ def handle(words: list[str]) -> int:
     cfg = compose(words, RunSchema)
     report = run(cfg)
     render(report)
-    print(f"report written to {os.path.join(report['output_dir'], 'report.json')}")
+    print(f"report written to {os.path.join(str(report.output_dir), 'report.json')}")
     return 0
 
 

@@ -14,7 +14,7 @@ def handle(words: list[str]) -> int:
 
     summary = sweep(compose(words, SweepSchema))
     render_summary(summary)
-    out = Path(summary["output_dir"])
+    out = Path(str(summary.output_dir))
     plots = plot_summary(summary, out)
     print(f"summary written to {out / 'summary.json'}" + (f"; plots: {', '.join(p.name for p in plots)}" if plots else ""))
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,9 +25,10 @@ from fusionbench.config.compose import config_hash
 from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.executors import Job, LocalExecutor, RayExecutor, Worker
 from fusionbench.engine.references import References, reference_scores
-from fusionbench.engine.results import check_result
+from fusionbench.engine.results import Provenance, check_result, result_problem
 from fusionbench.engine.store import ResultStore, default_store
-from fusionbench.sweep.aggregate import SUMMARY_SCHEMA, summarize
+from fusionbench.engine.summary import Counts, Summary
+from fusionbench.sweep.aggregate import summarize
 from fusionbench.sweep.plan import Plan, enumerate_subsets, grid_points, select_best
 from fusionbench.utils.jsonio import write_json_atomic
 from fusionbench.utils.paths import check_writable, user_path
@@ -112,7 +113,7 @@ def _execute(
     return references, best, total + len(final), computed
 
 
-def sweep(cfg: DictConfig) -> dict[str, Any]:
+def sweep(cfg: DictConfig) -> Summary:
     """Run (or resume) a sweep and return its summary (also written as summary.json)."""
     started = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -140,31 +141,34 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
                     store.close()
                     store.remove_created()
                 raise
-            summary = summarize(plan, store, references, subsets, best, points, cfg)
+            origin = Provenance.from_dict(provenance(device, int(cfg.seed), config, config_hash(cfg, exclude=_NOT_RESULTS)))  # type: ignore[arg-type]
+            counts = Counts(total, computed, total - computed)
+            summary = summarize(plan, store, references, subsets, best, points, cfg, counts, time.perf_counter() - started, origin)
     finally:
         executor.close()
-    summary["counts"] = {"evaluations": total, "computed": computed, "cached": total - computed}
-    summary["wall_seconds"] = time.perf_counter() - started
-    summary["provenance"] = provenance(device, int(cfg.seed), config, config_hash(cfg, exclude=_NOT_RESULTS))  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    check_result(summary, SUMMARY_SCHEMA)
-    write_json_atomic(out / "summary.json", summary)
-    summary["output_dir"] = str(out)
-    return summary
+    data = summary.to_dict()
+    check_result(data, Summary.SCHEMA)
+    write_json_atomic(out / "summary.json", data)
+    return replace(summary, output_dir=str(out))
 
 
-def load_summary(path: str | Path) -> dict[str, Any]:
+def load_summary(path: str | Path) -> Summary:
+    """The summary of a sweep output folder or its summary.json; a ConfigError for anything else."""
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
     if not path.is_file():
         raise ConfigError(f"sweep summary {str(path)!r} does not exist; give a sweep output directory or its summary.json")
     try:
-        summary = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"sweep summary {str(path)!r} is not valid JSON ({exc}); give the summary.json a sweep wrote") from None
-    if not isinstance(summary, dict) or summary.get("schema") != SUMMARY_SCHEMA:
-        found = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
-        raise ConfigError(f"{str(path)!r} is not a sweep summary (schema {found!r}, expected {SUMMARY_SCHEMA!r}); give the summary.json a sweep wrote")
-    return summary
+    if not isinstance(data, dict) or data.get("schema") != Summary.SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"{str(path)!r} is not a sweep summary (schema {found!r}, expected {Summary.SCHEMA!r}); give the summary.json a sweep wrote")
+    problem = result_problem(data, Summary.SCHEMA)
+    if problem is not None:
+        raise ConfigError(f"sweep summary {str(path)!r} does not match its schema ({problem}); re-run the sweep (it resumes from its store)")
+    return Summary.from_dict(data, str(path.parent))
