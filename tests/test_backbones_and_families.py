@@ -23,7 +23,7 @@ from fusionbench.api.plugins import MODELPOOLS, TASKPOOLS
 from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
 from fusionbench.config.task_sets import task_set
-from fusionbench.leaderboard import entry_from_report, problem, published_sets, save
+from fusionbench.leaderboard import entries_from_file, entry_from_report, problem, published_sets, save
 from fusionbench.models.convert import ConvertArgs, convert
 
 TA8 = ["sun397", "stanford-cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd"]
@@ -191,6 +191,22 @@ def test_open_clip_task_vectors_reads_the_release_layout(world: dict[str, Any], 
     assert all(torch.equal(got[n], v) for n, v in expected["stanford-cars"].items())
 
 
+def doc_commands(path: Path, after: str) -> list[list[str]]:
+    """The `fusionbench run` commands of the first bash block after the heading ``after`` (comments dropped)."""
+    block = path.read_text().split(after, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#")[0].split()[2:] for line in block.splitlines() if line.startswith("fusionbench run")]
+
+
+@pytest.mark.parametrize("doc, heading", [("README.md", "## Backbones, task sets and checkpoint families"),
+                                          ("docs/modelpools.md", "## One config per backbone")])
+def test_documented_commands_compose(doc: str, heading: str, isolated_home: Path) -> None:
+    commands = doc_commands(Path(__file__).resolve().parents[1] / doc, heading)
+    assert len(commands) >= 3
+    for words in commands:
+        cfg = compose(words, Top)
+        assert list(cfg.taskpool.tasks) == list(cfg.modelpool.models) or cfg.modelpool.type == "t5"
+
+
 # ------------------------------------------------------------------ task pools
 def test_catalog_class_names_match_the_datasets_label_counts() -> None:
     catalog = json.loads((files("fusionbench.taskpools") / "data" / "clip_vision_tasks.json").read_text())
@@ -232,6 +248,15 @@ def test_family_in_report_and_leaderboard_entry(tmp_path: Path) -> None:
     assert entry["benchmark"]["checkpoint_family"] == "local" and problem(entry) is None
     board = save(tmp_path / "board.json", [entry])
     assert board["published"] == published_sets() and problem(board, "leaderboard") is None
+
+
+def test_family_in_sweep_summary_and_its_entry(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    assert main(["sweep", "method=simple_average", "modelpool=dummy", "subsets=pairs", f"output_dir={out}", f"store={tmp_path / 's.sqlite'}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["modelpool"]["family"] == "local"
+    [entry] = entries_from_file(out)
+    assert entry["benchmark"]["checkpoint_family"] == "local" and problem(entry) is None
 
 
 def test_published_sets_name_their_source_and_family() -> None:
