@@ -47,6 +47,10 @@ TARGETS = (
     Target("task arithmetic extra peak memory / one model", "merge-extra:task_arithmetic", "merge-model", 1.2, False),
     Target("simple average extra peak memory / one model", "merge-extra:simple_average", "merge-model", 1.2, False),
     Target("TIES extra peak memory / one model", "merge-extra:ties", "merge-model", 2.0, False),
+    # the data-based methods against the one-minute budget (perf/test_data_based_methods.py)
+    Target("Fisher merging (N = 256) on the mini vision pool / one minute", "data-merge:fisher", "budget:minute", 1.0, False),
+    Target("RegMean (N = 256) on the mini vision pool / one minute", "data-merge:regmean", "budget:minute", 1.0, False),
+    Target("AdaMerging (layer-wise, 500 steps) on the mini vision pool / one minute", "data-merge:adamerging", "budget:minute", 1.0, False),
 )
 
 
