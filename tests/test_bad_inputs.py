@@ -99,6 +99,11 @@ CASES: dict[str, Case] = {
     # plugins that misbehave
     **{f"plugin merge {b}": (lambda b: lambda t: ["run", "method=broken", "modelpool=dummy", f"plugins=[{plugin(t, b)}]"])(b) for b in BEHAVIOURS if b != "is terminated"},
     "sweep with a plugin that raises": lambda t: ["sweep", "method=broken", "modelpool=dummy", "subsets=pairs", f"plugins=[{plugin(t, 'raises')}]", f"store={t / 'new.sqlite'}"],
+    # data-based methods (the task pool's data contract)
+    "adamerging unknown granularity": lambda t: ["run", "method=adamerging", "modelpool=dummy", "method.granularity=block"],
+    "fisher split with too few examples": lambda t: ["run", "method=fisher", "modelpool=dummy", "taskpool.examples=100"],
+    "fisher on test labels": lambda t: ["run", "method=fisher", "modelpool=dummy", "method.split=test"],
+    "regmean more examples than the split has": lambda t: ["run", "method=regmean", "modelpool=dummy", "taskpool.limit=16", "method.examples_per_task=32"],
     # sweep
     "sweep subset size too large": lambda t: [*SWEEP, "subsets=size=9"],
     "sweep unknown subsets": lambda t: [*SWEEP, "subsets=trios"],
