@@ -27,6 +27,7 @@ from fusionbench.api.plugins import MODELPOOLS
 from fusionbench.cli.main import main
 from fusionbench.config.compose import load_option, validate
 from fusionbench.finetune.loop import FinetuneOptions, finetune, load_taskpool
+from fusionbench.finetune.record import FinetuneRecord
 from fusionbench.config.recipe import LoraSpec, Recipe, load_recipe
 from fusionbench.models.linearize import LinearizedLoraLinear
 
@@ -125,6 +126,8 @@ def test_loss_decreases_in_every_mode(world: dict[str, Path], family: str, mode:
     meta = json.loads((result.output_dir / "finetune.json").read_text())
     assert meta["mode"] == mode and meta["steps"] == 16 and meta["recipe"]["name"] == f"tiny_{family}"
     assert meta["code_version"]["fusionbench"] and "git_revision" in meta["code_version"]
+    record = FinetuneRecord.from_dict(meta)  # finetune.json is the typed record's JSON
+    assert record.to_dict() == meta and record.recipe.lora.r == 4 and record.mode == mode
     assert not (world["root"] / f"decrease-{family}-{mode}.partial").exists()
 
 

@@ -12,6 +12,7 @@ from fusionbench.cli.main import main
 from fusionbench.engine.report import Report, TaskRow
 from fusionbench.engine.results import FINETUNE, PROFILE, REPORT, SCHEMA_FILES, SWEEP, check_result, result_problem, schema_document
 from fusionbench.engine.summary import Summary
+from fusionbench.profiling.result import Profile
 
 
 def test_each_schema_names_its_kind() -> None:
@@ -70,3 +71,12 @@ def test_typed_results_read_back_what_was_written(written: dict[str, dict]) -> N
     assert isinstance(report.tasks["alpha"], TaskRow) and report.average.normalized == written[REPORT]["average"]["normalized"]
     assert report.benchmark_family == summary.benchmark_family == "dummy" and summary.modelpool.family == "local"
     assert summary.full is None and [pair.tasks for pair in summary.pairs] == [row.tasks for row in summary.subsets]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "docs").glob("profile-*.json")), ids=lambda p: p.name)
+def test_published_profiles_read_back_as_typed_profiles(path: Path) -> None:
+    """The profiles in docs/ (written before the one recipe type) are Profiles: from_dict then to_dict gives them back."""
+    data = json.loads(path.read_text())
+    profile = Profile.from_dict(data)
+    assert result_problem(data, PROFILE) is None and profile.to_dict() == data
+    assert set(profile.ours) == set(profile.settings.paradigms) and profile.paper.source == data["paper"]["source"]

@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fusionbench.analysis.results import CosineResult, DisentanglementResult, InterferenceResult, ScalingResult
 from fusionbench.analysis.outputs import analysis_pool, curves_csv, curves_plot, finish_analysis, heatmap, interference_csv, matrix_csv, start_analysis, write_atomic
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
 from fusionbench.api.modelpool import ModelPool
@@ -216,7 +217,7 @@ def interference(
 
 
 # ------------------------------------------------------------------ commands
-def analyze_cosine(cfg: DictConfig) -> dict[str, Any]:
+def analyze_cosine(cfg: DictConfig) -> CosineResult:
     """Task-vector cosine matrix of a pool: cosine.csv, cosine.png, cosine.json in the output directory."""
     device, out = start_analysis(cfg, "cosine")
     pool = analysis_pool(cfg, device)
@@ -224,15 +225,13 @@ def analyze_cosine(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"pool {cfg.modelpool.name!r} has {len(pool.tasks)} task(s); the cosine matrix needs at least 2")
     matrix = cosine_matrix(pool)
     family = benchmark_family(cfg.modelpool)
-    result = {
-        "modelpool": str(cfg.modelpool.name), "family": family, "mode": pool.mode, "tasks": pool.tasks,
-        "cosine": matrix.tolist(), "mean_offdiag": mean_offdiag(matrix), "paper_mean_offdiag": paper_cosine(family, pool.mode),
-    }
-    finish_analysis(out, cfg, "cosine.json", result)
+    result = CosineResult(str(cfg.modelpool.name), family, pool.mode, pool.tasks, matrix.tolist(), mean_offdiag(matrix),
+                          paper_cosine(family, pool.mode), str(out))
+    finish_analysis(out, cfg, "cosine.json", result.to_dict())
     write_atomic(out / "cosine.csv", lambda tmp: tmp.write_text(matrix_csv(pool.tasks, matrix)))
-    title = f"task-vector cosine similarity\n{cfg.modelpool.name} ({pool.mode}), mean off-diagonal {result['mean_offdiag']:.3f}"
+    title = f"task-vector cosine similarity\n{cfg.modelpool.name} ({pool.mode}), mean off-diagonal {result.mean_offdiag:.3f}"
     heatmap(out / "cosine.png", matrix, pool.tasks, pool.tasks, title, "", "", "cosine similarity", annotate=True)
-    return {**result, "output_dir": str(out)}
+    return result
 
 
 def _two_tasks(value: Any, pool: ModelPool) -> tuple[str, str]:
@@ -273,7 +272,7 @@ def _taskpool_for(cfg: DictConfig, device: str, tasks: list[str]) -> Any:
     return taskpool
 
 
-def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
+def analyze_disentanglement(cfg: DictConfig) -> DisentanglementResult:
     """Weight disentanglement error of two tasks over a grid: disentanglement.json and disentanglement.png."""
     _check_split(cfg.split)
     grid = _coefficients(cfg.grid, "grid", "[-1,-0.5,0,0.5,1]")
@@ -284,19 +283,16 @@ def analyze_disentanglement(cfg: DictConfig) -> dict[str, Any]:
     with _progress() as progress:
         bar = progress.add_task(f"disentanglement {cfg.modelpool.name}", total=(len(grid) + 2) * len(grid))
         error = disentanglement_error(pool, taskpool, (a, b), grid, cfg.split, lambda: progress.advance(bar))
-    result = {
-        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
-        "tasks": [a, b], "grid": grid, "xi": error["xi"].tolist(), "per_task": {a: error[a].tolist(), b: error[b].tolist()},
-        "mean_xi": float(error["xi"].mean()),
-    }
-    finish_analysis(out, cfg, "disentanglement.json", result)
+    result = DisentanglementResult(str(cfg.modelpool.name), pool.mode, str(cfg.taskpool.name), cfg.split, [a, b], grid, error["xi"].tolist(),
+                                   {a: error[a].tolist(), b: error[b].tolist()}, float(error["xi"].mean()), str(out))
+    finish_analysis(out, cfg, "disentanglement.json", result.to_dict())
     ticks = [f"{v:g}" for v in grid]
-    title = f"weight disentanglement error, {cfg.modelpool.name} ({pool.mode})\n{a} vs {b}, mean {result['mean_xi']:.3f}"
+    title = f"weight disentanglement error, {cfg.modelpool.name} ({pool.mode})\n{a} vs {b}, mean {result.mean_xi:.3f}"
     heatmap(out / "disentanglement.png", error["xi"], ticks, ticks, title, f"λ2 ({b})", f"λ1 ({a})", "ξ(λ1, λ2)", annotate=False)
-    return {**result, "output_dir": str(out)}
+    return result
 
 
-def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
+def analyze_scaling(cfg: DictConfig) -> ScalingResult:
     """Scores along each task vector and along their sum: scaling.json, scaling.csv and scaling.png."""
     _check_split(cfg.split)
     lambdas = _coefficients(cfg.lambdas, "lambdas", "[0,0.25,0.5,0.75,1]")
@@ -306,19 +302,17 @@ def analyze_scaling(cfg: DictConfig) -> dict[str, Any]:
     with _progress() as progress:
         bar = progress.add_task(f"scaling {cfg.modelpool.name}", total=(len(pool.tasks) + 1) * len(lambdas))
         curves = scaling_curves(pool, taskpool, lambdas, cfg.split, lambda: progress.advance(bar))
-    result = {
-        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
-        "tasks": pool.tasks, "lambdas": lambdas,
-        **{name: {t: row.tolist() for t, row in zip(pool.tasks, matrix)} for name, matrix in curves.items()},
-        **{f"mean_{name}": matrix.mean(axis=0).tolist() for name, matrix in curves.items()},
-    }
-    finish_analysis(out, cfg, "scaling.json", result)
+    per_task = {name: {t: row.tolist() for t, row in zip(pool.tasks, matrix)} for name, matrix in curves.items()}
+    means = {name: matrix.mean(axis=0).tolist() for name, matrix in curves.items()}
+    result = ScalingResult(str(cfg.modelpool.name), pool.mode, str(cfg.taskpool.name), cfg.split, pool.tasks, lambdas,
+                           per_task["alone"], per_task["sum"], means["alone"], means["sum"], str(out))
+    finish_analysis(out, cfg, "scaling.json", result.to_dict())
     write_atomic(out / "scaling.csv", lambda tmp: tmp.write_text(curves_csv(pool.tasks, lambdas, curves)))
     curves_plot(out / "scaling.png", pool.tasks, lambdas, curves, f"scores along the task vectors, {cfg.modelpool.name} ({pool.mode}), {cfg.split} split")
-    return {**result, "output_dir": str(out)}
+    return result
 
 
-def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
+def analyze_interference(cfg: DictConfig) -> InterferenceResult:
     """Own gains and cross-task changes of the task vectors at one lambda: interference.json,
     interference.csv and interference.png."""
     _check_split(cfg.split)
@@ -332,15 +326,14 @@ def analyze_interference(cfg: DictConfig) -> dict[str, Any]:
         bar = progress.add_task(f"interference {cfg.modelpool.name}", total=len(pool.tasks) + 2)
         numbers = interference(pool, taskpool, lam, cfg.split, lambda: progress.advance(bar))
     tasks = pool.tasks
-    result = {
-        "modelpool": str(cfg.modelpool.name), "mode": pool.mode, "taskpool": str(cfg.taskpool.name), "split": cfg.split,
-        "tasks": tasks, "scaling_factor": lam,
-        "single": {t: dict(zip(tasks, row.tolist())) for t, row in zip(tasks, numbers["single"])},
-        **{name: dict(zip(tasks, numbers[name].tolist())) for name in ("base", "own", "cross", "additive", "sum")},
-        **{f"mean_{name}": float(numbers[name].mean()) for name in ("base", "own", "cross", "additive", "sum")},
-    }
-    finish_analysis(out, cfg, "interference.json", result)
+    names = ("base", "own", "cross", "additive", "sum")
+    result = InterferenceResult(
+        str(cfg.modelpool.name), pool.mode, str(cfg.taskpool.name), cfg.split, tasks, lam,
+        {t: dict(zip(tasks, row.tolist())) for t, row in zip(tasks, numbers["single"])},
+        *(dict(zip(tasks, numbers[name].tolist())) for name in names), *(float(numbers[name].mean()) for name in names), str(out),
+    )
+    finish_analysis(out, cfg, "interference.json", result.to_dict())
     write_atomic(out / "interference.csv", lambda tmp: tmp.write_text(interference_csv(tasks, numbers)))
     title = f"score change under one task vector (λ={lam:g}), {cfg.modelpool.name} ({pool.mode}), {cfg.split} split"
     heatmap(out / "interference.png", numbers["change"], tasks, tasks, title, "task scored", "task vector added", "change of score", annotate=True, diverging=True)
-    return {**result, "output_dir": str(out)}
+    return result

@@ -15,46 +15,47 @@ def handle(words: list[str]) -> int:
     action, rest = subcommand(words, "analyze", ("cosine", "disentanglement", "scaling", "interference"))
     if action == "cosine":
         result = analysis.analyze_cosine(compose(rest, analysis.CosineSchema, groups=("modelpool",)))
-        table = Table(title=f"task-vector cosine similarity: {result['modelpool']} ({result['mode']})")
+        table = Table(title=f"task-vector cosine similarity: {result.modelpool} ({result.mode})")
         table.add_column("task")
-        for task in result["tasks"]:
+        for task in result.tasks:
             table.add_column(task, justify="right")
-        for task, row in zip(result["tasks"], result["cosine"]):
+        for task, row in zip(result.tasks, result.cosine):
             table.add_row(task, *(f"{v:.3f}" for v in row))
         Console().print(table)
-        paper = result["paper_mean_offdiag"]
-        beside = f" (paper, {result['family']} {result['mode']}: {paper:.3f})" if paper is not None else ""
-        print(f"mean off-diagonal cosine similarity: {result['mean_offdiag']:.3f}{beside}")
-        print(f"written to {result['output_dir']}: cosine.csv, cosine.png, cosine.json")
+        paper = result.paper_mean_offdiag
+        beside = f" (paper, {result.family} {result.mode}: {paper:.3f})" if paper is not None else ""
+        print(f"mean off-diagonal cosine similarity: {result.mean_offdiag:.3f}{beside}")
+        print(f"written to {result.output_dir}: cosine.csv, cosine.png, cosine.json")
         return 0
     if action == "scaling":
-        result = analysis.analyze_scaling(compose(rest, analysis.ScalingSchema, groups=("modelpool", "taskpool")))
-        table = Table(title=f"mean score over the {len(result['tasks'])} tasks of {result['modelpool']} ({result['mode']}), {result['split']} split")
+        scaling = analysis.analyze_scaling(compose(rest, analysis.ScalingSchema, groups=("modelpool", "taskpool")))
+        table = Table(title=f"mean score over the {len(scaling.tasks)} tasks of {scaling.modelpool} ({scaling.mode}), {scaling.split} split")
         for column in ("λ", "each task vector alone", "sum of all task vectors"):
             table.add_column(column, justify="right")
-        for lam, alone, summed in zip(result["lambdas"], result["mean_alone"], result["mean_sum"]):
+        for lam, alone, summed in zip(scaling.lambdas, scaling.mean_alone, scaling.mean_sum):
             table.add_row(f"{lam:g}", f"{alone:.4f}", f"{summed:.4f}")
         Console().print(table)
-        print(f"written to {result['output_dir']}: scaling.json, scaling.csv (every task), scaling.png")
+        print(f"written to {scaling.output_dir}: scaling.json, scaling.csv (every task), scaling.png")
         return 0
     if action == "interference":
-        result = analysis.analyze_interference(compose(rest, analysis.InterferenceSchema, groups=("modelpool", "taskpool")))
-        table = Table(title=f"task vectors at λ={result['scaling_factor']:g} on {result['modelpool']} ({result['mode']}), {result['split']} split")
+        found = analysis.analyze_interference(compose(rest, analysis.InterferenceSchema, groups=("modelpool", "taskpool")))
+        table = Table(title=f"task vectors at λ={found.scaling_factor:g} on {found.modelpool} ({found.mode}), {found.split} split")
         columns = ("base", "own", "cross", "additive", "sum")
         headings = ("base", "own gain", "change by the others", "additive prediction", "sum of all (measured)")
         for column in ("task", *headings):
             table.add_column(column, justify="right")
         signed = ("own", "cross")  # changes, shown with their sign
-        for task in result["tasks"]:
-            table.add_row(task, *(f"{result[c][task]:{'+' if c in signed else ''}.4f}" for c in columns))
-        table.add_row("mean", *(f"{result['mean_' + c]:{'+' if c in signed else ''}.4f}" for c in columns))
+        for task in found.tasks:
+            table.add_row(task, *(f"{getattr(found, c)[task]:{'+' if c in signed else ''}.4f}" for c in columns))
+        table.add_row("mean", *(f"{getattr(found, 'mean_' + c):{'+' if c in signed else ''}.4f}" for c in columns))
         Console().print(table)
-        print(f"written to {result['output_dir']}: interference.json, interference.csv (every change), interference.png")
+        print(f"written to {found.output_dir}: interference.json, interference.csv (every change), interference.png")
         return 0
-    result = analysis.analyze_disentanglement(compose(rest, analysis.DisentanglementSchema, groups=("modelpool", "taskpool")))
-    a, b = result["tasks"]
-    print(f"weight disentanglement error of {a} and {b} on {result['modelpool']} ({result['mode']}), {len(result['grid'])}x{len(result['grid'])} grid: mean {result['mean_xi']:.4f}, max {max(map(max, result['xi'])):.4f}")
-    print(f"written to {result['output_dir']}: disentanglement.json, disentanglement.png")
+    error = analysis.analyze_disentanglement(compose(rest, analysis.DisentanglementSchema, groups=("modelpool", "taskpool")))
+    a, b = error.tasks
+    size = f"{len(error.grid)}x{len(error.grid)}"
+    print(f"weight disentanglement error of {a} and {b} on {error.modelpool} ({error.mode}), {size} grid: mean {error.mean_xi:.4f}, max {max(map(max, error.xi)):.4f}")
+    print(f"written to {error.output_dir}: disentanglement.json, disentanglement.png")
     return 0
 
 

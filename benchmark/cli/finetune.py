@@ -8,7 +8,7 @@ def handle(words: list[str]) -> int:
 
     result = finetune_command(words)
     if result.complete:
-        score = f"; {result.eval['metric']} on {result.eval['split']}: {result.eval['value']:.4f}" if result.eval else ""
+        score = f"; {result.eval.metric} on {result.eval.split}: {result.eval.value:.4f}" if result.eval else ""
         print(f"fine-tuned {result.step} steps in {result.seconds:.1f}s (final loss {result.losses[-1]:.4f}){score}; written to {result.output_dir}")
     else:
         print(f"stopped after {result.step} steps; the run resumes from {result.output_dir} when rerun with the same settings")

@@ -8,9 +8,9 @@ def handle(words: list[str]) -> int:
     from fusionbench.profiling.measure import ProfileSchema, profile
     from fusionbench.profiling.tables import render
 
-    data = profile(compose(words, ProfileSchema, groups=()))
-    render(data)
-    print(f"profile written to {data['output']}")
+    result = profile(compose(words, ProfileSchema, groups=()))
+    render(result)
+    print(f"profile written to {result.output}")
     return 0
 
 

@@ -49,6 +49,12 @@ class Recipe:
     init_seed: int = 42  # LoRA / L-LoRA adapter init, shared by every task of a pool
     lora: LoraSpec = field(default_factory=LoraSpec)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """The recipe ``dataclasses.asdict`` wrote (finetune.json, a profile's measured setup)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and k != "lora"}, lora=LoraSpec(**data["lora"]))
+
 
 RECIPES: dict[str, Recipe] = {
     # CLIP-ViT-B/16 (Table 2): AdamW, lr 1e-5, weight decay 0.1, warm-up cosine (500 of 6000 steps, as

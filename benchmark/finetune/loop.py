@@ -33,7 +33,7 @@ from fusionbench.api.plugins import FAMILIES, TASKPOOLS
 from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.config.compose import load_option, validate
 from fusionbench.engine.build import resolve_device
-from fusionbench.engine.results import FINETUNE, check_result
+from fusionbench.engine.results import check_result
 from fusionbench.models.names import pretrained_checkpoint
 from fusionbench.finetune.io import (
     LOG,
@@ -49,6 +49,7 @@ from fusionbench.finetune.io import (
     write_log,
 )
 from fusionbench.config.recipe import Recipe, load_recipe
+from fusionbench.finetune.record import CodeVersion, EvalScore, FinetuneRecord
 from fusionbench.finetune.trainee import Trainee, build_trainee, load_base, model_family, save_trainee
 from fusionbench.utils.cache import home
 from fusionbench.utils.jsonio import write_json_atomic
@@ -84,7 +85,7 @@ class FinetuneResult:
     step: int  # optimizer steps done
     losses: list[float]  # one per step
     seconds: float  # training time, summed over resumed invocations
-    eval: Optional[dict[str, Any]]  # the task pool's score (split, metric, value, n, stderr) on options.eval_split
+    eval: Optional[EvalScore]  # the task pool's score on options.eval_split
     model: Any  # the trained model as the task pool sees it (ZeroShotImageModel / TextToTextModel)
 
 
@@ -289,10 +290,16 @@ def finetune(
 
     score = None
     if options.eval_split is not None:
-        score = {"split": options.eval_split, **asdict(task_pool.evaluate(trainee.evaluated, [task], options.eval_split)[task])}
-    run = {"model": model, "family": family.name, "task": task, "mode": mode, "recipe": asdict(recipe), "seed": options.seed, "limit": options.limit}
-    metadata = _metadata(run, task_pool, device, step, micro, trained, losses, score, seconds)
-    check_result(metadata, FINETUNE)
+        score = EvalScore.of(options.eval_split, task_pool.evaluate(trainee.evaluated, [task], options.eval_split)[task])
+    record = FinetuneRecord(
+        model=model, family=family.name, task=task, mode=mode, recipe=recipe, seed=options.seed, limit=options.limit,
+        steps=step, micro_batch_size=micro, trained_parameters=sum(p.numel() for p in trained.values()),
+        final_loss=float(np.mean(losses[-10:])), eval=score, seconds=seconds, taskpool=task_pool.identity(),
+        code_version=CodeVersion(fusionbench.__version__, git_revision()), packages=package_versions(), device=device_name(device),
+        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    metadata = record.to_dict()
+    check_result(metadata, FinetuneRecord.SCHEMA)
     with atomic_dir(out, "the fine-tuned checkpoint") as tmp:
         save_trainee(trainee, tmp, pool)
         write_log(tmp / LOG, log)
@@ -327,28 +334,6 @@ def _train_step(trainee: Trainee, taskpool: TaskPool, task: str, data: TrainingD
         total += loss.item()
     optimizer.step()
     return total
-
-
-def _metadata(
-    run: dict[str, Any], taskpool: TaskPool, device: str, steps: int, micro: int, trained: dict[str, torch.nn.Parameter],
-    losses: list[float], score: Optional[dict[str, Any]], seconds: float,
-) -> dict[str, Any]:
-    """finetune.json: what was trained, how, on which data, with which code."""
-    return {
-        "format": FINETUNE,
-        **run,
-        "steps": steps,
-        "micro_batch_size": micro,
-        "trained_parameters": sum(p.numel() for p in trained.values()),
-        "final_loss": float(np.mean(losses[-10:])),  # mean of the last 10 steps
-        "eval": score,
-        "seconds": seconds,
-        "taskpool": taskpool.identity(),
-        "code_version": {"fusionbench": fusionbench.__version__, "git_revision": git_revision()},
-        "packages": package_versions(),
-        "device": device_name(device),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 class _ProgressBar:

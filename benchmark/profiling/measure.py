@@ -35,14 +35,14 @@ from rich.console import Console
 from fusionbench.api.errors import ConfigError, FusionBenchError, OutputError, choices_text, did_you_mean
 from fusionbench.api.words import names_a_file, word_list
 from fusionbench.config.compose import read_yaml_file
-from fusionbench.engine.results import PROFILE, check_result
+from fusionbench.engine.results import check_result
 from fusionbench.models.names import canonical_name, known_model
 from fusionbench.profiling.figures import GIB, device_info, paper_figures, phases, ratios_to_full, static_figures
+from fusionbench.profiling.result import PaperFigures, Profile, ProfileProvenance, ProfileSettings
 from fusionbench.config.recipe import Recipe, recipe_from_mapping
 from fusionbench.profiling.workload import PARADIGMS, Setup, Spec, check_paradigms, preset_family, spec_to_json
 from fusionbench.utils.paths import check_writable, user_path
 
-SCHEMA = PROFILE
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
 # CPU: minutes, not hours; one thread, as a contended multi-threaded CPU step is far noisier
 CPU_DEFAULTS = {"batch_size": 2, "steps": 3, "warmup": 1, "threads": 1}
@@ -242,7 +242,7 @@ def resolve(cfg: Any) -> tuple[Settings, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------- profile
-def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
+def profile(cfg: Any, console: Optional[Console] = None) -> Profile:
     """Measure every figure of tables 3 and 4 for the composed ``ProfileSchema``; write and return the JSON."""
     from fusionbench.utils.jsonio import write_json_atomic
     from fusionbench.utils.provenance import git_revision, package_versions
@@ -261,49 +261,43 @@ def profile(cfg: Any, console: Optional[Console] = None) -> dict[str, Any]:
         for phase in phases(paradigm):
             console.print(f"[dim]{paradigm}: {phase} ({settings.warmup} warm-up + {settings.steps} timed steps, batch {recipe.batch_size}, {device})[/dim]")
             spec_ = Spec(setup, paradigm, phase, device, settings.steps, settings.warmup, settings.seed, settings.threads)
-            result = measure_in_subprocess(spec_)
-            measurements[paradigm][phase] = result
-            figures[f"{phase}_its"] = result["its"]
-            figures[f"{phase}_peak_gib"] = result["peak_bytes"] / GIB
+            measured = measure_in_subprocess(spec_)
+            measurements[paradigm][phase] = measured
+            figures[f"{phase}_its"] = measured["its"]
+            figures[f"{phase}_peak_gib"] = measured["peak_bytes"] / GIB
         ours[paradigm] = figures
     paper = paper_figures(spec, settings.paradigms, recipe.lora.r)
-    data = {
-        "schema": SCHEMA,
-        "model": settings.model,
-        "device": device_info(device),
-        "settings": {
-            "paradigms": list(settings.paradigms),
-            "batch_size": recipe.batch_size,
-            "steps": settings.steps,
-            "warmup": settings.warmup,
-            "seed": settings.seed,
-            "threads": settings.threads or "torch default",
-            **{k: v for k, v in asdict(setup).items() if k != "recipe"},  # preset, source_length, target_length
-            "recipe": asdict(recipe),
-            "its": "1 / median wall time of one step, device synchronised, after the warm-up steps",
-            "peak_memory": "torch.cuda.max_memory_allocated of a fresh process per measurement" if device.startswith("cuda")
+    paper_spec = spec.get("paper", {})
+    result = Profile(
+        model=settings.model,
+        device=device_info(device),
+        settings=ProfileSettings(
+            paradigms=list(settings.paradigms),
+            batch_size=recipe.batch_size,
+            steps=settings.steps,
+            warmup=settings.warmup,
+            seed=settings.seed,
+            threads=settings.threads or "torch default",
+            recipe={"preset": setup.preset, **asdict(recipe), "source_length": setup.source_length, "target_length": setup.target_length},
+            its="1 / median wall time of one step, device synchronised, after the warm-up steps",
+            peak_memory="torch.cuda.max_memory_allocated of a fresh process per measurement" if device.startswith("cuda")
             else "peak resident set size of a fresh process per measurement (os.wait4), the rss floor included",
-            "paper_batch_size": spec.get("paper", {}).get("batch_size"),
-        },
-        "rss_floor_bytes": rss_floor_bytes(),
-        "ours": ours,
-        "ours_ratio_to_full": ratios_to_full(ours),
-        "paper": {
-            "source": {k: spec.get("paper", {}).get(k) for k in ("table3_key", "table4_key")},
-            **paper,
-            "table3_ratio_to_full": ratios_to_full(paper["table3"]),
-            "table4_ratio_to_full": ratios_to_full(paper["table4"]),
-        },
-        "measurements": measurements,
-        "provenance": {"packages": package_versions(), "git_revision": git_revision(),
-                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
-    }
+            paper_batch_size=paper_spec.get("batch_size"),
+        ),
+        rss_floor_bytes=rss_floor_bytes(),
+        ours=ours,
+        ours_ratio_to_full=ratios_to_full(ours),
+        paper=PaperFigures({k: paper_spec.get(k) for k in ("table3_key", "table4_key")}, paper["table3"], paper["table4"],
+                           ratios_to_full(paper["table3"]), ratios_to_full(paper["table4"])),
+        measurements=measurements,
+        provenance=ProfileProvenance(package_versions(), git_revision(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
+    )
     try:
         settings.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {str(settings.output.parent)!r} ({exc.strerror}); choose another with output=PATH") from None
-    check_result(data, SCHEMA)
+    data = result.to_dict()
+    check_result(data, Profile.SCHEMA)
     write_json_atomic(settings.output, data)
-    data["output"] = str(settings.output)
-    return data
+    return replace(result, output=str(settings.output))
 

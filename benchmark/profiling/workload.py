@@ -330,8 +330,7 @@ def measure(spec: Spec) -> dict[str, Any]:
 
 
 def spec_from_json(data: dict[str, Any]) -> Spec:
-    recipe = data["setup"]["recipe"]
-    setup = Setup(**{**data["setup"], "recipe": Recipe(**{**recipe, "lora": LoraSpec(**recipe["lora"])})})
+    setup = Setup(**{**data["setup"], "recipe": Recipe.from_dict(data["setup"]["recipe"])})
     return Spec(**{**data, "setup": setup})
 
 
