@@ -9,7 +9,8 @@ min-max rescaling to [0, 1]:
 2. Intra-balancing: exp(T * normalize(clamped |tau_t|)^2).
 3. Inter-balancing: tanh(tau_t * sum_s tau_s) (the unclamped tau).
 4. beta_t = product of the two; drop: beta_t clamped from below at sorted[int(N (1 - ratio))], then
-   normalized, so only the top ``ratio`` fraction of each task stays above 0.
+   normalized, so only the entries scoring above that value (about the top ``ratio`` fraction of
+   each task) keep a weight above 0.
 5. merged = sum_t beta_t tau'_t / max(sum_t beta_t, 1e-12); theta = theta_0 + lambda * merged.
 
 Defaults of the official code: ratio 0.1, r = 1e-4, lambda 1.0 (the start of its evolutionary
