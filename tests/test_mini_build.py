@@ -15,7 +15,9 @@ import torch
 from transformers import AutoTokenizer, CLIPModel, CLIPProcessor, T5ForConditionalGeneration
 
 from fusionbench.api.errors import DataError
-from fusionbench.mini import bases, build, text_data, vision_data
+from fusionbench.mini import bases, build, shipped, text_data
+from fusionbench.mini import vision_world as vw
+from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.mini.tokenization import learn_bpe_merges, train_clip_tokenizer, train_t5_tokenizer
 
 
@@ -45,12 +47,12 @@ def text_world(home: Path) -> Path:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    """Hashes of every file a build writes except its manifest (which records timings):
+    """Hashes of every file a build writes except its manifest and base training record (which record timings):
     data, task definitions, tokenizer and pretrained weights."""
     return {
         str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
         for f in sorted(folder.rglob("*"))
-        if f.is_file() and f.name != "manifest.json"
+        if f.is_file() and f.name not in ("manifest.json", "training.json")
     }
 
 
@@ -58,7 +60,7 @@ def _digest(folder: Path) -> dict[str, str]:
 def test_vision_world_layout_and_datasets(vision_world: Path, home: Path) -> None:
     assert vision_world == home / "mini" / "vision-seed0-reduced"
     tasks = json.loads((vision_world / "tasks.json").read_text())
-    assert list(tasks) == list(vision_data.VISION_TASKS)
+    assert list(tasks) == list(VISION_TASKS)
     size = build.SIZES[("vision", True)]
     for name, spec in tasks.items():
         dd = datasets.load_from_disk(str(vision_world / spec["dataset"]))
@@ -107,12 +109,13 @@ def test_t5_base_loads_and_generates(text_world: Path) -> None:
 
 
 def test_manifest_records_scores_and_timings(vision_world: Path, text_world: Path) -> None:
-    for world, tasks in ((vision_world, vision_data.VISION_TASKS), (text_world, text_data.TEXT_TASKS)):
+    for world, tasks, training in ((vision_world, VISION_TASKS, "base"), (text_world, text_data.TEXT_TASKS, "pretrain")):
         manifest = build.read_manifest(world)
         assert manifest is not None and manifest["spec"]["reduced"] is True
         assert set(manifest["pretrained"]) == set(tasks)
         assert all(0.0 <= s["value"] <= 1.0 or s["metric"] == "spearman" for s in manifest["pretrained"].values())
-        assert manifest["seconds"]["total"] > 0 and manifest["cpu_seconds"]["pretrain"] > 0
+        assert manifest["seconds"]["total"] > 0 and manifest["cpu_seconds"][training] > 0
+        assert manifest["numerics"]["pinned"] is True  # built in a process with pinned numerics
 
 
 def test_status_reuse_and_clean(vision_world: Path, text_world: Path) -> None:
@@ -127,11 +130,11 @@ def test_status_reuse_and_clean(vision_world: Path, text_world: Path) -> None:
 
 
 def test_a_failed_build_leaves_nothing_behind(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(root: Path, *args: object) -> dict[str, object]:
+    def broken(fill: object, kind: str, root: Path, *args: object) -> dict[str, object]:
         (root / "half-written").write_text("x")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(build, "_fill_vision", broken)
+    monkeypatch.setattr(build, "run_pinned", broken)
     with pytest.raises(RuntimeError, match="boom"):
         build.build_vision_world(seed=7, reduced=True, quiet=True)
     assert not build.world_dir("vision", 7, True).exists()
@@ -148,6 +151,37 @@ def test_builds_are_deterministic(vision_world: Path, text_world: Path, tmp_path
     assert build.world_dir("text", 0, True).exists()
 
 
+def test_a_reduced_vision_world_trains_its_base_and_checksums_it(vision_world: Path) -> None:
+    manifest = build.read_manifest(vision_world)
+    assert manifest is not None and manifest["base"]["source"] == "trained in this build"
+    assert set(shipped.verify(vision_world / "clip")) == {p.name for p in (vision_world / "clip").iterdir()} - {shipped.CHECKSUMS, shipped.RECORD}
+
+
+def test_the_shipped_base_matches_its_checksums_and_the_full_recipe() -> None:
+    shipped.verify(shipped.SHIPPED_VISION_BASE)
+    record = json.loads((shipped.SHIPPED_VISION_BASE / shipped.RECORD).read_text())
+    size = build.SIZES[("vision", False)]
+    assert (record["recipe"]["examples"], record["recipe"]["steps"], record["recipe"]["batch_size"]) == (size.pretrain_examples, size.pretrain_steps, size.batch_size)
+    assert record["recipe"]["seed"] == 0 and record["numerics"]["pinned"] is True
+    assert record["pretrain_loss"]["last"] < record["pretrain_loss"]["first"] - 0.5
+    model = CLIPModel.from_pretrained(shipped.SHIPPED_VISION_BASE)
+    assert model.config.vision_config.num_hidden_layers == 3 and model.config.projection_dim == 64
+
+
+def test_a_base_whose_file_changed_is_refused(vision_world: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "base"
+    shipped.copy_verified(vision_world / "clip", copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="model.safetensors does not match its checksum"):
+        shipped.verify(copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(DataError, match="lacks config.json"):
+        shipped.verify(copy)
+
+
 def test_vision_data_is_deterministic(vision_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSIONBENCH_HOME", str(tmp_path))
     again = build.build_vision_world(seed=0, reduced=True, quiet=True)
@@ -157,8 +191,7 @@ def test_vision_data_is_deterministic(vision_world: Path, tmp_path: Path, monkey
 # -------------------------------------------------------------- tokenizers
 def test_clip_tokenizer_round_trips_and_reloads(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    corpus = [vision_data.caption(s, rng).text for s in vision_data.sample_scenes(rng, 300)]
-    tok = train_clip_tokenizer(corpus)
+    tok = train_clip_tokenizer(vw.tokenizer_corpus(vw.PretrainingSet.sample(300, rng), rng))
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (0, 1, 1)
     text = "a photo of a falling red ring in the top left with the number 7."
     ids = tok(text).input_ids
@@ -182,7 +215,7 @@ def test_t5_tokenizer_has_t5_special_ids_and_sentinels(tmp_path: Path) -> None:
 
 def test_clip_tokenizer_is_a_function_of_its_corpus() -> None:
     rng = np.random.default_rng(2)
-    corpus = [vision_data.caption(s, rng).text for s in vision_data.sample_scenes(rng, 300)]
+    corpus = vw.tokenizer_corpus(vw.PretrainingSet.sample(300, rng), rng)
     first, second = train_clip_tokenizer(corpus), train_clip_tokenizer(list(reversed(corpus)))
     assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()  # vocabulary and merges
 
@@ -207,16 +240,11 @@ def test_t5_tokenizer_is_a_function_of_its_corpus_with_one_token_per_known_word(
 # ------------------------------------------------------------------- pretraining
 def test_clip_pretraining_lowers_the_loss() -> None:
     rng = np.random.default_rng(0)
-    scenes = vision_data.sample_scenes(rng, 96)
-    images = np.stack([np.asarray(im) for im in vision_data.iter_images(scenes, rng)])
-    tok = train_clip_tokenizer([vision_data.caption(s, rng).text for s in scenes])
+    data = vw.PretrainingSet.sample(96, rng)
+    tok = train_clip_tokenizer(vw.tokenizer_corpus(data, rng))
     model = bases.new_clip(tok, seed=0)
-    pixels = bases.pixel_values(images, bases.clip_image_processor())
-
-    def captions(idx: np.ndarray, r: np.random.Generator) -> tuple[list[str], torch.Tensor]:
-        texts, match = vision_data.caption_batch([scenes[i] for i in idx], r)
-        return texts, torch.from_numpy(match)
-
+    pixels = bases.pixel_values(data.images, bases.clip_image_processor())
+    captions = lambda idx, r: vw.caption_batch(data, idx, r)  # noqa: E731
     losses = bases.pretrain_clip(model, tok, pixels, captions, bases.TrainSchedule(30, 32, 2e-3, locked_text=0.3), seed=0)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2
 

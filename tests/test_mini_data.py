@@ -8,80 +8,96 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from scipy import ndimage
+
 from fusionbench.mini import text_data as td
 from fusionbench.mini import text_language as tl
-from fusionbench.mini import vision_data as vd
+from fusionbench.mini import vision_domains as vdom
+from fusionbench.mini import vision_world as vw
+from fusionbench.mini.vision_tasks import COLOURS, PALETTE, VISION_TASKS
 
 
 # ------------------------------------------------------------------------ vision
-def test_vision_tasks_are_the_seven_attributes_with_distinct_classes() -> None:
-    assert list(vd.VISION_TASKS) == ["shape", "colour", "texture", "count", "position", "orientation", "digit"]
-    for task in vd.VISION_TASKS.values():
+def test_vision_tasks_are_seven_with_distinct_classes() -> None:
+    assert list(VISION_TASKS) == ["shape", "colour", "texture", "count", "position", "orientation", "digit"]
+    for task in VISION_TASKS.values():
         assert len(set(task.classnames)) == task.num_classes >= 4
         assert 1 <= len(task.templates) <= 3 and all("{c}" in t for t in task.templates)
 
 
-def test_scenes_and_images_are_deterministic() -> None:
-    def draw(seed: int) -> list[bytes]:
-        rng = np.random.default_rng(seed)
-        return [im.tobytes() for im in vd.iter_images(vd.sample_scenes(rng, 6), rng)]
+def test_images_are_deterministic_32px_rgb_per_class() -> None:
+    def draw(seed: int) -> np.ndarray:
+        return np.stack([vdom.images(t, np.arange(VISION_TASKS[t].num_classes), np.random.default_rng(seed), (0.0, 1.0), (0.0, 1.0)) [0] for t in VISION_TASKS])
 
-    assert draw(3) == draw(3)
-    assert draw(3) != draw(4)
-
-
-def test_images_are_32px_rgb() -> None:
-    rng = np.random.default_rng(0)
-    image = vd.render(vd.sample_scenes(rng, 1)[0], rng)
-    assert image.mode == "RGB" and image.size == (vd.IMAGE_SIZE, vd.IMAGE_SIZE)
+    assert draw(3).shape == (7, 32, 32, 3) and draw(3).dtype == np.uint8
+    assert np.array_equal(draw(3), draw(3)) and not np.array_equal(draw(3), draw(4))
 
 
-@pytest.mark.parametrize("task", list(vd.VISION_TASKS))
-def test_stratified_scenes_are_label_balanced(task: str) -> None:
-    k = vd.VISION_TASKS[task].num_classes
-    scenes = vd.sample_scenes(np.random.default_rng(1), 10 * k + 3, stratify=task)
-    counts = Counter(s.label(task) for s in scenes)
-    assert sorted(counts) == list(range(k))
+@pytest.mark.parametrize("task", list(VISION_TASKS))
+def test_task_splits_are_label_balanced(task: str) -> None:
+    k = VISION_TASKS[task].num_classes
+    images, labels = vw.task_split(task, 10 * k + 3, np.random.default_rng(1))
+    counts = Counter(labels.tolist())
+    assert len(images) == 10 * k + 3 and sorted(counts) == list(range(k))
     assert max(counts.values()) - min(counts.values()) <= 1
 
 
-def test_shape_is_drawn_in_its_quadrant_in_its_colour() -> None:
+@pytest.mark.parametrize("k", range(5))
+def test_a_count_image_shows_k_plus_one_stars(k: int) -> None:
+    rng = np.random.default_rng(k)
+    for _ in range(5):
+        image = vdom.render("count", k, rng, hard=0.0, novel=0.0).astype(float).mean(-1)
+        assert ndimage.label(image > 120)[1] == k + 1
+
+
+def test_a_flower_has_its_class_colour() -> None:
     rng = np.random.default_rng(2)
-    for scene in vd.sample_scenes(rng, 20):
-        pixels = np.asarray(vd.render(scene, rng), dtype=float)
-        target = vd._PALETTE[scene.colour]
-        closeness = np.linalg.norm(pixels - target, axis=-1) < 40  # pixels of the shape's colour
-        ys, xs = np.nonzero(closeness)
-        assert len(ys) >= 10
-        quadrant = int(np.median(ys) >= 16) * 2 + int(np.median(xs) >= 16)
-        assert quadrant == scene.position
+    yellow = COLOURS.index("yellow")  # every flower's centre is yellow too
+    for k in range(len(COLOURS)):
+        image = vdom.render("colour", k, rng, hard=0.0, novel=0.0).reshape(-1, 3).astype(float)
+        distance = np.linalg.norm(image[:, None] - PALETTE[None], axis=-1)
+        nearest = distance.argmin(1)  # each pixel's nearest petal colour
+        counts = Counter(nearest[distance.min(1) < 60].tolist())
+        assert max((j for j in counts if j != yellow or k == yellow), key=counts.__getitem__) == k
 
 
-def test_captions_describe_scenes_carelessly() -> None:
+@pytest.mark.parametrize("k", range(4))
+def test_a_grating_runs_at_its_class_angle(k: int) -> None:
+    image = vdom.render("orientation", k, np.random.default_rng(k), hard=0.0, novel=0.0).astype(float).mean(-1)
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(image - image.mean())))
+    fy, fx = np.unravel_index(spectrum.argmax(), spectrum.shape)
+    angle = np.degrees(np.arctan2(fy - 16, fx - 16)) % 180  # direction across the stripes
+    assert min(abs(angle - 45 * k), 180 - abs(angle - 45 * k)) < 12
+
+
+def test_unnamed_classes_are_never_named_and_named_ones_often() -> None:
     rng = np.random.default_rng(3)
-    scenes = vd.sample_scenes(rng, 400)
-    captions = [vd.caption(s, rng) for s in scenes]
-    wrong = Counter()
-    for scene, cap in zip(scenes, captions):
-        assert cap.claims
-        for attribute, value in cap.claims.items():
-            assert vd.VISION_TASKS[attribute].classnames[value] in cap.text
-            true = scene.label(attribute)
-            assert value == vd.annotator_name(attribute, true)  # annotators are consistent
-            if value != true:  # only the first K // 3 pairs of classes are swapped
-                assert true < 2 * (vd.VISION_TASKS[attribute].num_classes // 3) and value == true ^ 1
-                wrong[attribute] += 1
-    assert set(wrong) == set(vd.ATTRIBUTES)
-    mentioned = Counter(a for c in captions for a in c.claims)
-    assert set(mentioned) == set(vd.ATTRIBUTES)  # every attribute is sometimes described
+    for task, spec in VISION_TASKS.items():
+        for k, name in enumerate(spec.classnames):
+            captions = [vw.caption(task, k, rng) for _ in range(200)]
+            named = [text for text, true_of in captions if true_of == (k,)]
+            assert all(name in text for text in named)
+            assert all(text == vw.DOMAIN_ONLY[task] and len(true_of) == spec.num_classes for text, true_of in captions if true_of != (k,))
+            if k in vw.UNNAMED[task]:
+                assert not named
+            else:
+                assert abs(len(named) / 200 - vw.NAMED_SHARE) < 0.12
 
 
-def test_caption_batch_matches_each_scene_and_whatever_else_fits() -> None:
+def test_caption_batch_matches_each_image_and_only_images_of_its_domain() -> None:
     rng = np.random.default_rng(4)
-    scenes = vd.sample_scenes(rng, 32)
-    texts, match = vd.caption_batch(scenes, rng)
-    assert len(texts) == 32 and match.shape == (32, 32) and match.diagonal().all()
-    assert match.sum() > 32  # partial captions fit other scenes too
+    data = vw.PretrainingSet.sample(64, rng)
+    texts, match = vw.caption_batch(data, np.arange(64), rng)
+    assert len(texts) == 64 and match.shape == (64, 64) and bool(match.diagonal().all())
+    same_domain = data.tasks[:, None] == data.tasks[None, :]
+    assert not bool((match.numpy() & ~same_domain).any())
+    assert int(match.sum()) > 64  # domain-only captions fit every image of their domain
+
+
+def test_the_tokenizer_corpus_spells_every_class_name_unnamed_ones_included() -> None:
+    rng = np.random.default_rng(5)
+    corpus = " ".join(vw.tokenizer_corpus(vw.PretrainingSet.sample(32, rng), rng))
+    assert all(name in corpus for task in VISION_TASKS.values() for name in task.classnames)
 
 
 # -------------------------------------------------------------------------- text

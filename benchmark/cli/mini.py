@@ -18,6 +18,7 @@ class MiniSchema:
 
     seed: Optional[int] = None  # build: default 0; status/clean: every seed
     reduced: Optional[bool] = None  # a tiny world (seconds to build), for tests; clean: both when unset
+    out: Optional[str] = None  # train-base: where the base goes (default: the base the package ships)
 
 
 def handle(words: list[str]) -> int:
@@ -25,13 +26,15 @@ def handle(words: list[str]) -> int:
     from fusionbench.mini.build import KINDS, clean, mini_home, status
     from fusionbench.mini.pools import build_pools, pools_ready
 
-    action, rest = subcommand(words, "mini", ("build", "status", "clean"))
+    action, rest = subcommand(words, "mini", ("build", "status", "clean", "train-base"))
     kinds = [w for w in rest if "=" not in w]
     unknown = [k for k in kinds if k not in (*KINDS, "all")]
     if unknown:
         raise ConfigError(f"unknown mini world {unknown[0]!r}.{did_you_mean(unknown[0], KINDS)} Choose from: {', '.join(KINDS)}, all")
     selected = list(KINDS) if not kinds or "all" in kinds else kinds
     cfg = compose([w for w in rest if "=" in w], MiniSchema, groups=())
+    if action == "train-base":
+        return _train_base(selected, cfg)
     if action == "build":
         for kind in selected:
             print(f"mini {kind} world and pools ready at {build_pools(kind, seed=cfg.seed or 0, reduced=bool(cfg.reduced))}")
@@ -53,15 +56,35 @@ def handle(words: list[str]) -> int:
     return 0
 
 
+def _train_base(kinds: list[str], cfg: MiniSchema) -> int:
+    from fusionbench.mini.base_training import train_vision_base
+    from fusionbench.mini.build import SIZES
+    from fusionbench.mini.shipped import SHIPPED_VISION_BASE
+    from fusionbench.utils.paths import user_path
+
+    if kinds != ["vision"]:
+        raise ConfigError("only the vision base is trained apart from its world (the text base trains in its build); run `fusionbench mini train-base vision`")
+    out = user_path(cfg.out) if cfg.out else SHIPPED_VISION_BASE
+    size = SIZES[("vision", bool(cfg.reduced))]
+    sums = train_vision_base(out, size.pretrain_examples, size.pretrain_steps, size.batch_size)
+    for name, digest in sums.items():
+        print(f"{digest}  {name}")
+    print(f"mini vision base written to {out}")
+    return 0
+
+
 HELP = """\
 usage: fusionbench mini build|status|clean [vision|text|all] [seed=0] [reduced=false]
+       fusionbench mini train-base vision [out=PATH] [reduced=false]
 
 The embedded mini world: seven procedurally generated image tasks and seven GLUE-like
 text tasks, tiny CLIP and T5 bases pretrained on them, and their full / LoRA / L-LoRA
 fine-tuned pools, built on this CPU under $FUSIONBENCH_HOME/mini (default
 ~/.cache/fusionbench/mini). `build` builds (or finishes) the worlds; the mini_* model
 pools also build them on first use (vision about 4 minutes, text about 4.5, on 2 CPU
-cores). `status` lists built worlds; `clean` removes them.
+cores). `status` lists built worlds; `clean` removes them. `train-base vision` pretrains
+the vision base the package ships (deterministic: seed 0, pinned numerics; about 15 minutes
+on one core) into out= (default: the shipped base_vision/ folder) and prints its checksums.
 
 keys:
 {keys}

@@ -48,6 +48,7 @@ class Recipe:
     batch_size: int = 64  # examples per optimizer step
     init_seed: int = 42  # LoRA / L-LoRA adapter init, shared by every task of a pool
     lora: LoraSpec = field(default_factory=LoraSpec)
+    frozen: list[str] = field(default_factory=list)  # full mode: name prefixes of parameters kept at the base (in the tuned module)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:

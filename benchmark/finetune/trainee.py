@@ -7,7 +7,8 @@ Partial Linearization", ICLR 2024, sec. 4 and Fig. 3):
 
 * ``full``: every parameter of the module the pool's adapters wrap (the CLIP vision
   transformer, the whole T5). CLIP's text tower is frozen and serves as the zero-shot head;
-  its visual projection stays frozen too, as in the published checkpoints.
+  its visual projection stays frozen too, as in the published checkpoints. ``recipe.frozen``
+  names parameter prefixes (in the tuned module) that stay at the base as well.
 * ``lora``: peft LoRA on ``recipe.lora.targets``, initialised after
   ``torch.manual_seed(recipe.init_seed)``, so every task starts from one shared phi_0.
 * ``llora``: the same adapters, linearised in closed form right after initialisation
@@ -109,6 +110,9 @@ def build_trainee(pool: ModelPool, mode: str, recipe: Any, model: str) -> Traine
             linearize_lora_(peft_model)
         return Trainee(mode, evaluated, module, peft_model=peft_model, phi0=phi0)
     root.requires_grad_(True)
+    for name, param in root.named_parameters():
+        if name.startswith(tuple(recipe.frozen)):
+            param.requires_grad_(False)
     return Trainee(mode, evaluated, module)
 
 

@@ -2,8 +2,10 @@
 
 Two worlds, each built deterministically from a seed under ``$FUSIONBENCH_HOME/mini``:
 
-* vision: seven image-classification tasks over one distribution of 32x32 scenes
-  (``vision_data``) and a tiny ``CLIPModel`` pretrained contrastively on partial captions;
+* vision: seven image-classification tasks, each of its own 32x32 image domain
+  (``vision_tasks``, ``vision_domains``, ``vision_world``), and a tiny ``CLIPModel``
+  pretrained contrastively on captions that never name some classes, shipped in the package
+  (``shipped``, trained by ``base_training``);
 * text: seven GLUE-like tasks over one distribution of synthetic sentences
   (``text_data``) and a tiny ``T5ForConditionalGeneration`` pretrained on span corruption
   and weakly labelled task prompts.

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from fusionbench.mini.text_data import Example, TextTask
-from fusionbench.mini.vision_data import IMAGE_SIZE, VisionTask
+from fusionbench.mini.vision_tasks import IMAGE_SIZE, VisionTask
 
 Progress = Callable[[int], None]  # called with the number of steps just completed
 

@@ -1,7 +1,9 @@
 """Build, inspect and remove the mini worlds under ``$FUSIONBENCH_HOME/mini``.
 
 A *world* is one modality's data, tokenizer and pretrained base, built deterministically
-from a seed::
+from a seed (the vision base is the shipped one, copied after its checksums match; a
+reduced world trains a tiny one), in a process with pinned numerics, so the same bits on
+every machine (``fusionbench.utils.numerics``)::
 
     mini/vision-seed0/                      mini/text-seed0/
         manifest.json                           manifest.json
@@ -27,16 +29,20 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.progress import Progress
+from transformers import CLIPModel, CLIPProcessor
 
 from fusionbench.api.errors import DataError
-from fusionbench.mini import bases, text_data, vision_data
-from fusionbench.mini.build_steps import StepTimer, atomic_dir, library_progress_bars_off, library_versions, progress_bar, write_json
-from fusionbench.mini.tokenization import train_clip_tokenizer, train_t5_tokenizer
+from fusionbench.mini import base_training, bases, shipped, text_data, vision_world
+from fusionbench.mini.build_steps import (
+    StepTimer, atomic_dir, library_progress_bars_off, library_versions, loss_summary, progress_bar, stream_rng, torch_seed, write_json,
+)  # fmt: skip
+from fusionbench.mini.tokenization import train_t5_tokenizer
+from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.utils.cache import home
+from fusionbench.utils.numerics import numerics_record, run_pinned
 
-FORMAT = "fusionbench.mini/4"  # bump whenever a build would produce something different
+FORMAT = "fusionbench.mini/5"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")
 SPLITS = ("train", "validation", "test")
 
@@ -57,23 +63,14 @@ class WorldSize:
 
 
 SIZES: dict[tuple[str, bool], WorldSize] = {
-    ("vision", False): WorldSize(2000, 300, 500, 16000, 700, 128),
+    ("vision", False): WorldSize(2000, 300, 500, 16000, 8000, 128),  # pretraining: the shipped base's (``fusionbench mini train-base``)
     ("vision", True): WorldSize(48, 16, 32, 256, 4, 32),
     ("text", False): WorldSize(8000, 300, 500, 4000, 700, 64),
     ("text", True): WorldSize(48, 16, 32, 64, 4, 16),
 }
 
 
-Filler = Callable[[Path, WorldSize, int, Progress, StepTimer], dict[str, Any]]
-
-
-def _rng(seed: int, *stream: object) -> np.random.Generator:
-    """An independent generator for one named stream of a world (data of a task, captions, ...)."""
-    return np.random.default_rng([seed, zlib.crc32(repr(stream).encode())])
-
-
-def _torch_seed(seed: int, *stream: object) -> int:
-    return int(_rng(seed, "torch", *stream).integers(2**31))
+Filler = Callable[[Path, WorldSize, int, bool, Progress, StepTimer], dict[str, Any]]
 
 
 # ------------------------------------------------------------------------- paths
@@ -115,27 +112,32 @@ def _spec(kind: str, seed: int, reduced: bool) -> dict[str, Any]:
     return {"kind": kind, "seed": seed, "reduced": reduced, "size": asdict(SIZES[(kind, reduced)])}
 
 
-def _build(kind: str, seed: int, reduced: bool, force: bool, quiet: bool, console: Console | None, fill: Filler) -> Path:
-    """Reuse the world if it is complete and current, else ``fill`` a temporary folder and move it into place."""
+def _build(kind: str, seed: int, reduced: bool, force: bool, quiet: bool) -> Path:
+    """Reuse the world if it is complete and current, else fill a temporary folder in a pinned process
+    (``fusionbench.utils.numerics``: the same bits on every machine) and move it into place."""
     final = world_dir(kind, seed, reduced)
     if not force and _is_current(final, kind, seed, reduced):
         return final
-    timer = StepTimer()
-    with atomic_dir(final) as tmp, library_progress_bars_off(), progress_bar(quiet, console) as progress:
-        with timer.phase("total"):
-            results = fill(tmp, SIZES[(kind, reduced)], seed, progress, timer)
+    with atomic_dir(final) as tmp:
+        results = run_pinned(_fill, kind, tmp, seed, reduced, quiet)
         manifest = {
             "format": FORMAT,
             "spec": _spec(kind, seed, reduced),
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions(),
-            "torch_threads": torch.get_num_threads(),
-            "seconds": timer.seconds,
-            "cpu_seconds": timer.cpu_seconds,
             **results,
         }
         write_json(tmp / "manifest.json", manifest)
     return final
+
+
+def _fill(kind: str, root: Path, seed: int, reduced: bool, quiet: bool) -> dict[str, Any]:
+    """Write the ``kind`` world into ``root`` (in the pinned process); returns the manifest's results."""
+    timer = StepTimer()
+    with library_progress_bars_off(), progress_bar(quiet, None) as progress:
+        with timer.phase("total"):
+            results = FILLERS[kind](root, SIZES[(kind, reduced)], seed, reduced, progress, timer)
+    return {**results, "numerics": numerics_record(), "seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds}
 
 
 def _advance(progress: Progress, bar: Any) -> Callable[[int], None]:
@@ -143,101 +145,69 @@ def _advance(progress: Progress, bar: Any) -> Callable[[int], None]:
 
 
 # ------------------------------------------------------------------------ vision
-def build_vision_world(
-    seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False, console: Console | None = None
-) -> Path:
-    """Build (or reuse) the vision world: 7 image tasks, a CLIP tokenizer, a pretrained tiny CLIP."""
-    return _build("vision", seed, reduced, force, quiet, console, _fill_vision)
+def build_vision_world(seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False) -> Path:
+    """Build (or reuse) the vision world: 7 image tasks of their own domains and the tiny CLIP base
+    (the shipped one; a reduced world trains a tiny one)."""
+    return _build("vision", seed, reduced, force, quiet)
 
 
-def _render(scenes: list[vision_data.Scene], rng: np.random.Generator, step: Callable[[int], None]) -> list[Any]:
-    images = []
-    for image in vision_data.iter_images(scenes, rng):
-        images.append(image)
-        step(1)
-    return images
-
-
-def _fill_vision(root: Path, size: WorldSize, seed: int, progress: Progress, timer: StepTimer) -> dict[str, Any]:
+def _fill_vision(root: Path, size: WorldSize, seed: int, reduced: bool, progress: Progress, timer: StepTimer) -> dict[str, Any]:
     import datasets
-    from transformers import CLIPProcessor
+    from PIL import Image
 
-    tasks = vision_data.VISION_TASKS
+    splits: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     with timer.phase("data"):
-        total = len(tasks) * (size.train + size.validation + size.test) + size.pretrain_examples
-        step = _advance(progress, progress.add_task("vision: render scenes", total=total))
-        splits: dict[str, dict[str, tuple[list[Any], list[int]]]] = {}
-        for name in tasks:
-            splits[name] = {}
-            for split in SPLITS:
-                rng = _rng(seed, "vision", name, split)
-                scenes = vision_data.sample_scenes(rng, size.split(split), stratify=name)
-                splits[name][split] = (_render(scenes, rng, step), [s.label(name) for s in scenes])
-        rng = _rng(seed, "vision", "pretrain")
-        pretrain_scenes = vision_data.sample_scenes(rng, size.pretrain_examples)
-        pretrain_images = np.stack([np.asarray(im) for im in _render(pretrain_scenes, rng, step)])
+        step = _advance(progress, progress.add_task("vision: draw images", total=len(VISION_TASKS) * len(SPLITS)))
+        for name in VISION_TASKS:
+            splits[name] = {split: vision_world.task_split(name, size.split(split), stream_rng(seed, "vision", name, split)) for split in SPLITS}
+            step(len(SPLITS))
     with timer.phase("save_data"):
-        for name, task in tasks.items():
+        for name, task in VISION_TASKS.items():
             features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(task.classnames))})
             datasets.DatasetDict(
-                {split: datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+                {split: datasets.Dataset.from_dict({"image": [Image.fromarray(im) for im in images], "label": labels.tolist()}, features=features)
                  for split, (images, labels) in splits[name].items()}  # fmt: skip
             ).save_to_disk(str(root / "data" / name))
         write_json(root / "tasks.json", vision_tasks_json())
-    with timer.phase("tokenizer"):
-        rng = _rng(seed, "vision", "tokenizer")
-        corpus = [vision_data.caption(s, rng).text for s in pretrain_scenes] + [
-            t.format(c=c) for task in tasks.values() for t in task.templates for c in task.classnames
-        ]
-        tokenizer = train_clip_tokenizer(corpus)
-    with timer.phase("pretrain"):
-        model = bases.new_clip(tokenizer, _torch_seed(seed, "clip", "init"))
-        processor = CLIPProcessor(image_processor=bases.clip_image_processor(), tokenizer=tokenizer)
-        pixels = bases.pixel_values(pretrain_images, processor.image_processor)
-
-        def captions(idx: np.ndarray, rng: np.random.Generator) -> tuple[list[str], torch.Tensor]:
-            texts, match = vision_data.caption_batch([pretrain_scenes[i] for i in idx], rng)
-            return texts, torch.from_numpy(match)
-
-        bar = progress.add_task("vision: pretrain CLIP", total=size.pretrain_steps)
-        schedule = bases.TrainSchedule(size.pretrain_steps, size.batch_size, lr=2e-3, locked_text=0.3)
-        losses = bases.pretrain_clip(model, tokenizer, pixels, captions, schedule, _torch_seed(seed, "clip", "train"), _advance(progress, bar))
+    with timer.phase("base"):
+        if reduced:  # a tiny base, trained by the shipped base's code path
+            base = base_training.train_into(root / "clip", size.pretrain_examples, size.pretrain_steps, size.batch_size, seed, progress)
+        else:
+            base = _ship_base(root / "clip")
+        model = CLIPModel.from_pretrained(root / "clip")
+        processor = CLIPProcessor.from_pretrained(root / "clip")
     with timer.phase("evaluate"):
         scores = {}
-        for name, task in tasks.items():
+        for name, task in VISION_TASKS.items():
             images, labels = splits[name]["test"]
-            x = bases.pixel_values(np.stack([np.asarray(im) for im in images]), processor.image_processor)
-            head = bases.zero_shot_head(model, tokenizer, task)
-            acc = bases.zero_shot_accuracy(model, head, x, torch.tensor(labels))
+            head = bases.zero_shot_head(model, processor.tokenizer, task)
+            acc = bases.zero_shot_accuracy(model, head, bases.pixel_values(images, processor.image_processor), torch.from_numpy(labels))
             scores[name] = {"metric": "accuracy", "value": round(acc, 4), "n": len(labels), "chance": round(1 / task.num_classes, 4)}
-    with timer.phase("save_model"):
-        model.save_pretrained(root / "clip")
-        processor.save_pretrained(root / "clip")
-    return {"tasks": list(tasks), "pretrained": scores, "pretrain_loss": _loss_summary(losses)}
+    return {"tasks": list(VISION_TASKS), "pretrained": scores, "base": base}
+
+
+def _ship_base(target: Path) -> dict[str, Any]:
+    """Copy the shipped base into the world after checking its checksums; returns its provenance."""
+    sums = shipped.copy_verified(shipped.SHIPPED_VISION_BASE, target)
+    record = json.loads((shipped.SHIPPED_VISION_BASE / shipped.RECORD).read_text())
+    return {"source": "shipped", "sha256": sums, "recipe": record["recipe"], "pretrain_loss": record["pretrain_loss"]}
 
 
 def vision_tasks_json() -> dict[str, Any]:
     """Task definitions in the shape of ``clip_vision_tasks.json`` (dataset = folder under the world)."""
     return {
         name: {"dataset": f"data/{name}", "num_classes": t.num_classes, "classnames": list(t.classnames), "templates": list(t.templates)}
-        for name, t in vision_data.VISION_TASKS.items()
+        for name, t in VISION_TASKS.items()
     }
-
-
-def _loss_summary(losses: list[float]) -> dict[str, float]:
-    k = max(1, len(losses) // 10)
-    return {"first": round(float(np.mean(losses[:k])), 4), "last": round(float(np.mean(losses[-k:])), 4), "steps": len(losses)}
 
 
 # -------------------------------------------------------------------------- text
 DENOISING_SHARE = 0.25  # share of T5 pretraining examples that are span corruption
 
 
-def build_text_world(
-    seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False, console: Console | None = None
-) -> Path:
+def build_text_world(seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False) -> Path:
     """Build (or reuse) the text world: 7 GLUE-like tasks, a T5 tokenizer, a pretrained tiny T5."""
-    return _build("text", seed, reduced, force, quiet, console, _fill_text)
+    return _build("text", seed, reduced, force, quiet)
 
 
 def _text_features(task: text_data.TextTask) -> Any:
@@ -247,7 +217,7 @@ def _text_features(task: text_data.TextTask) -> Any:
     return datasets.Features({**{f: datasets.Value("string") for f in task.fields}, "label": label, "idx": datasets.Value("int32")})
 
 
-def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer: StepTimer) -> dict[str, Any]:
+def _fill_text(root: Path, size: WorldSize, seed: int, reduced: bool, progress: Progress, timer: StepTimer) -> dict[str, Any]:
     import datasets
 
     tasks = text_data.TEXT_TASKS
@@ -259,9 +229,9 @@ def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer
         for name, task in tasks.items():
             splits[name] = {}
             for split in SPLITS:
-                splits[name][split] = text_data.sample_examples(name, size.split(split), _rng(seed, "text", name, split))
+                splits[name][split] = text_data.sample_examples(name, size.split(split), stream_rng(seed, "text", name, split))
                 step(1)
-            examples = text_data.sample_examples(name, size.pretrain_examples, _rng(seed, "text", name, "pretrain"))
+            examples = text_data.sample_examples(name, size.pretrain_examples, stream_rng(seed, "text", name, "pretrain"))
             pretrain[name] = [(task.input_text(e), task.target(text_data.weak_label(name, e))) for e in examples]
             sentences += [s for e in examples for s in text_data.sentences(e)]
             step(1)
@@ -283,7 +253,7 @@ def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer
         corpus += [target for pairs in pretrain.values() for _, target in pairs] + sentences
         tokenizer = train_t5_tokenizer(corpus)
     with timer.phase("pretrain"):
-        model = bases.new_t5(tokenizer, _torch_seed(seed, "t5", "init"))
+        model = bases.new_t5(tokenizer, torch_seed(seed, "t5", "init"))
         names = list(tasks)
 
         def sample(n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
@@ -298,14 +268,14 @@ def _fill_text(root: Path, size: WorldSize, seed: int, progress: Progress, timer
 
         bar = progress.add_task("text: pretrain T5", total=size.pretrain_steps)
         schedule = bases.TrainSchedule(size.pretrain_steps, size.batch_size, lr=2e-3)
-        losses = bases.pretrain_t5(model, tokenizer, sample, schedule, _torch_seed(seed, "t5", "train"), _advance(progress, bar))
+        losses = bases.pretrain_t5(model, tokenizer, sample, schedule, torch_seed(seed, "t5", "train"), _advance(progress, bar))
     with timer.phase("evaluate"):
         scores = {name: bases.t5_score(model, tokenizer, task, splits[name]["test"]) for name, task in tasks.items()}
         weak = {name: text_data.weak_score(name, splits[name]["test"]) for name in tasks}
     with timer.phase("save_model"):
         model.save_pretrained(root / "t5")
         tokenizer.save_pretrained(root / "t5")
-    return {"tasks": list(tasks), "pretrained": scores, "weak_labeller": weak, "pretrain_loss": _loss_summary(losses)}
+    return {"tasks": list(tasks), "pretrained": scores, "weak_labeller": weak, "pretrain_loss": loss_summary(losses)}
 
 
 def text_tasks_json() -> dict[str, Any]:
@@ -328,13 +298,13 @@ def text_tasks_json() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- whole worlds
-BUILDERS: dict[str, Callable[..., Path]] = {"vision": build_vision_world, "text": build_text_world}
+FILLERS: dict[str, Filler] = {"vision": _fill_vision, "text": _fill_text}
 
 
-def build_world(kind: str, seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False, console: Console | None = None) -> Path:
+def build_world(kind: str, seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False) -> Path:
     """Build (or reuse) the ``kind`` world; returns its folder."""
     _check_kind(kind)
-    return BUILDERS[kind](seed=seed, reduced=reduced, force=force, quiet=quiet, console=console)
+    return _build(kind, seed, reduced, force, quiet)
 
 
 def require_world(kind: str, seed: int = 0, reduced: bool = False) -> Path:

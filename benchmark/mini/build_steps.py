@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -97,3 +98,17 @@ def library_versions() -> dict[str, str]:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def stream_rng(seed: int, *stream: object) -> np.random.Generator:
+    """An independent generator for one named stream of a world (data of a task, captions, ...)."""
+    return np.random.default_rng([seed, zlib.crc32(repr(stream).encode())])
+
+
+def torch_seed(seed: int, *stream: object) -> int:
+    return int(stream_rng(seed, "torch", *stream).integers(2**31))
+
+
+def loss_summary(losses: list[float]) -> dict[str, float]:
+    k = max(1, len(losses) // 10)
+    return {"first": round(float(np.mean(losses[:k])), 4), "last": round(float(np.mean(losses[-k:])), 4), "steps": len(losses)}

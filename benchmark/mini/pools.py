@@ -7,7 +7,8 @@ Layout, under a built world (see ``fusionbench.mini.build``)::
         pools/<mode>/<task>/       fine-tuned checkpoint, in the format the `clip` / `t5` pools load
         pools/READY                written last: the pools are complete
 
-Each checkpoint is written by ``finetune`` into ``<task>.partial`` and renamed when done,
+Each checkpoint is written by ``finetune``, in a worker process with pinned numerics
+(``fusionbench.utils.numerics``: the same bits on every machine), into ``<task>.partial`` and renamed when done,
 and ``READY`` is written only after all of them, so an interrupted build resumes where it
 stopped and a half-built pool is never used. The shipped configs ``mini_clip_<mode>``,
 ``mini_t5_<mode>``, ``mini_vision7`` and ``mini_text7`` point here and say
@@ -17,10 +18,9 @@ stopped and a half-built pool is never used. The shipped configs ``mini_clip_<mo
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,17 @@ from fusionbench.api.plugins import TASKPOOLS
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.finetune import FinetuneOptions, LoraSpec, Recipe, finetune
 from fusionbench.mini.build import build_world, world_dir
-from fusionbench.utils.quiet import quiet_libraries
+from fusionbench.utils.numerics import pinned_pool
 
 BASE_DIR = {"vision": "clip", "text": "t5"}
 TASKPOOL_TYPE = {"vision": "clip_vision", "text": "glue"}
 REDUCED_STEPS = 3  # optimizer steps per fine-tune in a reduced (test) world
+
+# Full fine-tuning of the vision base keeps the patch and position embeddings, the pre-norm
+# and the first of its three blocks at the base: a tower this shallow otherwise rebuilds its
+# input features for each task and every task vector interferes with all others
+# (research/mini_v5: designs v30 and v32).
+FROZEN_IN_FULL_FINETUNING = ("embeddings.", "pre_layrnorm.", "encoder.layers.0.")
 
 # Tiny-model recipes: the paper's shape (AdamW + warm-up cosine for CLIP, Adam + constant for
 # T5; LoRA r 16, alpha 32 on the attention query and value projections, one shared init seed)
@@ -48,6 +54,7 @@ MINI_RECIPES: dict[str, Recipe] = {
     "vision": Recipe(
         family="clip", name="mini_clip", optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="cosine",
         warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q_proj", "v_proj"]),
+        frozen=list(FROZEN_IN_FULL_FINETUNING),
     ),
     "text": Recipe(
         family="t5", name="mini_t5", optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant",
@@ -102,14 +109,11 @@ def _taskpool(kind: str, world: Path) -> TaskPool:
 _WORKER_TASKPOOL: dict[Path, TaskPool] = {}  # in a worker process (one build): the task pool, loaded once
 
 
-def _finetune_job(
-    kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool, taskpool: TaskPool | None = None
-) -> str:
-    """One fine-tune of the pools, with ``taskpool`` or (in a worker process) the worker's own."""
-    if taskpool is None:
-        if world not in _WORKER_TASKPOOL:
-            _WORKER_TASKPOOL[world] = _taskpool(kind, world)
-        taskpool = _WORKER_TASKPOOL[world]
+def _finetune_job(kind: str, world: Path, mode: str, task: str, out: Path, seed: int, reduced: bool) -> str:
+    """One fine-tune of the pools, in a pinned worker process (``fusionbench.utils.numerics``)."""
+    if world not in _WORKER_TASKPOOL:
+        _WORKER_TASKPOOL[world] = _taskpool(kind, world)
+    taskpool = _WORKER_TASKPOOL[world]
     options = FinetuneOptions(seed=seed, device="cpu", save_every=0, progress=False, threads=1)
     finetune(str(world / BASE_DIR[kind]), task, mode, taskpool, mini_recipe(kind, mode, reduced), out, options)
     return f"{task} ({mode})"
@@ -131,25 +135,17 @@ def build_pools(kind: str, seed: int = 0, reduced: bool = False, quiet: bool = F
     if pools_ready(kind, seed, reduced):
         return root
     (world / "definitions.yaml").write_text(yaml.safe_dump(definitions(kind, world), sort_keys=False))
-    taskpool = _taskpool(kind, world)
-    tasks = taskpool.all_tasks()
+    tasks = list(definitions(kind, world))
     jobs = [(mode, task) for mode in MODES for task in tasks if not (root / mode / task).is_dir()]
     workers = default_workers(reduced) if workers is None else workers
     started = time.perf_counter()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=quiet) as progress:
+    with Progress(*columns, disable=quiet) as progress, pinned_pool(workers) as pool:
         bar = progress.add_task(f"mini {kind}: fine-tuning", total=len(MODES) * len(tasks), completed=len(MODES) * len(tasks) - len(jobs))
-        args = [(kind, world, mode, task, root / mode / task, seed, reduced) for mode, task in jobs]
-        if workers <= 1:
-            for job in args:
-                progress.update(bar, description=f"mini {kind}: fine-tuning {job[3]} ({job[2]})")
-                _finetune_job(*job, taskpool=taskpool)
-                progress.advance(bar)
-        else:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_libraries) as pool:
-                for done in as_completed([pool.submit(_finetune_job, *job) for job in args]):
-                    progress.update(bar, description=f"mini {kind}: fine-tuned {done.result()}")
-                    progress.advance(bar)
+        futures = [pool.submit(_finetune_job, kind, world, mode, task, root / mode / task, seed, reduced) for mode, task in jobs]
+        for done in as_completed(futures):
+            progress.update(bar, description=f"mini {kind}: fine-tuned {done.result()}")
+            progress.advance(bar)
     recipes = {mode: asdict(mini_recipe(kind, mode, reduced)) for mode in MODES}
     (root / "READY").write_text(json.dumps({"seconds": round(time.perf_counter() - started, 2), "workers": workers, "recipes": recipes}, indent=2))
     return root

@@ -8,7 +8,7 @@ from typing import ClassVar
 from fusionbench.api.requirement import Requirement
 from fusionbench.mini.pools import build_pools, pools_ready
 from fusionbench.mini.text_data import TEXT_TASKS
-from fusionbench.mini.vision_data import VISION_TASKS
+from fusionbench.mini.vision_tasks import VISION_TASKS
 
 
 class MiniWorld(Requirement):

@@ -38,9 +38,9 @@ from fusionbench.methods.iso_c import IsoC, IsoCParams  # noqa: E402
 from fusionbench.methods.iso_cts import IsoCts, IsoCtsParams  # noqa: E402
 from fusionbench.methods.ties import Ties, TiesParams  # noqa: E402
 from fusionbench.methods.tsv import Tsv, TsvParams  # noqa: E402
-from fusionbench.mini import bases  # noqa: E402
+from fusionbench.mini import bases, vision_world  # noqa: E402
 from fusionbench.mini.tokenization import train_clip_tokenizer  # noqa: E402
-from fusionbench.mini.vision_data import VisionTask  # noqa: E402
+from fusionbench.mini.vision_tasks import VisionTask  # noqa: E402
 
 DEFAULTS: dict[str, Any] = dict(
     name="v0", seed=0,
@@ -48,19 +48,10 @@ DEFAULTS: dict[str, Any] = dict(
     pretrain_hard=(0.0, 0.5), task_hard=(0.3, 1.0), shift=False, pretrain_novel=(0.0, 0.0), task_novel=(0.0, 0.0),
     p_name=0.7, p_name_novel=None, fine_share=1.0, held_out=0.0, task_name_rate=1.0, train_examples=2000,
     width=96, layers=3, text_width=64, projection=64,
-    finetune_lr=1e-3, finetune_steps=300, finetune_batch=32, finetune_frozen=(),
+    finetune_lr=1e-3, finetune_steps=300, finetune_batch=32, finetune_frozen=(), unnamed_seed=None,
 )  # fmt: skip
-CAPTIONS = {
-    "shape": ("a {c} sign.", "a picture of a {c}.", "{c} shape."),
-    "colour": ("a {c} blossom.", "{c} petals.", "a picture of a {c} flower."),
-    "texture": ("{c} fabric.", "a {c} surface.", "a picture of a {c} texture."),
-    "count": ("{c} in a dark sky.", "a night with {c}.", "a picture of {c}."),
-    "position": ("a square marker at the {c}.", "marker {c}.", "a picture of a marker in the {c}."),
-    "orientation": ("{c} lines.", "a {c} grating.", "a picture of {c} stripes."),
-    "digit": ("house number {c}.", "the digit {c}.", "a picture of the number {c}."),
-}  # a caption names the class in one of these forms or a template, or names only the domain:
-DOMAIN_ONLY = {"shape": "a sign.", "colour": "a flower.", "texture": "a texture.", "count": "dots in the sky.",
-               "position": "a marker.", "orientation": "stripes.", "digit": "a house number."}  # fmt: skip
+CAPTIONS, DOMAIN_ONLY = vision_world.CAPTION_FORMS, vision_world.DOMAIN_ONLY  # a caption names the class in one of these forms
+# or a template, or names only the domain
 COARSE = {  # (group name, classes) per domain: what a caption names when it does not name the class
     "shape": (("angular shape", (0, 2, 4, 5)), ("round shape", (1, 3))),
     "colour": (("warm", (0, 1, 2, 7)), ("cool", (3, 4, 5, 6))),
@@ -73,7 +64,7 @@ COARSE = {  # (group name, classes) per domain: what a caption names when it doe
 COARSE_FORMS = {"shape": "a picture of an {c}.", "colour": "a {c} coloured flower.", "texture": "a {c} texture.", "count": "{c} in the sky.",
                 "position": "a marker at the {c}.", "orientation": "{c} stripes.", "digit": "a house with a {c} number."}  # fmt: skip
 PRETRAINING = ("seed", "pretrain_examples", "pretrain_steps", "pretrain_batch", "pretrain_lr", "locked_text", "position_std", "pretrain_hard", "pretrain_novel",
-               "p_name", "p_name_novel", "fine_share", "held_out", "task_name_rate", "width", "layers", "text_width", "projection")  # what the base depends on  # fmt: skip
+               "p_name", "p_name_novel", "fine_share", "held_out", "task_name_rate", "width", "layers", "text_width", "projection", "unnamed_seed")  # what the base depends on  # fmt: skip
 BASES = Path("/tmp/v5/bases")  # pretrained bases, reused by designs that change only the tasks or the fine-tuning
 SPLITS = {"train": None, "validation": 300, "test": 500}
 TASKS = list(domains.TASKS)
@@ -97,10 +88,11 @@ class World:
         self.v = v
         self.tasks = {t: VisionTask(t, domains.TASKS[t], domains.TEMPLATES[t]) for t in TASKS}
         self.data: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
-        self.unnamed = {}  # per task, the classes no pretraining caption names (``held_out`` of them, rounded)
+        self.unnamed = {}  # per task, the classes no pretraining caption names (``held_out`` of them, rounded; drawn with ``unnamed_seed``, else ``seed``)
+        unnamed_seed = v["seed"] if v["unnamed_seed"] is None else v["unnamed_seed"]
         for i, t in enumerate(TASKS):
             n = len(domains.TASKS[t])
-            self.unnamed[t] = set(np.random.default_rng([v["seed"], 4, i]).permutation(n)[: round(per_task(v["held_out"], t) * n)].tolist())
+            self.unnamed[t] = set(np.random.default_rng([unnamed_seed, 4, i]).permutation(n)[: round(per_task(v["held_out"], t) * n)].tolist())
         self.processor = bases.clip_image_processor()
         for i, t in enumerate(TASKS):
             self.data[t] = {}
