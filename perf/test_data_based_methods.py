@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from bench_helpers import SECONDS, run
 
-from fusionbench.api.plugins import METHODS
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
 from fusionbench.runner import RunSchema
