@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionbench.api.taskpool import TaskScore
-from fusionbench.engine.results import REPORT, MethodInfo, Provenance
+from fusionbench.engine.results import REPORT, MethodInfo, Provenance, from_fields
 from fusionbench.utils.frames import data_frame
 
 SCHEMA = REPORT
@@ -154,12 +154,12 @@ class Report:
         """The report a ``report.json`` holds (check it against the schema first: ``engine.results.result_problem``)."""
         return cls(
             method=MethodInfo.from_dict(data["method"]),
-            modelpool=PoolInfo(**{f.name: data["modelpool"][f.name] for f in fields(PoolInfo)}),
+            modelpool=from_fields(PoolInfo, data["modelpool"]),
             taskpool=TaskPoolInfo.from_dict(data["taskpool"]),
             split=data["split"],
             tasks={task: TaskRow.from_dict(row) for task, row in data["tasks"].items()},
             average=Averages.from_dict(data["average"]),
-            cost=Cost(**{f.name: data["cost"][f.name] for f in fields(Cost)}),
+            cost=from_fields(Cost, data["cost"]),
             provenance=Provenance.from_dict(data["provenance"]),
             output_dir=data.get("output_dir"),
         )
@@ -180,8 +180,8 @@ class Report:
         return data if self.output_dir is None else {**data, "output_dir": self.output_dir}
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per task (method, pool, split, then the task's row); needs pandas."""
-        meta = {"method": self.method.name, "modelpool": self.modelpool.name, "split": self.split}
+        """A pandas DataFrame, one row per task (method, pool, its checkpoint family, split, then the task's row); needs pandas."""
+        meta = {"method": self.method.name, "modelpool": self.modelpool.name, "family": self.modelpool.family, "split": self.split}
         rows = [{**meta, "task": task, **{k: v for k, v in asdict(row).items() if k != "extra"}} for task, row in self.tasks.items()]
         return data_frame(rows, "Report.to_frame()")
 
@@ -193,7 +193,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def render(report: Report, console: Console | None = None) -> None:
     """Print the report as a rich table: task, score +- stderr, fine-tuned, pretrained, normalised."""
     console = console or Console()
-    title = f"{report.method.name} on {report.modelpool.name} -> {report.taskpool.name} ({report.split} split)"
+    pool = f"{report.modelpool.name} ({report.modelpool.family} checkpoints)"
+    title = f"{report.method.name} on {pool} -> {report.taskpool.name} ({report.split} split)"
     table = Table(title=title)
     for column in ("task", "metric", "n", "score", "fine-tuned", "pretrained", "normalized"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")

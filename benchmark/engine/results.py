@@ -13,11 +13,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib.resources import files
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, TypeVar
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+T = TypeVar("T")
 REPORT, SWEEP, PROFILE, FINETUNE = "fusionbench.report/1", "fusionbench.sweep/1", "fusionbench.profile/1", "fusionbench.finetune/1"
 SCHEMA_FILES = {REPORT: "report.schema.json", SWEEP: "sweep.schema.json", PROFILE: "profile.schema.json", FINETUNE: "finetune.schema.json"}
 
@@ -47,6 +48,11 @@ def check_result(data: Any, schema: str) -> None:
     problem = result_problem(data, schema)
     if problem is not None:
         raise RuntimeError(f"a {schema} result does not match its JSON Schema ({problem}); this is a bug in FusionBench")
+
+
+def from_fields(cls: type[T], data: Mapping[str, Any]) -> T:
+    """The dataclass ``cls`` from a JSON object holding its fields (by name)."""
+    return cls(**{f.name: data[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return from_fields(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,16 +8,11 @@ describes; ``Summary.from_dict`` reads one back (the leaderboard and ``results c
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Mapping, Optional
 
 from fusionbench.engine.report import benchmark_family
-from fusionbench.engine.results import SWEEP, MethodInfo, Provenance
-
-
-def _build(cls: type, data: Mapping[str, Any]) -> Any:
-    """A flat dataclass from the JSON object holding its fields."""
-    return cls(**{f.name: data[f.name] for f in fields(cls)})
+from fusionbench.engine.results import SWEEP, MethodInfo, Provenance, from_fields
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,7 @@ class SubsetRow:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SubsetRow:
-        scores = {task: _build(SubsetScore, row) for task, row in data["scores"].items()}
+        scores = {task: from_fields(SubsetScore, row) for task, row in data["scores"].items()}
         return cls(list(data["tasks"]), dict(data["best"]), scores, data["mean_score"], data["mean_normalized"])
 
 
@@ -141,19 +136,19 @@ class Summary:
         """The summary a ``summary.json`` holds (check it against the schema first: ``engine.results.result_problem``)."""
         return cls(
             method=MethodInfo.from_dict(data["method"]),
-            modelpool=_build(SweptPool, data["modelpool"]),
-            taskpool=_build(SweptTaskPool, data["taskpool"]),
+            modelpool=from_fields(SweptPool, data["modelpool"]),
+            taskpool=from_fields(SweptTaskPool, data["taskpool"]),
             subsets_spec=data["subsets_spec"],
             grid=[dict(point) for point in data["grid"]],
-            splits=_build(Splits, data["splits"]),
+            splits=from_fields(Splits, data["splits"]),
             finetuned=dict(data["finetuned"]),
             pretrained=dict(data["pretrained"]),
             subsets=[SubsetRow.from_dict(row) for row in data["subsets"]],
-            table1=None if data["table1"] is None else _build(Stats, data["table1"]),
-            by_size={size: _build(Stats, stats) for size, stats in data["by_size"].items()},
+            table1=None if data["table1"] is None else from_fields(Stats, data["table1"]),
+            by_size={size: from_fields(Stats, stats) for size, stats in data["by_size"].items()},
             full_set=data["full_set"],
-            pairs=[_build(Pair, pair) for pair in data["pairs"]],
-            counts=_build(Counts, data["counts"]),
+            pairs=[from_fields(Pair, pair) for pair in data["pairs"]],
+            counts=from_fields(Counts, data["counts"]),
             wall_seconds=data["wall_seconds"],
             provenance=Provenance.from_dict(data["provenance"]),
             output_dir=output_dir,

@@ -6,12 +6,12 @@ describes; ``FinetuneRecord.from_dict`` reads one back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Mapping, Optional
 
 from fusionbench.api.taskpool import TaskScore
 from fusionbench.config.recipe import Recipe
-from fusionbench.engine.results import FINETUNE
+from fusionbench.engine.results import FINETUNE, from_fields
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,8 @@ class FinetuneRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinetuneRecord:
         """The record a ``finetune.json`` holds."""
-        values = {f.name: data[f.name] for f in fields(cls)}
-        values["recipe"] = Recipe.from_dict(data["recipe"])
-        values["eval"] = None if data["eval"] is None else EvalScore(**data["eval"])
-        values["code_version"] = CodeVersion(**data["code_version"])
-        return cls(**values)
+        recipe, score = Recipe.from_dict(data["recipe"]), None if data["eval"] is None else EvalScore(**data["eval"])
+        return replace(from_fields(cls, data), recipe=recipe, eval=score, code_version=from_fields(CodeVersion, data["code_version"]))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``finetune.json`` (its kind under ``format``)."""

@@ -7,17 +7,12 @@ flat ``lora_r`` keys in ``settings.recipe``, included: the recipe is kept as wri
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Mapping, Optional, Union
 
-from fusionbench.engine.results import PROFILE
+from fusionbench.engine.results import PROFILE, from_fields
 
 Figures = dict[str, dict[str, float]]  # paradigm -> figure -> value
-
-
-def _build(cls: type, data: Mapping[str, Any]) -> Any:
-    """A flat dataclass from the JSON object holding its fields."""
-    return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -79,13 +74,13 @@ class Profile:
         return cls(
             model=data["model"],
             device=dict(data["device"]),
-            settings=_build(ProfileSettings, data["settings"]),
+            settings=from_fields(ProfileSettings, data["settings"]),
             rss_floor_bytes=data["rss_floor_bytes"],
             ours=data["ours"],
             ours_ratio_to_full=data["ours_ratio_to_full"],
-            paper=_build(PaperFigures, data["paper"]),
+            paper=from_fields(PaperFigures, data["paper"]),
             measurements=data["measurements"],
-            provenance=_build(ProfileProvenance, data["provenance"]),
+            provenance=from_fields(ProfileProvenance, data["provenance"]),
             output=output,
         )
 
