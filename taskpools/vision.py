@@ -116,8 +116,9 @@ class CLIPVisionTaskPool(DatasetTaskPool):
         data = sel.data.select_columns([d.image_column, d.label_column])
         for start in range(0, len(data), size):
             rows = data[start : start + size]
-            check_label_range(rows[d.label_column], len(d.classnames), "class names", task, repr(d.dataset))
-            yield [image.convert("RGB") for image in rows[d.image_column]], rows[d.label_column]
+            labels = [int(y) for y in rows[d.label_column]]  # PatchCamelyon on the hub stores booleans
+            check_label_range(labels, len(d.classnames), "class names", task, repr(d.dataset))
+            yield [image.convert("RGB") for image in rows[d.image_column]], labels
 
     def batches(self, task: str, split: str, batch_size: int, limit: Optional[int] = None) -> Iterator[ImageBatch]:
         """Labelled image batches of ``task``'s ``split``, in row order (unsupervised methods ignore labels)."""

@@ -9,9 +9,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pytest
 import tiny_models as tm
 import torch
+from rich.console import Console
 from safetensors.torch import load_file, save_file
 from test_modelpool_open_clip import fresh, make_pool
 from test_modelpool_open_clip import world as world  # noqa: F401  (the tiny open_clip world fixture)
@@ -22,8 +24,9 @@ from fusionbench.api.errors import CheckpointError, ConfigError
 from fusionbench.api.plugins import MODELPOOLS, TASKPOOLS
 from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
+from fusionbench.engine.report import Report, render
 from fusionbench.config.task_sets import task_set
-from fusionbench.leaderboard import entries_from_file, entry_from_report, problem, published_sets, save
+from fusionbench.leaderboard import entries_from_file, problem, published_sets, save
 from fusionbench.models.convert import ConvertArgs, convert
 
 TA8 = ["sun397", "stanford-cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd"]
@@ -223,20 +226,37 @@ def test_catalog_class_names_match_the_datasets_label_counts() -> None:
     assert (pool.definition("food101").test_split, pool.definition("food101").validation_split) == ("validation", "holdout")
 
 
+def catalog_task(task: str, count: int, seed: int) -> tuple[Any, list[Any], list[int], list[int]]:
+    """A tiny CLIP that knows ``task``'s prompts, ``count`` images, its independent predictions and labels half of them match."""
+    entry = json.loads((files("fusionbench.taskpools") / "data" / "clip_vision_tasks.json").read_text())[task]
+    tiny = tiny_clip(corpus(entry["classnames"], entry["templates"]))
+    images = random_images(count, seed=seed)
+    predictions = independent_predictions(tiny, images, entry["classnames"], entry["templates"])
+    return tiny, images, predictions, half_right(predictions, len(entry["classnames"]))
+
+
+def catalog_pool(option: str, task: str, path: Path) -> Any:
+    return TASKPOOLS.get("clip_vision")(composed("modelpool=dummy", f"taskpool={option}", f"taskpool.datasets.{task}={path}", f"taskpool.tasks=[{task}]").taskpool)
+
+
 def test_tall_task_on_disk_with_its_split_mapping(tmp_path: Path) -> None:
     """food101 ships no test split: the catalog reports on its validation split, as the TALL papers do."""
-    catalog = json.loads((files("fusionbench.taskpools") / "data" / "clip_vision_tasks.json").read_text())
-    names, templates = catalog["food101"]["classnames"], catalog["food101"]["templates"]
-    tiny = tiny_clip(corpus(names, templates))
-    images = random_images(10, seed=5)
-    predictions = independent_predictions(tiny, images, names, templates)
-    labels = half_right(predictions, len(names))
-    path = save_image_dataset(tmp_path / "food101", {"train": (images, labels), "validation": (images, labels)}, names)
-    cfg = composed("modelpool=dummy", "taskpool=clip_tall20", f"taskpool.datasets.food101={path}", "taskpool.tasks=[food101]").taskpool
-    pool = TASKPOOLS.get("clip_vision")(cfg)
-    score = pool.evaluate(tiny.model, ["food101"], "test")["food101"]
+    tiny, images, predictions, labels = catalog_task("food101", 10, seed=5)
+    path = save_image_dataset(tmp_path / "food101", {"train": (images, labels), "validation": (images, labels)}, None)
+    score = catalog_pool("clip_tall20", "food101", path).evaluate(tiny.model, ["food101"], "test")["food101"]
     assert score.value == pytest.approx(expected_accuracy(predictions, labels), abs=1e-12) and score.n == 10
     assert score.extra["source"] == "validation"
+
+
+def test_boolean_labels_as_patchcamelyon_stores_them(tmp_path: Path) -> None:
+    tiny, images, predictions, labels = catalog_task("pcam", 6, seed=8)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("bool")})
+    rows = {"image": images, "label": [bool(y) for y in labels]}
+    datasets.DatasetDict(test=datasets.Dataset.from_dict(rows, features=features)).save_to_disk(str(tmp_path / "pcam"))
+    pool = catalog_pool("clip_tall14", "pcam", tmp_path / "pcam")
+    assert pool.evaluate(tiny.model, ["pcam"], "test")["pcam"].value == pytest.approx(expected_accuracy(predictions, labels), abs=1e-12)
+    [batch] = pool.batches("pcam", "test", 6)
+    assert batch.labels.tolist() == labels and float(pool.loss(tiny.model, batch, "pcam")) > 0
 
 
 # ------------------------------------------------------------------ families in results and the leaderboard
@@ -244,7 +264,12 @@ def test_family_in_report_and_leaderboard_entry(tmp_path: Path) -> None:
     assert main(["run", "method=simple_average", "modelpool=dummy", f"output_dir={tmp_path / 'run'}"]) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["modelpool"]["family"] == "local"
-    entry = entry_from_report(report)
+    frame = Report.from_dict(report).to_frame()
+    assert set(frame["family"]) == {"local"} and list(frame.columns[:4]) == ["method", "modelpool", "family", "split"]
+    console = Console(record=True, width=200)
+    render(Report.from_dict(report), console)
+    assert "simple_average on dummy (local checkpoints) -> dummy" in console.export_text()
+    [entry] = entries_from_file(tmp_path / "run")
     assert entry["benchmark"]["checkpoint_family"] == "local" and problem(entry) is None
     board = save(tmp_path / "board.json", [entry])
     assert board["published"] == published_sets() and problem(board, "leaderboard") is None
