@@ -19,13 +19,14 @@ from fusionbench.config.recipe import Recipe
 from fusionbench.export import MergeSchema
 from fusionbench.finetune.command import FinetuneArgs
 from fusionbench.leaderboard import LeaderboardArgs
+from fusionbench.models.convert import ConvertArgs
 from fusionbench.profiling.measure import ProfileSchema
 from fusionbench.runner import RunSchema
 from fusionbench.sweep.protocol import SweepSchema
 
 SCHEMAS: dict[str, list[type]] = {
     "run": [RunSchema], "merge": [MergeSchema], "sweep": [SweepSchema], "results": [ResultsSchema], "profile": [ProfileSchema], "finetune": [FinetuneArgs, Recipe],
-    "mini": [MiniSchema], "leaderboard": [LeaderboardArgs], "analyze": [analyses.CosineSchema, analyses.DisentanglementSchema, analyses.ScalingSchema, analyses.InterferenceSchema],
+    "mini": [MiniSchema], "leaderboard": [LeaderboardArgs], "convert": [ConvertArgs], "analyze": [analyses.CosineSchema, analyses.DisentanglementSchema, analyses.ScalingSchema, analyses.InterferenceSchema],
 }
 
 

@@ -21,8 +21,14 @@ state dict that every model pool reads. Pools refuse pickles that need code to l
 separate step unpickles one file, which runs code stored in it: only convert files you trust.
 The classes that pickled it must be importable (put that repository on PYTHONPATH).
 
-keys:
-  src=FILE            the pickled checkpoint to convert (default: none, required)
-  out=FILE            the .safetensors file written; must not exist (default: none, required)
-  trust_pickle=BOOL   must be true: confirms you trust the file (default: false)
+keys (defaults shown):
+{keys}
 """
+
+
+def usage() -> str:
+    """HELP with the keys of ``ConvertArgs`` filled in."""
+    from fusionbench.cli.keys import keys_help
+    from fusionbench.models.convert import ConvertArgs
+
+    return HELP.format(keys=keys_help(ConvertArgs, skip=()))
