@@ -13,13 +13,14 @@ def handle(words: list[str]) -> int:
 
 
 HELP = """\
-usage: fusionbench convert src=FILE out=FILE.safetensors trust_pickle=true
+usage: fusionbench convert src=FILE out=FILE trust_pickle=BOOL
 
 Convert a pickled checkpoint (a whole module saved with torch.save, as the task_vectors and
 TALL-masks releases ship their nonlinear_finetuned.pt / finetuned.pt files) into a safetensors
-state dict that every model pool reads. Pools refuse pickles that need code to load; this
-separate step unpickles one file, which runs code stored in it: only convert files you trust.
-The classes that pickled it must be importable (put that repository on PYTHONPATH).
+state dict (out: a new .safetensors file) that every model pool reads. Pools refuse pickles
+that need code to load; this separate step unpickles one file, which runs code stored in it:
+only convert files you trust, and say so by setting trust_pickle to true. The classes that
+pickled it must be importable (put that repository on PYTHONPATH).
 
 keys (defaults shown):
 {keys}
