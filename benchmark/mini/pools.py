@@ -53,7 +53,7 @@ FROZEN_IN_FULL_FINETUNING = ("embeddings.", "pre_layrnorm.", "encoder.layers.0."
 MINI_RECIPES: dict[str, Recipe] = {
     "vision": Recipe(
         family="clip", name="mini_clip", optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="cosine",
-        warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q_proj", "v_proj"]),
+        warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]),
         frozen=list(FROZEN_IN_FULL_FINETUNING),
     ),
     "text": Recipe(
@@ -62,7 +62,7 @@ MINI_RECIPES: dict[str, Recipe] = {
     ),
 }
 MINI_LR: dict[str, dict[str, float]] = {
-    "vision": {"full": 1e-3, "lora": 5e-3, "llora": 3e-2},
+    "vision": {"full": 1e-3, "lora": 2e-3, "llora": 1.5e-2},
     "text": {"full": 3e-4, "lora": 3e-3, "llora": 5e-3},
 }
 
