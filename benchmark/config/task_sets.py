@@ -43,7 +43,10 @@ def checkpoints(name: str, pattern: str, names: Optional[Any] = None) -> dict[st
     tasks = task_set(name)
     missing = [t for t in tasks if own and t not in own]
     if missing:
-        raise ConfigError(f"task set {name!r} has task {missing[0]!r}, which this pool's checkpoint names do not list; valid task sets are those they cover")
+        raise ConfigError(
+            f"task set {name!r} has task {missing[0]!r}, which this pool's checkpoint names do not list; "
+            f"valid task sets are those they cover"
+        )
     return {t: pattern.replace("{task}", t).replace("{name}", str(own.get(t, t))) for t in tasks}
 
 
