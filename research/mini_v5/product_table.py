@@ -1,6 +1,6 @@
 """Issue 16's figures for the shipped mini world, from the summaries of ``fusionbench sweep``.
 
-    python research/mini_v5/product_table.py <dir>/<pool>/<method>/<subsets>/summary.json ...
+    python research/mini_v5/product_table.py [--per-task] <dir>/<pool>/<method>/<subsets>/summary.json ...
 
 For each summary: the mean test score of the merged models and the gain recovered =
 (merged - pretrained) / (fine-tuned - pretrained), per task, averaged over the tasks of each
@@ -48,7 +48,30 @@ def row(path: Path) -> dict[str, Any]:
     }
 
 
+def per_task_tables(paths: list[Path]) -> None:
+    """Per pool: pretrained, fine-tuned and each method's seven-task merge, per task (test %), with its gain recovered."""
+    by_pool: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in paths:
+        summary = json.loads(path.read_text())
+        if len(summary["subsets"]) == 1 and len(summary["subsets"][0]["tasks"]) == 7:
+            by_pool[path.parts[-4]].append(summary)
+    for pool, summaries in by_pool.items():
+        tasks = summaries[0]["subsets"][0]["tasks"]
+        print(f"\n{pool}\n\n| | " + " | ".join(tasks) + " | mean | gain recovered |\n|---|" + "---|" * (len(tasks) + 2))
+        for name, scores in (("pretrained", summaries[0]["pretrained"]), ("fine-tuned", summaries[0]["finetuned"])):
+            print(f"| {name} | " + " | ".join(f"{100 * scores[t]:.1f}" for t in tasks) + f" | **{100 * np.mean([scores[t] for t in tasks]):.1f}** | |")
+        for summary in sorted(summaries, key=lambda s: -gain(s, s["subsets"][0])):
+            subset = summary["subsets"][0]
+            best = ", ".join(f"{k} {v:g}" for k, v in subset["best"].items())
+            label = summary["method"]["name"] + (f" ({best})" if best else "")
+            cells = " | ".join(f"{100 * subset['scores'][t]['score']:.1f}" for t in tasks)
+            print(f"| {label} | {cells} | **{100 * subset['mean_score']:.1f}** | {gain(summary, subset):.2f} |")
+
+
 def main(paths: list[str]) -> None:
+    if paths and paths[0] == "--per-task":
+        per_task_tables([Path(p) for p in paths[1:]])
+        return
     rows = [row(Path(p)) for p in paths]
     print("| pool | method | subsets | pretrained | fine-tuned | merged | gain recovered | selected |")
     print("|---|---|---|---|---|---|---|---|")
