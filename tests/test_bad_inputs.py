@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -429,11 +430,20 @@ sys.meta_path.insert(0, InterruptOnTorch())
 """
 
 
+def _fresh_sigint() -> None:
+    """SIGINT as a shell gives it to a command (default action, unblocked), whatever this test process inherited
+    or its worker pools left (a blocked or ignored SIGINT is inherited across exec)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_libraries_load_is_interrupted_exit_130(tmp_path: Path) -> None:
     """Ctrl-C at the moment torch starts to load (a sitecustomize sends SIGINT then): ``interrupted``, exit 130."""
     (tmp_path / "sitecustomize.py").write_text(INTERRUPT_ON_TORCH)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "fusionbench.cli", "list", "methods"], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "fusionbench.cli", "list", "methods"], capture_output=True, text=True, env=env, timeout=120, preexec_fn=_fresh_sigint
+    )
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stdout + done.stderr
 
