@@ -31,9 +31,16 @@ class ConvertArgs:
 
 
 def unpickled_state_dict(src: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a pickled module or state dict (non-tensor entries such as ``model_name`` are dropped)."""
+    """The tensors of a pickled module or state dict (non-tensor entries such as ``model_name`` are dropped).
+
+    A plain state dict loads with ``weights_only=True`` and runs no code; only a file that needs
+    the classes that pickled it is unpickled in full (the user opted in: trust_pickle=true)."""
     try:
-        obj = torch.load(src, map_location="cpu", weights_only=False)  # the user opted in: trust_pickle=true
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception:  # not weights-only: unpickle it in full below
+        obj = None
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=False) if obj is None else obj
     except (ModuleNotFoundError, AttributeError) as exc:
         raise CheckpointError(
             f"{str(src)!r} needs the classes that pickled it, which are not importable ({str(exc).splitlines()[0]}); put the "
