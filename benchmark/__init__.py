@@ -2,14 +2,14 @@
 
 The public API is importable from here and loaded on first use (so the ``fusionbench`` command can answer
 Ctrl-C while torch loads): what a plugin needs lives in ``fusionbench.api``; the Python API (``merge``,
-``run``, ``load_pool``, ``load_taskpool``, ``load_results``, ``ParamDictPool``, ``Report``) in ``fusionbench.library``.
+``run``, ``load_pool``, ``load_taskpool``, ``load_results``, ``ParamDictPool``, ``Report``, ``StoredResult``) in ``fusionbench.library``.
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
 
-LIBRARY = ["ParamDictPool", "Report", "load_pool", "load_results", "load_taskpool", "merge", "run"]
+LIBRARY = ["ParamDictPool", "Report", "StoredResult", "load_pool", "load_results", "load_taskpool", "merge", "run"]
 
 __all__ = [
     *LIBRARY,

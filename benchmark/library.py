@@ -19,13 +19,12 @@ from fusionbench.engine.build import build_pool, build_taskpool, make_method, re
 from fusionbench.engine.memory_pool import ParamDictPool
 from fusionbench.engine.merge import checked_merge
 from fusionbench.engine.report import Report
-from fusionbench.engine.store import default_store, stored_rows
+from fusionbench.engine.store import StoredResult, default_store, stored_rows
 from fusionbench.runner import RunSchema
 from fusionbench.runner import run as run_config
-from fusionbench.utils.frames import data_frame
 from fusionbench.utils.paths import user_path
 
-__all__ = ["ParamDictPool", "Report", "load_pool", "load_results", "load_taskpool", "merge", "run"]
+__all__ = ["ParamDictPool", "Report", "StoredResult", "load_pool", "load_results", "load_taskpool", "merge", "run"]
 
 
 def word_value(value: Any) -> str:
@@ -85,11 +84,11 @@ def load_taskpool(taskpool: str, device: str = "cpu", **overrides: Any) -> TaskP
     return build_taskpool(validate("taskpool", load_option("taskpool", taskpool), taskpool, words(overrides)), resolve_device(device))
 
 
+def load_results(store: Optional[str] = None, **filters: str) -> list[StoredResult]:
+    """``fusionbench results [store=PATH] [method=M] [pool=P] [taskpool=T] [task=X] [split=S]``: the stored evaluations.
 
-def load_results(store: Optional[str] = None, **filters: str) -> Any:
-    """``fusionbench results [store=PATH] [method=M] [pool=P] [taskpool=T] [task=X] [split=S]`` as a pandas DataFrame.
-
-    One row per stored evaluation (method, params, pool, subset, task, split, value, stderr, n, ...), from the
-    store sweeps write (``$FUSIONBENCH_HOME/results.sqlite`` unless ``store`` names another); needs pandas.
+    One ``StoredResult`` per evaluation (method, params, pool, subset, task, split, value, stderr, n, ...), in the
+    order written, from the store sweeps write (``$FUSIONBENCH_HOME/results.sqlite`` unless ``store`` names another).
+    ``pandas.DataFrame(load_results(...))`` makes them a table; ``to_dict()`` is the row ``results format=json`` exports.
     """
-    return data_frame(stored_rows(user_path(store) if store else default_store(), dict(filters)), "load_results()")
+    return stored_rows(user_path(store) if store else default_store(), dict(filters))

@@ -1,4 +1,4 @@
-"""The Python API (``fusionbench.merge``, ``run``, ``load_pool``, ``load_taskpool``, ``ParamDictPool``, ``Report``):
+"""The Python API (``fusionbench.merge``, ``run``, ``load_pool``, ``load_taskpool``, ``load_results``, ``ParamDictPool``, ``Report``):
 the docs page's examples run, and each call agrees with the command line and with hand computations."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import pandas
 import pytest
 import torch
 
@@ -128,9 +129,12 @@ def test_load_results_gives_the_rows_fusionbench_results_exports(tmp_path: Path,
     capsys.readouterr()
     assert main(["results", f"store={store}", "split=test", "format=json"]) == 0
     exported = json.loads(capsys.readouterr().out)
-    frame = fusionbench.load_results(store=str(store), split="test")
-    assert len(frame) == len(exported) > 0
-    assert list(frame["value"]) == [row["value"] for row in exported] and list(frame["task"]) == [row["task"] for row in exported]
+    rows = fusionbench.load_results(store=str(store), split="test")
+    assert len(rows) == len(exported) > 0 and all(isinstance(row, fusionbench.StoredResult) for row in rows)
+    assert [row.value for row in rows] == [row["value"] for row in exported] and [row.task for row in rows] == [row["task"] for row in exported]
+    assert [row.to_dict() for row in rows] == exported
+    frame = pandas.DataFrame(rows)
+    assert list(frame["value"]) == [row["value"] for row in exported] and set(frame.columns) == set(exported[0])
     with pytest.raises(ConfigError, match=r"Did you mean 'method'\?"):
         fusionbench.load_results(store=str(store), metod="ties")
     with pytest.raises(ConfigError, match=r"does not exist; run a sweep first"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import fields
 from math import comb
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from fusionbench.api.errors import ConfigError
 from fusionbench.cli.main import main
-from fusionbench.engine.store import ResultStore
+from fusionbench.engine.store import ResultKey, ResultStore
 from fusionbench.sweep.plan import enumerate_subsets
 
 WORLD = Path(__file__).with_name("scalar_world.py")
@@ -43,7 +45,7 @@ def sweep(capsys: pytest.CaptureFixture[str], words: list[str], store: Path, out
 
 def store_rows(path: Path) -> set[tuple]:
     with ResultStore(path) as store:
-        return {(r["key"], r["method"], json.dumps(r["params"], sort_keys=True), tuple(r["subset"]), r["task"], r["split"], r["value"]) for r in store.rows()}
+        return {(r.key, r.method, json.dumps(r.params, sort_keys=True), tuple(r.subset), r.task, r.split, r.value) for r in store.rows()}
 
 
 @pytest.mark.parametrize(("n", "spec", "count"), [(7, "all", 120), (7, "pairs", 21), (7, "full", 1), (7, "size=3", 35), (4, "all", 11), (8, "all", 247)])
@@ -81,7 +83,7 @@ def test_selection_uses_validation_only_and_normalisation_by_hand(world: list[st
     assert summary["by_size"]["2"] == pytest.approx({"mean": mean, "std": std, "n": 6})
     with ResultStore(tmp_path / "s.sqlite") as store:
         test_rows = [r for r in store.rows(split="test", method="task_arithmetic")]
-    assert {r["params"]["scaling_factor"] for r in test_rows} == {min(GRID)}  # test never saw the other points
+    assert {r.params["scaling_factor"] for r in test_rows} == {min(GRID)}  # test never saw the other points
     assert (tmp_path / "out" / "by_size.png").stat().st_size > 0 and (tmp_path / "out" / "pairs.png").is_file()
 
 
@@ -197,3 +199,26 @@ def test_results_export_and_compare(world: list[str], tmp_path: Path, capsys: py
     assert main(["results", "compare", f"summaries=[{tmp_path / 'ta'},{tmp_path / 'sa'}]"]) == 0
     out = capsys.readouterr().out
     assert "task_arithmetic" in out and "simple_average" in out and "Table 1 layout" in out
+
+
+def test_results_exports_the_store_table_as_it_holds_it(world: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The typed rows leave the files on disk as they were: one JSON object (or CSV line) per row of the
+    ``results`` table, its columns in the table's order, the JSON-text columns decoded (CSV: JSON text)."""
+    store = tmp_path / "s.sqlite"
+    sweep(capsys, world, store, tmp_path / "ta", "subsets=pairs")
+    db = sqlite3.connect(store)
+    columns = [c[1] for c in db.execute("PRAGMA table_info(results)")]
+    raw = db.execute("SELECT * FROM results WHERE split='test' ORDER BY created, key").fetchall()
+    db.close()
+    decoded = ("params", "pool_identity", "taskpool_identity", "subset")
+    expected = [{c: json.loads(v) if c in decoded else v for c, v in zip(columns, values)} for values in raw]
+    assert main(["results", f"store={store}", "format=json", "split=test", f"out={tmp_path / 'r.json'}"]) == 0
+    assert (tmp_path / "r.json").read_text() == json.dumps(expected, indent=2)
+    assert main(["results", f"store={store}", "format=csv", "split=test", f"out={tmp_path / 'r.csv'}"]) == 0
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0] == ",".join(columns) and len(lines) == 1 + len(raw) == 1 + 6 * 2  # 6 pairs x 2 tasks
+    first = next(csv.DictReader(lines))
+    assert {c: json.loads(first[c]) for c in decoded} == {c: expected[0][c] for c in decoded}
+    assert first["key"] == expected[0]["key"] and float(first["value"]) == expected[0]["value"]
+    with ResultStore(store) as opened:  # a typed row is its key's fields: they hash to the stored key
+        assert all(ResultKey(**{f.name: getattr(r, f.name) for f in fields(ResultKey)}).digest() == r.key for r in opened.rows())

@@ -60,7 +60,7 @@ def handle(words: list[str]) -> int:
         for column in ("method", "params", "pool", "subset", "task", "split", "value", "stderr", "n"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            table.add_row(r["method"], json.dumps(r["params"]), r["pool"], ",".join(r["subset"]), r["task"], r["split"], f"{r['value']:.4f}", f"{r['stderr']:.4f}", str(r["n"]))
+            table.add_row(r.method, json.dumps(r.params), r.pool, ",".join(r.subset), r.task, r.split, f"{r.value:.4f}", f"{r.stderr:.4f}", str(r.n))
         Console().print(table)
         return 0
     text = export(rows, cfg.format)

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_method ON results (method, pool, taskpool);
 """
+_JSON_COLUMNS = ("params", "pool_identity", "taskpool_identity", "subset")  # stored as JSON text
 
 
 class StoreError(FusionBenchError):
@@ -88,6 +89,31 @@ class Result:
     n: int
     stderr: float
     seconds: float
+
+
+@dataclass(frozen=True)
+class StoredResult(ResultKey):
+    """One row of the store, as ``fusionbench results`` exports it and ``fusionbench.load_results`` returns it:
+    the fields that determine a result, then what was measured.
+
+    ``to_dict`` is one object of ``results format=json`` (the store's columns in their order);
+    ``pandas.DataFrame(rows)`` makes a table of a list of them.
+    """
+
+    key: str  # the row's key: ResultKey.digest() of the fields above, when it was written
+    metric: str
+    value: float
+    n: int
+    stderr: float
+    seconds: float
+    created: float  # when the row was written (seconds since the epoch)
+
+    def digest(self) -> str:
+        return self.key
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        return {"key": row.pop("key"), **row, "subset": list(self.subset)}
 
 
 class ResultStore:
@@ -217,19 +243,17 @@ class ResultStore:
             self.db.executemany("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             return self.db.total_changes - before
 
-    def rows(self, **filters: str) -> Iterator[dict[str, Any]]:
-        """Stored rows as dicts (JSON columns decoded), filtered by equality on columns."""
-        columns = [c[1] for c in self.db.execute("PRAGMA table_info(results)")]
+    def rows(self, **filters: str) -> Iterator[StoredResult]:
+        """Stored rows, filtered by equality on columns, in the order they were written."""
+        columns = [f.name for f in fields(StoredResult)]
         unknown = [k for k in filters if k not in columns]
         if unknown:
             raise StoreError(f"cannot filter results by {unknown[0]!r}; valid columns: {', '.join(columns)}")
         where = " AND ".join(f"{k}=?" for k in filters) or "1"
-        cursor = self.db.execute(f"SELECT * FROM results WHERE {where} ORDER BY created, key", tuple(filters.values()))
+        cursor = self.db.execute(f"SELECT {', '.join(columns)} FROM results WHERE {where} ORDER BY created, key", tuple(filters.values()))
         for values in cursor:
-            row = dict(zip(columns, values))
-            for name in ("params", "pool_identity", "taskpool_identity", "subset"):
-                row[name] = json.loads(row[name])
-            yield row
+            row = {c: json.loads(v) if c in _JSON_COLUMNS else v for c, v in zip(columns, values)}
+            yield StoredResult(**{**row, "subset": tuple(row["subset"])})
 
     def distinct(self, column: str) -> list[str]:
         """The distinct stored values of a text column (method, pool, taskpool, task, split)."""
@@ -249,7 +273,7 @@ def default_store() -> Path:
     return home() / "results.sqlite"
 
 
-def stored_rows(path: Path, filters: dict[str, str]) -> list[dict[str, Any]]:
+def stored_rows(path: Path, filters: dict[str, str]) -> list[StoredResult]:
     """The rows of the store at ``path`` whose FILTERS columns equal ``filters``.
 
     A ConfigError for a missing store, an unknown filter, or a value no stored row has (with the stored values).
@@ -268,14 +292,14 @@ def stored_rows(path: Path, filters: dict[str, str]) -> list[dict[str, Any]]:
         return list(store.rows(**filters))
 
 
-def export(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Rows as CSV or JSON text."""
+def export(rows: list[StoredResult], fmt: str) -> str:
+    """Rows as CSV or JSON text (JSON columns written as JSON in a CSV cell)."""
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json.dumps([row.to_dict() for row in rows], indent=2)
     buffer = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0].to_dict()))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+            writer.writerow({k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in row.to_dict().items()})
     return buffer.getvalue()
