@@ -130,7 +130,7 @@ def entry_from_report(report: Report) -> dict[str, Any]:
     return {
         "schema": ENTRY_SCHEMA,
         "benchmark": {
-            "family": report.benchmark_family,
+            "family": report.modelpool.benchmark,
             "checkpoint_family": report.modelpool.family,
             "mode": report.modelpool.mode,
             "modelpool": report.modelpool.name,
@@ -166,7 +166,7 @@ def entry_from_summary(summary: Summary) -> dict[str, Any]:
     return {
         "schema": ENTRY_SCHEMA,
         "benchmark": {
-            "family": summary.benchmark_family,
+            "family": summary.modelpool.benchmark,
             "checkpoint_family": summary.modelpool.family,
             "mode": summary.modelpool.mode,
             "modelpool": summary.modelpool.name,
@@ -209,6 +209,16 @@ def _source_file(path: Path) -> Path:
     return path
 
 
+def _check_current(path: Path, data: dict[str, Any], what: str) -> None:
+    """A LeaderboardError naming the fix for a result an older FusionBench wrote (no provenance, no modelpool.benchmark)."""
+    method, pool = data.get("method"), data.get("modelpool")
+    missing = None if "provenance" in data and isinstance(method, dict) and "reference" in method else "provenance"
+    missing = missing or (None if isinstance(pool, dict) and "benchmark" in pool else "modelpool.benchmark")
+    if missing:
+        again = "re-run the sweep, it resumes from its store" if what == "sweep summary" else "re-run it"
+        raise LeaderboardError(f"{path}: {what} has no {missing} (written by an older FusionBench); {again}")
+
+
 def entries_from_file(path: str | Path) -> list[dict[str, Any]]:
     """Entries in a file or run / sweep directory: a run report, a sweep summary, an entry or a leaderboard.
 
@@ -223,14 +233,14 @@ def entries_from_file(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(data.get("entries"), list):
             raise LeaderboardError(f"{path}: leaderboard has no list of entries")
         return list(data["entries"])
+    if kind in (REPORT_SCHEMA, SUMMARY_SCHEMA):
+        _check_current(path, data, "run report" if kind == REPORT_SCHEMA else "sweep summary")
     if kind == REPORT_SCHEMA:
         problem = result_problem(data, REPORT_SCHEMA)
         if problem is not None:
             raise LeaderboardError(f"{path}: invalid run report, {problem}")
         return [entry_from_report(Report.from_dict(data))]
     if kind == SUMMARY_SCHEMA:
-        if "provenance" not in data or "reference" not in data.get("method", {}):
-            raise LeaderboardError(f"{path}: sweep summary has no provenance (written by an older FusionBench); re-run the sweep, it resumes from its store")
         problem = result_problem(data, SUMMARY_SCHEMA)
         if problem is not None:
             raise LeaderboardError(f"{path}: invalid sweep summary, {problem}")

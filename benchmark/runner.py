@@ -25,7 +25,7 @@ from fusionbench.engine.build import build, resolve_device
 from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.model_card import model_card
 from fusionbench.engine.references import reference_scores
-from fusionbench.engine.report import Averages, Cost, PoolInfo, Report, TaskPoolInfo, TaskRow
+from fusionbench.engine.report import Averages, Cost, PoolInfo, Report, TaskPoolInfo, TaskRow, benchmark_family
 from fusionbench.engine.results import MethodInfo, Provenance, check_result
 from fusionbench.engine.save import check_save_request, save_merged
 from fusionbench.utils.jsonio import write_json_atomic
@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> Report:
     use = method.data_use()
     report = Report(
         method=MethodInfo(method.name, method.version, method.reference, asdict(method.params), None if use is None else asdict(use)),
-        modelpool=PoolInfo(cfg.modelpool.name, pool.mode, pool.family, pool.identity()),
+        modelpool=PoolInfo(cfg.modelpool.name, pool.mode, pool.family, benchmark_family(cfg.modelpool), pool.identity()),
         taskpool=TaskPoolInfo.from_dict({"name": cfg.taskpool.name, **taskpool.identity()}),
         split=cfg.split,
         tasks=rows,

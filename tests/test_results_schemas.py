@@ -63,13 +63,34 @@ def test_the_leaderboard_refuses_a_summary_its_schema_refuses(written: dict[str,
     assert not (tmp_path / "board.json").exists()
 
 
+def test_the_leaderboard_reads_the_benchmark_from_the_typed_field_not_the_config(written: dict[str, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``modelpool.benchmark`` is written from the resolved pool config and is the entry's family; the config in the
+    provenance is a record, not read again (here it names another pool, and the entry keeps the field's value)."""
+    for kind, name in ((REPORT, "report.json"), (SWEEP, "summary.json")):
+        data = copy.deepcopy(written[kind])
+        assert data["modelpool"]["benchmark"] == "dummy"
+        data["modelpool"]["benchmark"] = "my-benchmark"
+        data["provenance"]["config"]["modelpool"] = {"name": "other_pool_lora", "variant": "other"}
+        (tmp_path / kind.replace("/", "_")).mkdir()
+        (tmp_path / kind.replace("/", "_") / name).write_text(json.dumps(data))
+        assert main(["leaderboard", "publish", str(tmp_path / kind.replace("/", "_")), f"out={tmp_path / 'board.json'}"]) == 0
+    entries = json.loads((tmp_path / "board.json").read_text())["entries"]
+    assert [e["benchmark"]["family"] for e in entries] == ["my-benchmark", "my-benchmark"]
+    del data["modelpool"]["benchmark"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["leaderboard", "publish", str(tmp_path / "old.json"), f"out={tmp_path / 'board.json'}"]) == 2
+    assert "sweep summary has no modelpool.benchmark (written by an older FusionBench)" in capsys.readouterr().err
+    assert result_problem(data, SWEEP) == "at modelpool: 'benchmark' is a required property"
+
+
 def test_typed_results_read_back_what_was_written(written: dict[str, dict]) -> None:
     """Report and Summary are the dataclasses of these files: from_dict then to_dict gives the file's JSON again."""
     report, summary = Report.from_dict(written[REPORT]), Summary.from_dict(written[SWEEP])
     assert report.to_dict() == written[REPORT] and summary.to_dict() == written[SWEEP]
     assert json.dumps(summary.to_dict(), indent=2) == json.dumps(written[SWEEP], indent=2)  # the same keys in the same order
     assert isinstance(report.tasks["alpha"], TaskRow) and report.average.normalized == written[REPORT]["average"]["normalized"]
-    assert report.benchmark_family == summary.benchmark_family == "dummy" and summary.modelpool.family == "local"
+    assert report.modelpool.benchmark == summary.modelpool.benchmark == "dummy" and summary.modelpool.family == "local"
     assert summary.full is None and [pair.tasks for pair in summary.pairs] == [row.tasks for row in summary.subsets]
 
 

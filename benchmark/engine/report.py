@@ -91,11 +91,13 @@ class Averages:
 
 @dataclass(frozen=True)
 class PoolInfo:
-    """The model pool of a report: config name, fine-tuning mode, checkpoint family, identity (what its checkpoints are)."""
+    """The model pool of a report: config name, fine-tuning mode, checkpoint family, benchmark (``benchmark_family``
+    of its config), identity (what its checkpoints are)."""
 
     name: str
     mode: str
     family: str
+    benchmark: str
     identity: dict[str, Any]
 
 
@@ -143,11 +145,6 @@ class Report:
     cost: Cost
     provenance: Provenance
     output_dir: Optional[str] = None  # the run directory (written into report.json, not part of the schema's contract)
-
-    @property
-    def benchmark_family(self) -> str:
-        """The benchmark the pool belongs to across modes (``benchmark_family`` of the resolved pool config)."""
-        return benchmark_family(self.provenance.config["modelpool"])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:

@@ -11,7 +11,6 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Mapping, Optional
 
-from fusionbench.engine.report import benchmark_family
 from fusionbench.engine.results import SWEEP, MethodInfo, Provenance, from_fields
 
 
@@ -65,11 +64,12 @@ class Pair:
 
 @dataclass(frozen=True)
 class SweptPool:
-    """The model pool of a sweep: config name, fine-tuning mode, checkpoint family."""
+    """The model pool of a sweep: config name, fine-tuning mode, checkpoint family, benchmark (``benchmark_family`` of its config)."""
 
     name: str
     mode: str
     family: str
+    benchmark: str
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,6 @@ class Summary:
     wall_seconds: float
     provenance: Provenance
     output_dir: Optional[str] = None  # where the sweep wrote it (not part of summary.json)
-
-    @property
-    def benchmark_family(self) -> str:
-        """The benchmark the pool belongs to across modes (``benchmark_family`` of the resolved pool config)."""
-        return benchmark_family(self.provenance.config["modelpool"])
 
     @property
     def full(self) -> Optional[SubsetRow]:

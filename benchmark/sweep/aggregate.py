@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionbench.engine.references import References
+from fusionbench.engine.report import benchmark_family
 from fusionbench.engine.results import MethodInfo, Provenance
 from fusionbench.engine.store import ResultStore
 from fusionbench.engine.summary import Counts, Pair, Splits, Stats, SubsetRow, SubsetScore, Summary, SweptPool, SweptTaskPool
@@ -50,7 +51,7 @@ def summarize(plan: Plan, store: ResultStore, references: References, subsets: l
     parameters = {k: v for k, v in asdict(plan.method.params).items() if all(k not in p for p in points)}
     return Summary(
         method=MethodInfo(plan.method.name, plan.method.version, plan.method.reference, parameters),
-        modelpool=SweptPool(str(cfg.modelpool.name), plan.pool.mode, plan.pool.family),
+        modelpool=SweptPool(str(cfg.modelpool.name), plan.pool.mode, plan.pool.family, benchmark_family(cfg.modelpool)),
         taskpool=SweptTaskPool(str(cfg.taskpool.name), cfg.taskpool.limit),
         subsets_spec=cfg.subsets,
         grid=points,
