@@ -4,7 +4,9 @@ A command line such as ``method=ties modelpool=clip_llora method.k=0.2 seed=1`` 
 
 * ``group=option`` (groups: method, modelpool, taskpool) picks ``configs/<group>/<option>.yaml``
   from the package, or a user's YAML file when the option is a path. A method may also
-  be named directly by its registry name (its parameters then take their defaults).
+  be named directly by its registry name (its parameters then take their defaults). A few
+  older names stand for a shipped file with some keys set (``ALIASES``: ``clip_lora`` is
+  ``clip_vit_b16`` with ``mode: lora``).
 * ``group.key=value`` overrides one value inside a group; ``key=value`` sets a top-level key.
 
 Each group is validated in struct mode against the schema of the class it names (a method's
@@ -84,12 +86,18 @@ def read_yaml_file(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
+# Names kept from before a backbone's configs were folded into one file: option -> (shipped file, keys it sets).
+ALIASES: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
+    "modelpool": {f"clip_{mode}": ("clip_vit_b16", {"mode": mode}) for mode in ("full", "lora", "llora")},
+}
+
+
 def packaged_options(group: str) -> list[str]:
-    """Names of the YAML configs shipped for ``group``."""
+    """Names of the configs shipped for ``group``: its YAML files and the aliases of them."""
     folder = files("fusionbench.configs") / group
     if not folder.is_dir():
         return []
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted([p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")] + list(ALIASES.get(group, {})))
 
 
 def group_options(group: str) -> list[str]:
@@ -110,7 +118,9 @@ def load_option(group: str, option: str) -> DictConfig:
         raw = read_yaml_file(path, f"{group} config file {option!r}")
         stem = path.stem
     elif option in packaged_options(group):
-        raw = OmegaConf.load(str(files("fusionbench.configs") / group / f"{option}.yaml"))
+        target, keys = ALIASES.get(group, {}).get(option, (option, {}))
+        raw = OmegaConf.load(str(files("fusionbench.configs") / group / f"{target}.yaml"))
+        raw.merge_with(keys)
         stem = option
     elif group == "method" and option in METHODS:
         raw, stem = OmegaConf.create({CLASS_KEY: option}), option

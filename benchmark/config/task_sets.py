@@ -43,9 +43,10 @@ def checkpoints(name: str, pattern: str, names: Optional[Any] = None) -> dict[st
     tasks = task_set(name)
     missing = [t for t in tasks if own and t not in own]
     if missing:
+        covered = [s for s, members in task_sets().items() if set(members) <= set(own)]
         raise ConfigError(
             f"task set {name!r} has task {missing[0]!r}, which this pool's checkpoint names do not list; "
-            f"valid task sets are those they cover"
+            f"valid task sets here: {choices_text(covered)}"
         )
     return {t: pattern.replace("{task}", t).replace("{name}", str(own.get(t, t))) for t in tasks}
 
