@@ -17,8 +17,8 @@ from test_modelpool_open_clip import world as world  # noqa: F401  (the tiny ope
 from test_taskpool_vision import expected_accuracy
 from tiny_data import save_image_dataset
 
-from fusionbench.api.errors import DataError
-from fusionbench.api.plugins import TASKPOOLS
+from fusionbench.api.errors import CheckpointError, DataError
+from fusionbench.api.plugins import MODELPOOLS, TASKPOOLS
 from fusionbench.cli.main import main
 from fusionbench.config.compose import group_options
 from fusionbench.config.task_sets import task_set
@@ -52,6 +52,13 @@ def test_old_b16_names_are_the_one_config_in_their_mode(mode: str) -> None:
     moved = composed(f"modelpool=clip_{mode}", "modelpool.task_set=tall14", "modelpool.variant=clip-vit-base-patch32")
     assert list(moved.modelpool.models) == task_set("tall14") and moved.taskpool.name == "clip_tall14"
     assert moved.modelpool.models["pcam"].startswith("tanganke/clip-vit-base-patch32_pcam")
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "llora"])
+def test_clip_vit_b16_offline_stops_with_one_message(mode: str) -> None:
+    cfg = composed("modelpool=clip_vit_b16", f"modelpool.mode={mode}").modelpool
+    with pytest.raises(CheckpointError, match=rf"base model 'openai/clip-vit-base-patch16' .* hub is unreachable .*mini_clip_{mode}"):
+        MODELPOOLS.get("clip")(cfg)
 
 
 def test_old_b16_name_reads_local_checkpoints_as_the_one_config(tmp_path: Path) -> None:
