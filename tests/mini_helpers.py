@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from fusionbench.config.compose import load_option
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -15,7 +17,7 @@ def reduced_configs(tmp_path: Path, pool: str, taskpool: str) -> Path:
     del taskpool_cfg["requires"]
     taskpool_cfg.catalog_file = str(taskpool_cfg.catalog_file).replace("-seed0/", "-seed0-reduced/")
     OmegaConf.save(taskpool_cfg, tmp_path / f"{taskpool}.yaml")
-    pool_cfg = OmegaConf.load(CONFIGS / "modelpool" / f"{pool}.yaml")
+    pool_cfg = load_option("modelpool", pool)  # a shipped name, e.g. mini_clip_lora: mini_clip.yaml with mode lora
     del pool_cfg["requires"]
     pool_cfg.taskpool = str(tmp_path / f"{taskpool}.yaml")
     pool_cfg.base = str(pool_cfg.base).replace("-seed0/", "-seed0-reduced/")

@@ -16,8 +16,10 @@ from fusionbench.api.params import ParamDict
 from fusionbench.api.plugins import REQUIREMENTS
 from fusionbench.api.requirement import Requirement
 from fusionbench.cli.main import main
+from fusionbench.config.compose import compose, group_options, load_option
 from fusionbench.engine.prepare import prepare
 from fusionbench.mini.pools import MINI_LR, MINI_RECIPES, REDUCED_STEPS, build_pools, definitions, mini_recipe, pools_ready
+from fusionbench.runner import RunSchema
 
 
 @pytest.mark.slow
@@ -108,5 +110,20 @@ def test_shipped_mini_configs_name_their_requirement() -> None:
     for kind, prefix, taskpool in (("vision", "mini_clip", "mini_vision7"), ("text", "mini_t5", "mini_text7")):
         assert OmegaConf.load(CONFIGS / "taskpool" / f"{taskpool}.yaml").requires == f"mini_{kind}"
         for mode in MODES:
-            cfg = OmegaConf.load(CONFIGS / "modelpool" / f"{prefix}_{mode}.yaml")
+            cfg = load_option("modelpool", f"{prefix}_{mode}")
             assert cfg.requires == f"mini_{kind}" and cfg.mode == mode and cfg.taskpool == taskpool and len(cfg.models) == 7
+
+
+def test_one_mini_config_per_modality_answers_to_the_six_names(isolated_home: Path) -> None:
+    """``mini_clip.yaml`` and ``mini_t5.yaml`` with the mode as a key; ``mini_<model>_<mode>`` is that file with the mode set,
+    named as typed, each task's checkpoint in the mode's folder of the built world."""
+    shipped = sorted(p.stem for p in (CONFIGS / "modelpool").glob("mini_*.yaml"))
+    assert shipped == ["mini_clip", "mini_t5"]
+    for prefix, world in (("mini_clip", "vision-seed0"), ("mini_t5", "text-seed0")):
+        for mode in MODES:
+            cfg = compose(["method=ties", f"modelpool={prefix}_{mode}"], RunSchema).modelpool
+            assert cfg.name == f"{prefix}_{mode}" and cfg.mode == mode and f"{prefix}_{mode}" in group_options("modelpool")
+            assert {task: Path(path) for task, path in cfg.models.items()} == {
+                task: isolated_home / "mini" / world / "pools" / mode / task for task in cfg.models}
+            by_key = compose(["method=ties", f"modelpool={prefix}", f"modelpool.mode={mode}"], RunSchema).modelpool
+            assert OmegaConf.to_container(by_key, resolve=True) == {**OmegaConf.to_container(cfg, resolve=True), "name": prefix}

@@ -5,8 +5,8 @@ A command line such as ``method=ties modelpool=clip_llora method.k=0.2 seed=1`` 
 * ``group=option`` (groups: method, modelpool, taskpool) picks ``configs/<group>/<option>.yaml``
   from the package, or a user's YAML file when the option is a path. A method may also
   be named directly by its registry name (its parameters then take their defaults). A few
-  older names stand for a shipped file with some keys set (``ALIASES``: ``clip_lora`` is
-  ``clip_vit_b16`` with ``mode: lora``).
+  names stand for a shipped file with some keys set (``ALIASES``: ``clip_lora`` is
+  ``clip_vit_b16`` with ``mode: lora``, ``mini_clip_lora`` is ``mini_clip`` with ``mode: lora``).
 * ``group.key=value`` overrides one value inside a group; ``key=value`` sets a top-level key.
 
 Each group is validated in struct mode against the schema of the class it names (a method's
@@ -33,6 +33,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from fusionbench.api.errors import ConfigError, choices_text, did_you_mean
+from fusionbench.api.modelpool import MODES
 from fusionbench.api.plugins import METHODS, MODELPOOLS, TASKPOOLS, load_plugins
 from fusionbench.api.registry import Registry
 from fusionbench.api.words import names_a_file
@@ -86,9 +87,11 @@ def read_yaml_file(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
-# Names kept from before a backbone's configs were folded into one file: option -> (shipped file, keys it sets).
+# Names of a shipped file with keys set: option -> (shipped file, keys it sets). Each name of a pool in one mode
+# (clip_lora, mini_clip_lora, ...) is its one config file with that mode; the name is the pool's identity in results.
+MODE_NAMES = {"clip": "clip_vit_b16", "mini_clip": "mini_clip", "mini_t5": "mini_t5"}  # name prefix -> file
 ALIASES: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
-    "modelpool": {f"clip_{mode}": ("clip_vit_b16", {"mode": mode}) for mode in ("full", "lora", "llora")},
+    "modelpool": {f"{prefix}_{mode}": (target, {"mode": mode}) for prefix, target in MODE_NAMES.items() for mode in MODES},
 }
 
 
