@@ -17,6 +17,7 @@ BUILTINS: dict[str, str] = {
     "iso_cts": "fusionbench.methods.iso_cts:IsoCts",
     "fisher": "fusionbench.methods.fisher:FisherMerging",
     "regmean": "fusionbench.methods.regmean:RegMean",
+    "regmean_plusplus": "fusionbench.methods.regmean_plusplus:RegMeanPlusPlus",
     "adamerging": "fusionbench.methods.adamerging:AdaMerging",
     "wudi": "fusionbench.methods.wudi:Wudi",
     "knots": "fusionbench.methods.knots:Knots",

@@ -10,20 +10,25 @@ test inputs.
 Every lambda starts at 0.3 and is clamped to [0, 1] when used (official code). Each step
 sums over tasks the mean Shannon entropy H(softmax(logits)) of the merged model's class
 scores on one batch of that task's test inputs and takes one Adam step (lr 1e-3, betas
-(0.9, 0.999), no weight decay) on the lambdas; the merged weights are built by
-``torch.func.functional_call`` on the pool's one resident model. The official loop runs 500
+(0.9, 0.999), no weight decay) on the lambdas; the merged weights (the pool's
+``module_parameters``: whole weights, or the adapted layers' folded LoRA / L-LoRA weights) enter
+the pool's one resident model through ``torch.func.functional_call``. Tensors no task moves stay
+outside the graph, and a frozen prefix of the model (submodules with no moving tensor, e.g. the
+embeddings and first block that the mini world's fine-tuning froze) runs once per batch, its
+outputs reused (``constant_outputs_reused``): the same arithmetic, done once. On a text-to-text
+pool the classes are the task's label words. The official loop runs 500
 steps and, per step and task, sums the mean entropies of two shuffled batches of 16; Adam
 being invariant to the loss's scale, that is the mean entropy of 32 inputs, so a batch here
 holds 32 inputs, taken in a fixed order from the first ``examples_per_task`` test inputs
 (default: every one) and cycled. Labels are never read; the merge adapts to the inputs it is
-then evaluated on, which every report flags (test-time adaptation). Full pools only.
+then evaluated on, which every report flags (test-time adaptation).
 Defaults: granularity layer, init 0.3, lr 1e-3, 500 steps, batch 32.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -33,7 +38,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import DataUse, TaskPool
 from fusionbench.methods.common import check_choice
-from fusionbench.methods.data_based import class_scores, full_pool_inputs, resident
+from fusionbench.methods.data_based import class_scores, constant_outputs_reused, pool_inputs, resident
 
 GRANULARITIES = ("task", "layer")
 
@@ -44,13 +49,31 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1).mean()
 
 
-def merged_params(base: ParamDict, vectors: Sequence[ParamDict], coefficients: torch.Tensor) -> dict[str, torch.Tensor]:
-    """theta_0,k + sum_t lambda_k,t tau_t,k for (tensors, tasks) ``coefficients``, or lambda_t for (tasks,) ones."""
-    rows = coefficients.expand(len(base), len(vectors)) if coefficients.dim() == 1 else coefficients
-    return {
-        name: tensor + sum(rows[k, t].to(tensor.dtype) * vector[name] for t, vector in enumerate(vectors))
-        for k, (name, tensor) in enumerate(base.items())
-    }
+class MergedParams:
+    """theta(lambda): theta_0,k + sum_t lambda_k,t tau_t,k for (tensors, tasks) lambdas, or lambda_t for (tasks,) ones.
+
+    Only the tensors some task moves depend on lambda (their task vectors stacked, one (tasks, entries) matrix
+    per tensor, so a tensor costs one product); the others are theta_0's, outside the autograd graph. The rows
+    of layer-wise lambdas follow ``base``'s tensor order.
+    """
+
+    def __init__(self, base: ParamDict, vectors: Sequence[ParamDict]) -> None:
+        self.base = base
+        self.tasks = len(vectors)
+        rows = {name: k for k, name in enumerate(base)}
+        self.moving = {
+            name: (rows[name], torch.stack([vector[name].reshape(-1) for vector in vectors]))
+            for name, tensor in base.items()
+            if tensor.is_floating_point() and any(bool(vector[name].any()) for vector in vectors)
+        }
+
+    def __call__(self, coefficients: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = coefficients.expand(len(self.base), self.tasks) if coefficients.dim() == 1 else coefficients
+        out = dict(self.base)
+        for name, (k, stacked) in self.moving.items():
+            tensor = self.base[name]
+            out[name] = tensor + (rows[k].to(tensor.dtype) @ stacked).view(tensor.shape)
+        return out
 
 
 @dataclass
@@ -60,12 +83,12 @@ class EntropyObjective:
     data: TaskPool
     model: Any  # the evaluated model around the resident module
     module: nn.Module  # the resident module whose parameters are the pool's
-    base: ParamDict
-    vectors: list[ParamDict]
+    merged: MergedParams
     batches: dict[str, list[Any]]  # task -> unlabeled batches
+    to_module: Callable[[ParamDict], Mapping[str, torch.Tensor]] = dict  # the pool's module_parameters
 
     def __call__(self, coefficients: torch.Tensor, step: int) -> torch.Tensor:
-        params = merged_params(self.base, self.vectors, coefficients.clamp(0.0, 1.0))
+        params = self.to_module(ParamDict(self.merged(coefficients.clamp(0.0, 1.0))))
         losses = []
         for task, batches in self.batches.items():
             batch = batches[step % len(batches)]
@@ -105,6 +128,7 @@ class AdaMerging(Method):
     Params = AdaMergingParams
     grid = {"granularity": ["task", "layer"], "lr": [1e-3, 1e-2]}
     needs_data = True
+    data_needs = "entropy of the class scores (CLIP classes; T5: label words); full, lora, llora pools"
 
     def validate(self) -> None:
         p = self.params
@@ -121,14 +145,15 @@ class AdaMerging(Method):
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         p = self.params
-        data, base, thetas = full_pool_inputs(self, pool, data, "for its unlabeled test inputs")
-        vectors = [theta - base for theta in thetas]
+        data, base, thetas = pool_inputs(self, pool, data, "for its unlabeled test inputs")
+        merged = MergedParams(base, [theta - base for theta in thetas])
         batches = {task: data.examples(task, self.data_use(), p.batch_size, self.name) for task in pool.tasks}
         model, module = resident(self, pool, base)
-        objective = EntropyObjective(data, model, module, base, vectors, batches)
-        shape = (len(vectors),) if p.granularity == "task" else (len(base), len(vectors))
-        coefficients = adamerging_coefficients(objective, shape, p.init, p.lr, p.steps).clamp(0.0, 1.0)
+        objective = EntropyObjective(data, model, module, merged, batches, pool.module_parameters)
+        shape = (len(thetas),) if p.granularity == "task" else (len(base), len(thetas))
+        probe = pool.module_parameters(ParamDict(merged(torch.full(shape, p.init, requires_grad=True))))
+        with constant_outputs_reused(module, {name for name, tensor in probe.items() if tensor.requires_grad}):
+            coefficients = adamerging_coefficients(objective, shape, p.init, p.lr, p.steps).clamp(0.0, 1.0)
         with torch.no_grad():
-            merged = merged_params(base, vectors, coefficients)
-        return ParamDict({name: tensor.to(base[name].dtype) for name, tensor in merged.items()})
+            return ParamDict({name: tensor.to(base[name].dtype, copy=True) for name, tensor in merged(coefficients).items()})
 

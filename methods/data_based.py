@@ -5,15 +5,17 @@ They read data only through the task pool's contract (``TaskPool.examples`` with
 ``DataUse``) and run the pool's one resident model: ``pool.model(params)`` copies values into
 it, and ``class_scores`` evaluates ``TaskPool.class_logits`` with the resident module's
 parameters replaced by (differentiable) tensors through ``torch.func.functional_call``, so no
-model is ever copied. That needs the pool's parameters to be the resident module's own
-parameters, which holds for full pools; LoRA and L-LoRA pools fold their adapters into the
-resident weights, so these methods refuse them.
+model is ever copied. Those tensors are ``pool.module_parameters(params)``: a full pool's own
+parameters, or the adapted layers' folded weights ``W0 + Delta W(phi)`` of a LoRA / L-LoRA pool,
+so gradients reach the pool's parameters (the adapters, or the dense updates with
+``merge_space=delta``) whatever the mode.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -37,30 +39,25 @@ def check_labelled_split(method: str, split: str) -> None:
         )
 
 
-def full_pool_inputs(method: Method, pool: ModelPool, data: TaskPool | None, purpose: str) -> tuple[TaskPool, ParamDict, list[ParamDict]]:
-    """(data, theta_0, [theta_t]) of a full ``pool`` (checked as ``load_inputs`` does) for a method that reads ``data`` for ``purpose``."""
+def pool_inputs(method: Method, pool: ModelPool, data: TaskPool | None, purpose: str) -> tuple[TaskPool, ParamDict, list[ParamDict]]:
+    """(data, theta_0, [theta_t]) of ``pool`` (checked as ``load_inputs`` does) for a method that reads ``data`` for ``purpose``."""
     if data is None:
         raise ConfigError(f"method {method.name!r} needs a task pool {purpose}; pass taskpool=NAME")
     base, thetas = load_inputs(method, pool)
-    if pool.mode != "full":
-        raise ConfigError(
-            f"method {method.name!r} needs the gradients or layer inputs of whole weights, but pool {pool.config.name!r} "
-            f"has mode {pool.mode} (its parameters are adapters folded into the model); choose a pool of mode full"
-        )
     return data, base, thetas
 
 
-def parameter_module(method: Method, pool: ModelPool, model: Any, params: Mapping[str, torch.Tensor]) -> nn.Module:
-    """The module, in the evaluated ``model``, whose parameters are named as the pool's ``params``."""
+def parameter_module(method: Method, pool: ModelPool, model: Any, names: Iterable[str]) -> nn.Module:
+    """The module, in the evaluated ``model``, that has parameters of every one of ``names``."""
     candidates = [model] if isinstance(model, nn.Module) else []
     if is_dataclass(model):
         candidates += [getattr(model, f.name) for f in fields(model) if isinstance(getattr(model, f.name), nn.Module)]
     for module in candidates:
-        if set(params) <= {name for name, _ in module.named_parameters()}:
+        if set(names) <= {name for name, _ in module.named_parameters()}:
             return module
     raise ConfigError(
         f"method {method.name!r} cannot find the module holding the parameters of pool {pool.config.name!r} in the model it "
-        f"evaluates ({type(model).__name__}); it supports pools whose parameters are their model's (mode full)"
+        f"evaluates ({type(model).__name__}); the pool's module_parameters must name that module's parameters"
     )
 
 
@@ -85,7 +82,55 @@ def class_scores(
     return functional_call(scores, {f"resident.{name}": value for name, value in params.items()}, (batch,))
 
 
+_PLAIN = (type(None), bool, int, float, str)  # non-tensor inputs a memoized forward keys by value
+
+
+def _memoized(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward`` that returns, for inputs it has seen (the same tensor objects, none requiring grad), the output it gave them."""
+    seen: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # key -> (the inputs, kept alive so their ids stay theirs; the output)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        inputs = list(args) + [kwargs[k] for k in sorted(kwargs)]
+        if any(x.requires_grad if isinstance(x, torch.Tensor) else not isinstance(x, _PLAIN) for x in inputs):
+            return forward(*args, **kwargs)
+        key = tuple(id(x) if isinstance(x, torch.Tensor) else repr(x) for x in inputs) + tuple(sorted(kwargs))
+        if key not in seen:
+            seen[key] = (inputs, forward(*args, **kwargs))
+        return seen[key][1]
+
+    return call
+
+
+@contextmanager
+def constant_outputs_reused(module: nn.Module, moving: set[str]) -> Iterator[None]:
+    """Within the block, each largest submodule of ``module`` that holds parameters but none named in ``moving``
+    computes its output once per input (the same tensor objects; inputs that require grad are always recomputed).
+
+    For objectives evaluated many times on fixed batches with only the ``moving`` parameters changing: a frozen
+    prefix of the network (fine-tuning left its embeddings and first blocks untouched) then runs once per batch.
+    Exact as long as the batches' tensors are not modified in place and the other parameters keep their values.
+    """
+    patched: list[nn.Module] = []
+
+    def visit(prefix: str, node: nn.Module) -> None:
+        for name, child in node.named_children():
+            path = prefix + name
+            names = {f"{path}.{n}" for n, _ in child.named_parameters()}
+            if names and not names & moving:
+                child.forward = _memoized(child.forward)  # type: ignore[method-assign]
+                patched.append(child)
+            elif names:
+                visit(path + ".", child)
+
+    visit("", module)
+    try:
+        yield
+    finally:
+        for child in patched:
+            del child.forward
+
+
 def resident(method: Method, pool: ModelPool, params: ParamDict) -> tuple[Any, nn.Module]:
-    """(the evaluated model holding ``params``, the module whose parameters they are)."""
+    """(the evaluated model holding ``params``, its module whose parameters ``pool.module_parameters`` names)."""
     model = pool.model(params)
-    return model, parameter_module(method, pool, model, params)
+    return model, parameter_module(method, pool, model, pool.module_parameters(params))

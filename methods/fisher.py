@@ -12,8 +12,10 @@ entry the weighted average
 with the official code's ``fisher_floor`` 1e-6 (applied to every model: no model is the
 target here) and, by default, its ``normalize_fishers``: w_t = 1 / ||F_t||_2 over all
 tensors (else w_t = 1). Equal Fishers give the simple average; tensors that no example's
-gradient reaches (and non-float tensors) are averaged. Full pools only: the gradient is taken
-in the resident model's own weights. Defaults: N = 256 train examples per task, floor 1e-6,
+gradient reaches (and non-float tensors) are averaged. The gradient is taken in the pool's own
+parameters through the resident model: whole weights, or a LoRA / L-LoRA pool's adapters (their
+dense updates with ``merge_space=delta``). p(y | x) is the task pool's ``class_logits`` softmax:
+CLIP's zero-shot classes, or a text task's label words (``fusionbench.taskpools.text_scores``). Defaults: N = 256 train examples per task, floor 1e-6,
 normalize true.
 """
 
@@ -30,7 +32,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import DataUse, TaskPool
 from fusionbench.methods.common import mean_vector
-from fusionbench.methods.data_based import check_labelled_split, class_scores, full_pool_inputs, resident
+from fusionbench.methods.data_based import check_labelled_split, class_scores, pool_inputs, resident
 
 Fisher = dict[str, Optional[torch.Tensor]]  # None: no gradient reached the tensor
 
@@ -71,6 +73,7 @@ class FisherMerging(Method):
     Params = FisherParams
     grid = {"examples_per_task": [64, 256, 1024], "normalize": [True, False]}
     needs_data = True
+    data_needs = "gradients of the labels' log-likelihood over the class scores (CLIP classes; T5: label words); full, lora, llora pools"
 
     def validate(self) -> None:
         p = self.params
@@ -82,7 +85,7 @@ class FisherMerging(Method):
         return DataUse(self.params.split, self.params.examples_per_task, labels=True)
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
-        data, _, thetas = full_pool_inputs(self, pool, data, "to estimate the Fishers on")
+        data, _, thetas = pool_inputs(self, pool, data, "to estimate the Fishers on")
         fishers = [self.fisher(pool, data, task, theta) for task, theta in zip(pool.tasks, thetas)]
         return fisher_merge(thetas, fishers, self.params.floor, self.params.normalize)
 
@@ -95,8 +98,9 @@ class FisherMerging(Method):
         sums: dict[str, Any] = dict.fromkeys(trained)
         for batch in examples:
             with torch.enable_grad():
-                log_likelihood = F.log_softmax(class_scores(data, model, module, leaves, batch, task).double(), dim=-1)
-                label = int(data.labels(batch)[0])
+                scores = class_scores(data, model, module, pool.module_parameters(ParamDict(leaves)), batch, task)
+                log_likelihood = F.log_softmax(scores.double(), dim=-1)
+                label = int(data.label_classes(batch, task)[0])
                 grads = torch.autograd.grad(log_likelihood[0, label], [leaves[n] for n in trained], allow_unused=True)
             for name, grad in zip(trained, grads):
                 if grad is not None:

@@ -78,6 +78,7 @@ class LoraHub(Method):
     Params = LoraHubParams
     grid: dict[str, list[Any]] = {}
     needs_data = True
+    data_needs = "the task pool's labelled loss of merged models (gradient-free search); any pool"
 
     def validate(self) -> None:
         p = self.params

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.models.adapters import save_adapter
 from fusionbench.models.checkpoints import Entry, Resolved, entry_id, read_json, resolve_entries
-from fusionbench.modelpools.adapter_weights import AdapterWeights
+from fusionbench.modelpools.adapter_weights import DELTA_SUFFIX, AdapterWeights
 from fusionbench.modelpools.full_weights import FullWeights
 from fusionbench.modelpools.saving import adapter_save_format
 from fusionbench.modelpools.streamed import StreamedFullSave
@@ -55,6 +55,7 @@ class TransformersModelPool(FullWeights, AdapterWeights, StreamedFullSave, Model
         self._cache: dict[str, ParamDict] = {}
         self._identity: Optional[dict[str, Any]] = None
         self._wrapped: Any = None
+        self._weight_names: Optional[dict[str, str]] = None  # adapted layer -> its weight's name in the resident module
         if config.mode == "full":
             self._init_full()
         else:
@@ -133,6 +134,27 @@ class TransformersModelPool(FullWeights, AdapterWeights, StreamedFullSave, Model
         if self._wrapped is None:
             self._wrapped = self._wrap()
         return self._wrapped
+
+    def module_parameters(self, params: ParamDict) -> Mapping[str, torch.Tensor]:
+        """full: ``params``; lora / llora: each adapted Linear's weight ``W0 + fold(params)`` (differentiable in ``params``),
+        by the resident module's names; the resident module's other parameters are the base's and not returned."""
+        if self.mode == "full":
+            return params
+        names = self._adapted_weight_names()
+        return {names[layer]: (self._W0[layer] + self._fold(layer, params)).to(weight.dtype) for layer, weight in self._targets.items()}
+
+    def dense_weights(self) -> dict[str, str]:
+        """full: every parameter is its own; merge_space=delta: each layer's update is added to that layer's weight."""
+        if self.mode == "full" or self.config.merge_space != "delta" or self._fan_in_fan_out:
+            return super().dense_weights()
+        return {layer + DELTA_SUFFIX: name for layer, name in self._adapted_weight_names().items()}
+
+    def _adapted_weight_names(self) -> dict[str, str]:
+        """Adapted layer -> its weight's name in the resident module."""
+        if self._weight_names is None:
+            names = {id(p): name for name, p in self._resident.named_parameters()}
+            self._weight_names = {layer: names[id(weight)] for layer, weight in self._targets.items()}
+        return self._weight_names
 
     def save_format(self, requested: str) -> str:
         """full: dense; lora and llora: see ``fusionbench.modelpools.saving.adapter_save_format``."""

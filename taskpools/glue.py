@@ -28,6 +28,7 @@ from fusionbench.taskpools.base import DatasetTaskPool, DatasetTaskPoolConfig, T
 from fusionbench.taskpools.cache import cached_chunks, load_chunks
 from fusionbench.taskpools.datasets_io import Selection, check_label_column, check_label_range
 from fusionbench.taskpools.metrics import parse_float, spearman
+from fusionbench.taskpools.text_scores import label_word_scores
 
 METRICS = ("accuracy", "spearman")
 TEMPLATE_SETS = ("paper", "improved")
@@ -42,6 +43,7 @@ class TextTask(TaskDefinition):
     targets: list[str] = field(default_factory=list)  # accuracy tasks: target text of label i
     metric: str = "accuracy"  # accuracy | spearman
     target_format: str = "{:.1f}"  # spearman tasks: the numeric label as target text (for the loss)
+    label_values: list[float] = field(default_factory=list)  # spearman tasks: the values whose texts are its label words (empty: train's labels)
 
 
 @dataclass
@@ -57,19 +59,21 @@ class TextBatch:
     """Rendered inputs with their target texts and labels; ``encoded(model)`` tokenises once per tokenizer."""
 
     inputs: list[str]
-    targets: list[str]
-    labels: torch.Tensor  # class indices (accuracy) or numbers (spearman)
+    targets: Optional[list[str]]  # None in batches served without labels (TaskPool.unlabeled)
+    labels: Optional[torch.Tensor]  # class indices (accuracy) or numbers (spearman); None without labels
     max_input_length: int
     _encoded: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def encoded(self, model: TextToTextModel) -> dict[str, torch.Tensor]:
-        """input_ids, attention_mask and labels (target ids, padding as -100) on the model's device."""
+        """input_ids, attention_mask and (in labelled batches) labels (target ids, padding as -100) on the model's device."""
         if model.tokenizer_fingerprint not in self._encoded:
             tok = model.tokenizer
             inputs = tok(self.inputs, padding=True, truncation=True, max_length=self.max_input_length, return_tensors="pt")
-            labels = tok(self.targets, padding=True, return_tensors="pt")["input_ids"]
-            labels[labels == tok.pad_token_id] = -100
-            encoded = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": labels}
+            encoded = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+            if self.targets is not None:
+                labels = tok(self.targets, padding=True, return_tensors="pt")["input_ids"]
+                labels[labels == tok.pad_token_id] = -100
+                encoded["labels"] = labels
             self._encoded[model.tokenizer_fingerprint] = {k: v.to(model.device) for k, v in encoded.items()}
         return self._encoded[model.tokenizer_fingerprint]
 
@@ -100,6 +104,7 @@ class GlueTaskPool(DatasetTaskPool):
 
     def __init__(self, config: Any, device: str = "cpu") -> None:
         super().__init__(config, device)
+        self._label_values: dict[str, dict[str, float]] = {}  # Spearman task -> label word -> value
         for key in ("max_new_tokens", "max_input_length"):
             if getattr(self.config, key) <= 0:
                 raise ConfigError(f"taskpool.{key} must be a positive number of tokens, got {getattr(self.config, key)}")
@@ -248,7 +253,35 @@ class GlueTaskPool(DatasetTaskPool):
         return len(batch.inputs)
 
     def labels(self, batch: TextBatch) -> torch.Tensor:
+        if batch.labels is None:
+            raise DataError("this batch was served without labels (TaskPool.unlabeled); a method that reads labels must declare it in its DataUse")
         return batch.labels
+
+    def unlabeled(self, batch: TextBatch) -> TextBatch:
+        inputs_only = {key: {"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]} for key, e in batch._encoded.items()}
+        return TextBatch(batch.inputs, None, None, batch.max_input_length, inputs_only)
+
+    def label_words(self, task: str) -> tuple[list[str], Optional[torch.Tensor]]:
+        """The task's label words (its classes for ``class_logits``) and, for a Spearman task, the values they write:
+        ``label_values`` of its definition, else the distinct labels of its train split (its label space)."""
+        d = self.definition(task)
+        if d.metric == "accuracy":
+            return list(d.targets), None
+        if task not in self._label_values:
+            values = d.label_values or sorted(set(self._checked(task, "train", None).data[d.label_column]))
+            self._label_values[task] = {d.target_format.format(v): float(v) for v in values}  # one word per distinct text
+        texts = self._label_values[task]
+        return list(texts), torch.tensor(list(texts.values()), dtype=torch.float64)
+
+    def class_logits(self, model: TextToTextModel, batch: TextBatch, task: str) -> torch.Tensor:
+        """log p(word | input) of each of the task's label words (``fusionbench.taskpools.text_scores``)."""
+        return label_word_scores(model.module, model.tokenizer, batch.encoded(model), self.label_words(task)[0])
+
+    def label_classes(self, batch: TextBatch, task: str) -> torch.Tensor:
+        """Each label's class: its index among the label words (a Spearman label: the nearest label value's word)."""
+        words, values = self.label_words(task)
+        labels = self.labels(batch)
+        return labels.long() if values is None else (labels.double()[:, None] - values[None, :]).abs().argmin(-1)
 
     def loss(self, model: TextToTextModel, batch: TextBatch, task: str) -> torch.Tensor:
         """The seq2seq cross-entropy of the batch's target texts."""

@@ -27,7 +27,7 @@ ALL_METHODS = sorted(BUILTINS)
 TEN = {"simple_average", "task_arithmetic", "ties", "dare", "lorahub", "awd", "cart", "tsv", "iso_c", "iso_cts"}
 LORA_ONLY = {"knots"}  # refuses full pools (tests/test_methods_data_free.py)
 FULL_POOL_METHODS = sorted(set(ALL_METHODS) - LORA_ONLY)
-SECOND_WAVE = {"fisher", "regmean", "adamerging", "wudi", "knots", "consensus", "pcb", "breadcrumbs"}  # issue 19
+SECOND_WAVE = {"fisher", "regmean", "regmean_plusplus", "adamerging", "wudi", "knots", "consensus", "pcb", "breadcrumbs"}  # issue 19
 
 
 def method(name: str, **values: Any) -> Method:

@@ -23,7 +23,7 @@ from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
 from fusionbench.engine.memory_pool import ParamDictPool
-from fusionbench.methods.adamerging import AdaMerging, AdaMergingParams, EntropyObjective
+from fusionbench.methods.adamerging import AdaMerging, AdaMergingParams, EntropyObjective, MergedParams
 from fusionbench.methods.fisher import FisherMerging, FisherParams, fisher_merge
 from fusionbench.methods.lorahub import LoraHub, LoraHubParams
 from fusionbench.methods.regmean import RegMean, RegMeanParams, shrink_off_diagonal
@@ -144,7 +144,7 @@ def objective(pool: Any, taskpool: DummyTaskPool, batch: int, n: int) -> Entropy
     use = DataUse("test", n, labels=False, test_time_adaptation=True)
     batches = {t: taskpool.examples(t, use, batch, "adamerging") for t in TASKS}
     module = pool.model(base)
-    return EntropyObjective(taskpool, module, module, base, vectors, batches)
+    return EntropyObjective(taskpool, module, module, MergedParams(base, vectors), batches)
 
 
 @pytest.mark.parametrize("shape", [(4,), (2, 4)], ids=["task", "layer"])
@@ -247,12 +247,11 @@ def test_unknown_granularity_names_the_choices() -> None:
 
 
 @pytest.mark.parametrize("mode", ["lora", "llora"])
-def test_adapter_pools_are_refused_naming_the_mode_that_works(mode: str) -> None:
+def test_regmean_refuses_adapter_factors_naming_the_delta_space(mode: str) -> None:
     pool, taskpool = dummy_pools()
     adapters = ParamDictPool(base=pool.base(), finetuned={t: pool.finetuned(t) for t in pool.tasks}, mode=mode, model=pool.model)
-    for method in (FisherMerging(), RegMean(), AdaMerging()):
-        with pytest.raises(ConfigError, match=f"has mode {mode}.*choose a pool of mode full"):
-            method.merge(adapters, taskpool)
+    with pytest.raises(ConfigError, match=f"mode {mode}.* holds adapter factors; set modelpool.merge_space=delta .*or choose a pool of mode full"):
+        RegMean().merge(adapters, taskpool)
 
 
 @pytest.mark.parametrize(

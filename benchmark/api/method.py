@@ -54,6 +54,7 @@ class Method(ABC):
     grid: ClassVar[dict[str, list[Any]]] = {}
     min_tasks: ClassVar[int] = 1  # fewest tasks the method is defined for
     needs_data: ClassVar[bool] = False  # True: merge() uses the task pool's data API
+    data_needs: ClassVar[str] = ""  # data-based methods: what they compute on the data and which pools they take (``fusionbench list methods``)
     tensorwise: ClassVar[bool] = False  # True: each merged tensor depends on that tensor of the inputs alone, so it may stream
 
     def __init__(self, params: Any | None = None) -> None:

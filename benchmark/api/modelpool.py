@@ -12,7 +12,7 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import torch
 from omegaconf import MISSING
@@ -86,6 +86,18 @@ class ModelPool(ABC):
     @abstractmethod
     def identity(self) -> dict[str, Any]:
         """What determines this pool's results: base id, mode, per-task checkpoint hashes."""
+
+    def module_parameters(self, params: ParamDict) -> Mapping[str, torch.Tensor]:
+        """The parameters of the module ``model`` evaluates, by that module's names, as functions of ``params``
+        (differentiable in them): what the data-based methods pass to ``torch.func.functional_call``. By default
+        ``params`` themselves (a full pool's parameters are its model's); adapter pools return the folded weights."""
+        return params
+
+    def dense_weights(self) -> dict[str, str]:
+        """Pool parameter name -> the parameter of ``model``'s module that it is (full pools) or that it is added to
+        (the dense per-layer updates of adapter pools with ``merge_space=delta``); adapter factors have none. RegMean
+        merges the ones that are Linear weights."""
+        return {name: name for name in self.base()} if self.mode == "full" else {}
 
     # ------------------------------------------------------------- derived
     @property

@@ -9,7 +9,8 @@ whether it adapts at test time) and reads a task's examples only through
 least that many examples (the first ones, in the pool's fixed order, are used), a test split is
 never read with labels, and batches of a method that declared no labels carry none. On those
 batches ``loss`` is a differentiable objective and ``labels`` the labels (both need labelled
-batches), ``class_logits`` the model's class scores (it reads no label). Every report of a data-based method records its DataUse.
+batches), ``class_logits`` the model's class scores (it reads no label) and ``label_classes`` the class
+each label names. Every report of a data-based method records its DataUse.
 """
 
 from __future__ import annotations
@@ -118,8 +119,12 @@ class TaskPool(ABC):
         """
         raise FusionBenchError(
             f"task pool {self.config.name!r} ({self.name}) does not expose class scores, which this method needs; "
-            f"choose a classification task pool (clip_vision, dummy)"
+            f"choose a task pool that does (clip_vision, glue, dummy)"
         )
+
+    def label_classes(self, batch: Any, task: str) -> torch.Tensor:
+        """The column of ``class_logits`` that each label of a labelled ``batch`` names (1-D); by default the labels."""
+        return self.labels(batch)
 
     def size(self, batch: Any) -> int:
         """The number of examples in ``batch``."""

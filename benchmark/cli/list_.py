@@ -53,14 +53,14 @@ def parameter_table(registry: Registry) -> Table:
 def data_table(registry: Registry) -> Table:
     """What each data-based method reads of the task pool with its default parameters (``DataUse``)."""
     table = Table(title="data read by the data-based methods (defaults; the report of every run records it)")
-    for column in ("method", "split", "examples per task", "labels", "test-time adaptation"):
+    for column in ("method", "split", "examples per task", "labels", "test-time adaptation", "computes / pools"):
         table.add_column(column, overflow="fold")
     for name in registry.names():
         cls = registry.get(name)
         use = cls().data_use() if cls.needs_data else None
         if use is not None:
             count = "all" if use.examples_per_task is None else str(use.examples_per_task)
-            table.add_row(name, use.split, count, "yes" if use.labels else "no", "yes" if use.test_time_adaptation else "no")
+            table.add_row(name, use.split, count, "yes" if use.labels else "no", "yes" if use.test_time_adaptation else "no", cls.data_needs)
     return table
 
 
@@ -72,5 +72,5 @@ one-line description, paper reference and where it comes from (built-in, entry p
 for methods, also every parameter with its default and meaning (the official implementations'
 conventions among them: ties keep, dare strict, tsv factorise and min_rank, iso_cts rounding),
 and what each data-based method reads of the task pool: split, examples per task, whether it
-reads labels and whether it adapts at test time.
+reads labels, whether it adapts at test time, what it computes on the data and which pools it takes.
 """
