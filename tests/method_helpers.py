@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from fusionbench.api.modelpool import ModelPool, ModelPoolConfig
@@ -83,3 +84,16 @@ def dummy_pools() -> tuple[DummyModelPool, DummyTaskPool]:
     pool_cfg = OmegaConf.structured(DummyModelPoolConfig(type="dummy", name="dummy"))
     task_cfg = OmegaConf.structured(DummyTaskPoolConfig(type="dummy", name="dummy"))
     return DummyModelPool(pool_cfg), DummyTaskPool(task_cfg)
+
+
+def np_vectors(pool: ModelPool) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+    """The pool's base and task vectors as numpy arrays, for hand computations."""
+    base = {k: v.numpy() for k, v in pool.base().items()}
+    return base, [{k: pool.finetuned(t)[k].numpy() - base[k] for k in base} for t in pool.tasks]
+
+
+def assert_params_close(actual: ParamDict, expected: dict[str, np.ndarray], atol: float = 1e-9) -> None:
+    """``actual`` holds the names of ``expected`` with values within ``atol`` (float64 comparison)."""
+    assert set(actual) == set(expected)
+    for k, v in expected.items():
+        np.testing.assert_allclose(actual[k].double().numpy(), v, atol=atol, rtol=1e-7, err_msg=k)
