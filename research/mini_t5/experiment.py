@@ -1,0 +1,219 @@
+"""One design of the mini text world, measured end to end (issue 16, the T5 half).
+
+    python research/mini_t5/experiment.py '{"name": "t1", "frozen": ["shared.", "lm_head."]}'
+
+Builds a text world with the product's generators (``fusionbench.mini.text_data``) and
+pretraining loop, with the design's changes patched in; fine-tunes the base on each of the
+seven tasks in full mode through the product's ``finetune`` (two pinned worker processes);
+then measures what issue 16 asks: pretrained and fine-tuned test scores, gain recovered =
+(merged - pretrained) / (fine-tuned - pretrained) averaged over tasks, for task arithmetic
+over all seven tasks (lambda picked on validation) and over the 21 pairs, the simple
+average, each vector's own gain at lambda 0.3 / 0.5, and what one vector at lambda 1 costs
+the other six tasks. Writes ``research/mini_t5/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import sys
+import time
+from concurrent.futures import as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from fusionbench.finetune import FinetuneOptions, finetune
+from fusionbench.mini import bases, build, pools, text_data, text_language
+from fusionbench.mini.build_steps import StepTimer, progress_bar
+from fusionbench.utils.numerics import pinned_pool
+
+DEFAULTS: dict[str, Any] = dict(
+    name="t0", seed=0, d_model=64, d_ff=256, layers=2, pretrain_steps=700, pretrain_lr=2e-3, denoise=0.25,
+    p_gold=0.0, prompt_share=1.0, world_from=None, lexicon="shared", train_examples=8000,
+    finetune_lr=3e-4, finetune_steps=450, frozen=[], lambdas=[round(0.05 * i, 2) for i in range(1, 21)],
+)  # fmt: skip
+ROOT = Path("/tmp/t5r")
+RESULTS = Path(__file__).parent / "results"
+
+
+LEXICONS: dict[str, tuple[str, str]] = {  # per-task domains: (animate nouns, things), plural = noun + "s"
+    "cola": ("pupil tutor clerk poet author editor reader writer", "essay poem novel page word story verse chapter"),
+    "sst2": ("actor director critic viewer singer dancer fan comedian", "movie show scene script stage ticket album concert"),
+    "mnli": ("shepherd miller baker butcher rancher gardener hunter fisher", "barn field fence wagon tractor pear plough orchard"),
+    "mrpc": ("banker trader broker lawyer manager partner investor buyer", "contract market loan bond report deal budget invoice"),
+    "qqp": ("coder engineer user admin designer tester player gamer", "laptop phone server app game website keyboard screen"),
+    "rte": ("nurse patient surgeon dentist pharmacist medic therapist midwife", "pill clinic bandage syringe scan diet vaccine ward"),
+    "stsb": ("runner coach swimmer skier sailor pilot driver rider", "boat bike plane train map tent helmet medal"),
+}
+
+
+def _use_lexicon(animate: dict[str, str], things: dict[str, str]) -> None:
+    """Replace the language's nouns in place (every module holds the same dicts)."""
+    for target, source in ((text_language.ANIMATE, animate), (text_language.THINGS, things), (text_language.NOUNS, {**animate, **things})):
+        target.clear()
+        target.update(source)
+    text_language.PLURAL_TO_NOUN.clear()
+    text_language.PLURAL_TO_NOUN.update({p: n for n, p in text_language.NOUNS.items()})
+
+
+def _patch_lexicons() -> None:
+    """Each task's sentences draw their nouns from the task's own domain."""
+    own = {t: ({w: w + "s" for w in a.split()}, {w: w + "s" for w in b.split()}) for t, (a, b) in LEXICONS.items()}
+    union = ({k: v for a, _ in own.values() for k, v in a.items()}, {k: v for _, b in own.values() for k, v in b.items()})
+    sample = text_data.sample_examples
+
+    def sample_in_domain(task: str, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        _use_lexicon(*own[task])
+        try:
+            return sample(task, n, rng)
+        finally:
+            _use_lexicon(*union)
+
+    text_data.sample_examples = sample_in_domain  # type: ignore[assignment]
+    _use_lexicon(*union)
+
+
+def _patch(cfg: dict[str, Any]) -> None:
+    """Apply the design's changes to the product modules (this process only)."""
+    base_config = bases.t5_config
+
+    def config(tokenizer: Any) -> Any:
+        c = base_config(tokenizer)
+        c.d_model, c.d_ff, c.num_layers, c.num_decoder_layers = cfg["d_model"], cfg["d_ff"], cfg["layers"], cfg["layers"]
+        c.d_kv = cfg["d_model"] // c.num_heads
+        return c
+
+    bases.t5_config = config  # type: ignore[assignment]
+    schedule = bases.TrainSchedule
+    bases.TrainSchedule = lambda steps, batch, lr: schedule(steps, batch, lr=cfg["pretrain_lr"])  # type: ignore[assignment,misc]
+    build.DENOISING_SHARE = 1.0 - cfg["prompt_share"] * (1.0 - cfg["denoise"])
+    weak = text_data.weak_label
+    rng = np.random.default_rng(12345)
+
+    def label(task: str, example: dict[str, Any]) -> float:
+        """The gold label with probability p_gold, else the weak labeller's."""
+        return float(example["label"]) if rng.random() < cfg["p_gold"] else weak(task, example)
+
+    text_data.weak_label = label  # type: ignore[assignment]
+    if cfg["lexicon"] == "per_task":
+        _patch_lexicons()
+
+
+def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
+    if (world / "manifest.json").is_file():
+        return json.loads((world / "manifest.json").read_text())
+    _patch(cfg)
+    size = build.WorldSize(cfg["train_examples"], 300, 500, 4000, cfg["pretrain_steps"], 64)
+    tmp = world.with_name(world.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with progress_bar(False, None) as progress:
+        results = build._fill_text(tmp, size, cfg["seed"], False, progress, StepTimer())
+    (tmp / "manifest.json").write_text(json.dumps(results, indent=1))
+    (tmp / "definitions.yaml").write_text(yaml.safe_dump(pools.definitions("text", tmp), sort_keys=False))
+    tmp.rename(world)
+    return results
+
+
+def _job(world: Path, task: str, recipe: Any, out: Path) -> str:
+    taskpool = pools._taskpool("text", world)
+    finetune(str(world / "t5"), task, "full", taskpool, recipe, out, FinetuneOptions(seed=0, device="cpu", save_every=0, progress=False, threads=1))
+    return task
+
+
+def finetune_all(cfg: dict[str, Any], world: Path, out: Path) -> None:
+    recipe = replace(pools.mini_recipe("text", "full"), lr=cfg["finetune_lr"], steps=cfg["finetune_steps"], frozen=list(cfg["frozen"]))
+    todo = [t for t in text_data.TEXT_TASKS if not (out / t).is_dir()]
+    with pinned_pool(2) as pool:
+        for done in as_completed([pool.submit(_job, world, t, recipe, out / t) for t in todo]):
+            print("fine-tuned", done.result(), flush=True)
+
+
+class Evaluator:
+    """Scores of merged state dicts on the world's validation / test splits."""
+
+    def __init__(self, world: Path, pools_dir: Path) -> None:
+        import datasets
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+        self.model = T5ForConditionalGeneration.from_pretrained(world / "t5").eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(world / "t5")
+        self.base = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.tasks = list(text_data.TEXT_TASKS)
+        self.vectors = {}
+        for t in self.tasks:
+            tuned = load_file(str(pools_dir / t / "model.safetensors"))
+            self.vectors[t] = {k: tuned[k] - self.base[k] for k in tuned if k in self.base}
+        self.data = {t: {s: [dict(r) for r in datasets.load_from_disk(str(world / "data" / t))[s]] for s in ("validation", "test")} for t in self.tasks}
+
+    def scores(self, coefficients: dict[str, float], tasks: list[str], split: str) -> dict[str, float]:
+        state = {k: v.clone() for k, v in self.base.items()}
+        for t, c in coefficients.items():
+            for k, d in self.vectors[t].items():
+                state[k] += c * d
+        self.model.load_state_dict(state, strict=False)
+        return {t: bases.t5_score(self.model, self.tokenizer, text_data.TEXT_TASKS[t], self.data[t][split])["value"] for t in tasks}
+
+    def tuned_ta(self, tasks: list[str], lambdas: list[float]) -> tuple[float, dict[str, float], list[float]]:
+        curve = [float(np.mean(list(self.scores({t: lam for t in tasks}, tasks, "validation").values()))) for lam in lambdas]
+        best = lambdas[int(np.argmax(curve))]
+        return best, self.scores({t: best for t in tasks}, tasks, "test"), curve
+
+
+def gain(scores: dict[str, float], pre: dict[str, float], ft: dict[str, float]) -> float:
+    return float(np.mean([(scores[t] - pre[t]) / max(ft[t] - pre[t], 1e-9) for t in scores]))
+
+
+def main(cfg: dict[str, Any]) -> None:
+    torch.set_num_threads(1)
+    start = time.time()
+    world = ROOT / cfg["name"] / "world"
+    if cfg.get("world_from") and not world.exists():  # the same base, other fine-tunes
+        world.parent.mkdir(parents=True, exist_ok=True)
+        world.symlink_to((ROOT / cfg["world_from"] / "world").resolve())
+    manifest = build_world(cfg, world)
+    print("pretrained", {t: s["value"] for t, s in manifest["pretrained"].items()}, flush=True)
+    finetune_all(cfg, world, world.parent / "full")
+    ev = Evaluator(world, world.parent / "full")
+    tasks = ev.tasks
+    pre = ev.scores({}, tasks, "test")
+    ft = {t: ev.scores({t: 1.0}, [t], "test")[t] for t in tasks}
+    own = {lam: {t: ev.scores({t: lam}, [t], "test")[t] for t in tasks} for lam in (0.3, 0.5)}
+    cost = {}
+    for t in tasks:
+        others = [u for u in tasks if u != t]
+        s = ev.scores({t: 1.0}, others, "test")
+        cost[t] = float(np.mean([s[u] - pre[u] for u in others]))
+    lam, ta, curve = ev.tuned_ta(tasks, cfg["lambdas"])
+    sa = ev.scores({t: 1 / len(tasks) for t in tasks}, tasks, "test")
+    pair_gains = []
+    for a, b in itertools.combinations(tasks, 2):
+        _, s, _ = ev.tuned_ta([a, b], [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0])
+        pair_gains.append(gain(s, pre, ft))
+    out = {
+        "config": cfg, "pretrained": pre, "finetuned": ft,
+        "pre_mean": 100 * np.mean(list(pre.values())), "ft_mean": 100 * np.mean(list(ft.values())),
+        "min_gain": 100 * min(ft[t] - pre[t] for t in tasks),
+        "own_gain": {str(k): gain(v, pre, ft) for k, v in own.items()},
+        "cost_at_1": cost, "mean_cost_at_1": 100 * float(np.mean(list(cost.values()))),
+        "ta": {"lambda": lam, "scores": ta, "gain": gain(ta, pre, ft), "val_curve": dict(zip(map(str, cfg["lambdas"]), curve))},
+        "sa": {"scores": sa, "gain": gain(sa, pre, ft)},
+        "pairs_ta_gain": float(np.mean(pair_gains)),
+        "seconds": round(time.time() - start),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{cfg['name']}.json").write_text(json.dumps(out, indent=1, default=float))
+    print(json.dumps({k: out[k] for k in ("pre_mean", "ft_mean", "min_gain", "own_gain", "mean_cost_at_1", "pairs_ta_gain", "seconds")}, default=float))
+    print("TA", lam, round(out["ta"]["gain"], 3), "SA", round(out["sa"]["gain"], 3))
+    print("pre", pre, "\nft", ft, "\nTA", ta)
+
+
+if __name__ == "__main__":
+    main({**DEFAULTS, **json.loads(sys.argv[1])})
