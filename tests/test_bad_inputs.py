@@ -3,57 +3,16 @@ no traceback, and nothing written (reliability issues: each case is named after 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
+from contract_helpers import BEHAVIOURS, MERGE, RUN, SWEEP, plugin, tree
 
 from fusionbench.cli.main import main
-
-PLUGIN = """
-import os
-import signal
-import sys
-import torch
-from fusionbench import Method, ParamDict
-
-
-class Broken(Method):
-    name = "broken"
-    description = "a plugin method that misbehaves in the way its file says"
-    reference = "test"
-
-    def merge(self, pool, data=None):
-        base = pool.base()
-        return {behaviour}
-"""
-BEHAVIOURS = {
-    "raises": "(_ for _ in ()).throw(RuntimeError('boom from plugin'))",
-    "none": "None",
-    "dict": "dict(base)",
-    "nan": "base * float('nan')",
-    "int64": "ParamDict({k: v.to(torch.int64) for k, v in base.items()})",
-    "renamed": "ParamDict({k + '_x': v for k, v in base.items()})",
-    "exits": "sys.exit(3)",
-    "is terminated": "os.kill(os.getpid(), signal.SIGTERM)",
-}
-RUN = ["run", "method=ties", "modelpool=dummy"]
-MERGE = ["merge", "method=ties", "modelpool=dummy"]
-SWEEP = ["sweep", "method=task_arithmetic", "modelpool=dummy", "subsets=pairs", "grid.scaling_factor=[0.3]"]
-
-
-def plugin(tmp: Path, behaviour: str) -> str:
-    path = tmp / f"broken_{behaviour}.py"
-    path.write_text(PLUGIN.format(behaviour=BEHAVIOURS[behaviour]))
-    return str(path)
-
 
 Case = Callable[[Path], list[str]]
 CASES: dict[str, Case] = {
@@ -311,23 +270,6 @@ MESSAGES: dict[str, str] = {
 }
 
 
-def tree(*roots: Path) -> dict[str, int]:
-    """Every file and folder under ``roots`` with its size (folders: -1), but the content-addressed cache.
-
-    The cache (``$FUSIONBENCH_HOME/cache``) holds only complete, reusable results written atomically
-    (reference scores computed before a later step failed), so it may grow."""
-    out = {}
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != Path(root, "cache")]
-            for name in dirnames:
-                out[os.path.join(dirpath, name)] = -1
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                out[path] = os.path.getsize(path)
-    return out
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "a_file").write_text("not a folder\n")
@@ -413,53 +355,3 @@ def test_results_filters_name_what_is_stored(name: str, populated_store: Path, w
 
 def test_enough_named_cases() -> None:
     assert len(CASES) + len(ENVIRONMENTS) + len(STORE_FILTERS) >= 150
-
-
-INTERRUPT_ON_TORCH = """
-import importlib.abc, os, signal, sys
-
-
-class InterruptOnTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch":
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C were pressed while torch loads
-        return None
-
-
-sys.meta_path.insert(0, InterruptOnTorch())
-"""
-
-
-def _fresh_sigint() -> None:
-    """SIGINT as a shell gives it to a command (default action, unblocked), whatever this test process inherited
-    or its worker pools left (a blocked or ignored SIGINT is inherited across exec)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def test_ctrl_c_while_libraries_load_is_interrupted_exit_130(tmp_path: Path) -> None:
-    """Ctrl-C at the moment torch starts to load (a sitecustomize sends SIGINT then): ``interrupted``, exit 130."""
-    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_ON_TORCH)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-m", "fusionbench.cli", "list", "methods"], capture_output=True, text=True, env=env, timeout=120, preexec_fn=_fresh_sigint
-    )
-    assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
-    assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stdout + done.stderr
-
-
-def test_sigterm_ends_a_command_as_ctrl_c_does(workdir: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``timeout`` and schedulers send SIGTERM: ``interrupted``, exit 130, nothing written."""
-    words = ["run", "method=broken", "modelpool=dummy", f"plugins=[{plugin(workdir, 'is terminated')}]"]
-    before = tree(workdir, isolated_home)
-    code = main(words)
-    err = capsys.readouterr().err
-    assert code == 130 and err.strip() == "interrupted" and "Traceback" not in err
-    assert tree(workdir, isolated_home) == before
-
-
-def test_mini_clean_with_nothing_to_clean_says_so(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["mini", "clean"]) == 0
-    assert capsys.readouterr().out.strip() == f"nothing to clean: no built mini world matches (vision, text) under {isolated_home / 'mini'}"
-

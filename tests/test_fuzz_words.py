@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract_helpers import tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,11 +31,6 @@ VERBS = st.sampled_from(["run", "merge", "sweep", "results", "results compare", 
                          "leaderboard build", "leaderboard publish"])
 
 
-def files_under(*roots: Path) -> dict[str, int]:
-    """Every file below ``roots`` with its size: what a command wrote shows up as a change."""
-    return {str(p): p.stat().st_size for root in roots for p in root.rglob("*") if p.is_file()}
-
-
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(verb=VERBS, words=WORDS)
 def test_any_words_get_a_result_or_one_error_line(verb: str, words: list[str], tmp_path: Path, isolated_home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +47,7 @@ def test_any_words_get_a_result_or_one_error_line(verb: str, words: list[str], t
         "leaderboard publish": [f"out={tmp_path / 'board.json'}"],
     }.get(verb, [])
     capsys.readouterr()
-    before = files_under(tmp_path, isolated_home)
+    before = tree(tmp_path, isolated_home)
     code = main([*verb.split(), *base, *words])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
@@ -59,4 +55,4 @@ def test_any_words_get_a_result_or_one_error_line(verb: str, words: list[str], t
     if code == 2:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), err[-1500:]
-        assert files_under(tmp_path, isolated_home) == before, err  # a refused command writes nothing
+        assert tree(tmp_path, isolated_home) == before, err  # a refused command writes nothing (the reusable cache aside)
