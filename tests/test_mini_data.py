@@ -149,7 +149,7 @@ def test_text_examples_are_deterministic_and_balanced(task: str) -> None:
 def test_fact_semantics() -> None:
     rng = np.random.default_rng(7)
     for _ in range(200):
-        f = tl.sample_fact(rng)
+        f = tl.sample_fact(rng, tl.DOMAINS["school"])
         assert tl.entails(f, f) and tl.entails(f, tl.drop_modifiers(f, rng))
         for component in ("subj", "obj", "verb", "neg", "number"):
             assert not tl.entails(f, tl.change(f, component, rng))
@@ -175,7 +175,7 @@ def test_paraphrases_and_duplicates_are_reworded() -> None:
 
 def test_cola_negatives_are_never_realisations() -> None:
     rng = np.random.default_rng(10)
-    grammatical = {tl.realize(tl.sample_fact(rng), tl.Surface.sample(rng)) for _ in range(20000)}
+    grammatical = {tl.realize(tl.sample_fact(rng, tl.DOMAINS[td.TEXT_TASKS["cola"].domain]), tl.Surface.sample(rng)) for _ in range(20000)}
     examples = td.sample_examples("cola", 400, rng)
     assert not any(e["label"] == 0 and e["sentence"] in grammatical for e in examples)
     assert sum(e["label"] == 1 and e["sentence"] in grammatical for e in examples) > 0
@@ -204,9 +204,31 @@ def test_rte_hypotheses_are_a_conjunct_or_one_with_its_negation_flipped() -> Non
 
 def test_cola_negatives_break_agreement_or_omit_one_word() -> None:
     rng = np.random.default_rng(13)
-    lengths = {len(tl.realize(tl.sample_fact(rng), tl.Surface.sample(rng)).split()) for _ in range(5000)}
+    lengths = {len(tl.realize(tl.sample_fact(rng, tl.DOMAINS[td.TEXT_TASKS["cola"].domain]), tl.Surface.sample(rng)).split()) for _ in range(5000)}
     for e in td.sample_examples("cola", 300, rng):
         words = str(e["sentence"]).split()
         if e["label"] == 0:
             agreement = any(w in tl.AGREEMENT_SWAP for w in words)
             assert agreement or len(words) + 1 in lengths
+
+
+def test_each_text_task_speaks_of_its_own_domain() -> None:
+    domains = [set(d.nouns) for d in tl.DOMAINS.values()]
+    assert sum(len(d) for d in domains) == len(set().union(*domains))  # disjoint
+    assert sorted(t.domain for t in td.TEXT_TASKS.values()) == sorted(tl.DOMAINS)  # one domain per task
+    rng = np.random.default_rng(14)
+    for name, task in td.TEXT_TASKS.items():
+        own = set(tl.DOMAINS[task.domain].nouns)
+        for e in td.sample_examples(name, 100, rng):
+            nouns = {n for text in td.sentences(e) for n in td._noun_list(text)}
+            assert nouns and nouns <= own
+
+
+def test_pretraining_targets_are_gold_or_weak_and_split_where_the_weak_label_is_wrong() -> None:
+    examples = td.sample_examples("sst2", 4000, np.random.default_rng(15))
+    rng = np.random.default_rng(16)
+    targets = [td.pretraining_label("sst2", e, rng) for e in examples]
+    agree = [t == e["label"] for t, e in zip(targets, examples) if td.weak_label("sst2", e) == e["label"]]
+    disagree = [t == e["label"] for t, e in zip(targets, examples) if td.weak_label("sst2", e) != e["label"]]
+    assert all(agree) and len(disagree) > 1000
+    assert abs(np.mean(disagree) - td.GOLD_SHARE) < 0.04  # binomial sd ~0.016

@@ -209,7 +209,11 @@ def _features(out: torch.Tensor | object) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------ T5
 def t5_config(tokenizer: T5Tokenizer) -> T5Config:
-    """A Flan-T5-shaped model (gated-GELU, untied head) with d_model 64 and 2+2 layers."""
+    """A Flan-T5-shaped model (gated-GELU, unscaled decoder output) with d_model 64 and 2+2 layers.
+
+    transformers 5 ties T5's LM head to its token embedding (``shared``) whatever the config
+    says; ``tie_word_embeddings=False`` still selects v1.1's unscaled decoder output.
+    """
     return T5Config(  # type: ignore[call-arg]  # generic config keys travel through **kwargs
         vocab_size=len(tokenizer),
         d_model=64,
@@ -230,8 +234,8 @@ def t5_config(tokenizer: T5Tokenizer) -> T5Config:
 def new_t5(tokenizer: T5Tokenizer, seed: int) -> T5ForConditionalGeneration:
     """A randomly initialised tiny T5.
 
-    The untied LM head starts at std d_model^-0.5 instead of T5's 1.0, which would start
-    the loss near 30 (a head that a pretrained checkpoint always replaces).
+    The LM head (tied to the token embedding) starts at std d_model^-0.5 instead of T5's
+    1.0, which would start the loss near 30.
     """
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(t5_config(tokenizer))

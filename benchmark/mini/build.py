@@ -42,7 +42,7 @@ from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.utils.cache import home
 from fusionbench.utils.numerics import numerics_record, run_pinned
 
-FORMAT = "fusionbench.mini/5"  # bump whenever a build would produce something different
+FORMAT = "fusionbench.mini/6"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")
 SPLITS = ("train", "validation", "test")
 
@@ -232,7 +232,8 @@ def _fill_text(root: Path, size: WorldSize, seed: int, reduced: bool, progress: 
                 splits[name][split] = text_data.sample_examples(name, size.split(split), stream_rng(seed, "text", name, split))
                 step(1)
             examples = text_data.sample_examples(name, size.pretrain_examples, stream_rng(seed, "text", name, "pretrain"))
-            pretrain[name] = [(task.input_text(e), task.target(text_data.weak_label(name, e))) for e in examples]
+            labels = stream_rng(seed, "text", name, "pretrain-labels")
+            pretrain[name] = [(task.input_text(e), task.target(text_data.pretraining_label(name, e, labels))) for e in examples]
             sentences += [s for e in examples for s in text_data.sentences(e)]
             step(1)
     with timer.phase("save_data"):

@@ -40,11 +40,15 @@ BASE_DIR = {"vision": "clip", "text": "t5"}
 TASKPOOL_TYPE = {"vision": "clip_vision", "text": "glue"}
 REDUCED_STEPS = 3  # optimizer steps per fine-tune in a reduced (test) world
 
-# Full fine-tuning of the vision base keeps the patch and position embeddings, the pre-norm
-# and the first of its three blocks at the base: a tower this shallow otherwise rebuilds its
-# input features for each task and every task vector interferes with all others
-# (research/mini_v5: designs v30 and v32).
-FROZEN_IN_FULL_FINETUNING = ("embeddings.", "pre_layrnorm.", "encoder.layers.0.")
+# Full fine-tuning keeps the input embeddings and the first block(s) at the base: a model
+# this shallow otherwise rebuilds its input features for each task and every task vector
+# interferes with all others. Vision: patch and position embeddings, pre-norm, the first of
+# three blocks (research/mini_v5: designs v30 and v32). Text: the shared token embedding and
+# the first encoder and decoder blocks (research/mini_t5: designs t7 and t11).
+FROZEN_IN_FULL_FINETUNING: dict[str, tuple[str, ...]] = {
+    "vision": ("embeddings.", "pre_layrnorm.", "encoder.layers.0."),
+    "text": ("shared.", "encoder.block.0.", "decoder.block.0."),
+}
 
 # Tiny-model recipes: the paper's shape (AdamW + warm-up cosine for CLIP, Adam + constant for
 # T5; LoRA r 16, alpha 32 on the attention query and value projections, one shared init seed)
@@ -54,16 +58,17 @@ MINI_RECIPES: dict[str, Recipe] = {
     "vision": Recipe(
         family="clip", name="mini_clip", optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="cosine",
         warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]),
-        frozen=list(FROZEN_IN_FULL_FINETUNING),
+        frozen=list(FROZEN_IN_FULL_FINETUNING["vision"]),
     ),
     "text": Recipe(
         family="t5", name="mini_t5", optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant",
         warmup_ratio=0.0, steps=450, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q", "v"]),
+        frozen=list(FROZEN_IN_FULL_FINETUNING["text"]),
     ),
 }
 MINI_LR: dict[str, dict[str, float]] = {
     "vision": {"full": 1e-3, "lora": 2e-3, "llora": 1.5e-2},
-    "text": {"full": 3e-4, "lora": 3e-3, "llora": 5e-3},
+    "text": {"full": 6e-4, "lora": 3e-3, "llora": 5e-3},
 }
 
 

@@ -4,7 +4,7 @@ A sentence realises a *fact*: who (an animate noun phrase) feels what (one of si
 meanings in three antonym pairs, possibly negated) about whom or what (a noun phrase),
 with optional adjectives and an optional adjunct. A realisation picks the voice (active or
 passive) and synonyms, so one fact has many surface forms. Each task asks a different
-question about sentences of this one distribution, with GLUE's fields and label names:
+question about sentences of this distribution, with GLUE's fields and label names:
 
     cola  acceptability      sentence                 grammatical, or corrupted (agreement, omission)
     sst2  sentiment          sentence                 polarity of the verb, flipped by negation
@@ -15,8 +15,11 @@ question about sentences of this one distribution, with GLUE's fields and label 
     stsb  similarity 0..5    sentence1, sentence2     weighted share of the meaning components two facts have in common
 
 Every task also has a *weak label*: what a shallow lexical heuristic answers (e.g. sst2
-ignores negation, mnli compares bags of words). The T5 base is pretrained on weak labels,
-so it knows each task's format and its shortcut but not the rule that fine-tuning teaches.
+ignores negation, mnli compares bags of words). The T5 base is pretrained on task prompts
+whose targets are the gold label half of the time and the weak label otherwise
+(``pretraining_label``), so it knows each task's format, and where the shortcut is wrong
+its answer is a near-tie that fine-tuning tips. Each task's sentences use the nouns of its
+own domain (``text_language.DOMAINS``), as GLUE's tasks come from their own sources.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from fusionbench.mini.text_language import (
     AGREEMENT_SWAP,
     ANIMATE,
     ANTONYM,
+    DOMAINS,
     NOUNS,
     PLURAL_TO_NOUN,
     POSITIVE_WORDS,
     QUESTION_TYPES,
     RTE_NEGATION_RATE,
+    Domain,
     Surface,
     change,
     clause,
@@ -53,8 +58,8 @@ from fusionbench.mini.text_language import (
 Example = dict[str, object]
 
 
-def _cola(label: int, rng: np.random.Generator) -> Example:
-    f = sample_fact(rng)
+def _cola(label: int, rng: np.random.Generator, domain: Domain) -> Example:
+    f = sample_fact(rng, domain)
     tokens, verb = clause(f, Surface.sample(rng))
     if label == 0:
         if rng.random() < 0.5:  # agreement: the finite verb in the other number
@@ -65,15 +70,15 @@ def _cola(label: int, rng: np.random.Generator) -> Example:
     return {"sentence": " ".join(tokens + ["."]), "label": label}
 
 
-def _sst2(label: int, rng: np.random.Generator) -> Example:
-    f = sample_fact(rng)
+def _sst2(label: int, rng: np.random.Generator, domain: Domain) -> Example:
+    f = sample_fact(rng, domain)
     if f.sentiment != label:
         f = replace(f, verb=ANTONYM[f.verb])
     return {"sentence": realize(f, Surface.sample(rng)), "label": label}
 
 
-def _mnli(label: int, rng: np.random.Generator) -> Example:
-    f = sample_fact(rng)
+def _mnli(label: int, rng: np.random.Generator, domain: Domain) -> Example:
+    f = sample_fact(rng, domain)
     if label == 0:  # entailment: what remains after dropping modifiers
         h = drop_modifiers(f, rng)
     elif label == 1:  # neutral: information the premise does not give
@@ -92,8 +97,8 @@ def _mnli(label: int, rng: np.random.Generator) -> Example:
 _PARAPHRASE_CHANGES = ("obj", "roles", "subj_adj", "obj_adj", "verb", "neg", "number")
 
 
-def _mrpc(label: int, rng: np.random.Generator) -> Example:
-    f = sample_fact(rng)
+def _mrpc(label: int, rng: np.random.Generator, domain: Domain) -> Example:
+    f = sample_fact(rng, domain)
     surface = Surface.sample(rng)
     s1 = realize(f, surface)
     if label == 1:
@@ -105,8 +110,8 @@ def _mrpc(label: int, rng: np.random.Generator) -> Example:
     return {"sentence1": s1, "sentence2": s2, "label": label}
 
 
-def _qqp(label: int, rng: np.random.Generator) -> Example:
-    f = replace(sample_fact(rng), neg=False)
+def _qqp(label: int, rng: np.random.Generator, domain: Domain) -> Example:
+    f = replace(sample_fact(rng, domain), neg=False)
     qtype = pick(rng, QUESTION_TYPES)
     surface = Surface.sample(rng)
     q1 = question(f, qtype, surface)
@@ -124,8 +129,8 @@ def _qqp(label: int, rng: np.random.Generator) -> Example:
     return {"question1": q1, "question2": q2, "label": label}
 
 
-def _rte(label: int, rng: np.random.Generator) -> Example:
-    first, second = sample_fact(rng, RTE_NEGATION_RATE), sample_fact(rng, RTE_NEGATION_RATE)
+def _rte(label: int, rng: np.random.Generator, domain: Domain) -> Example:
+    first, second = sample_fact(rng, domain, RTE_NEGATION_RATE), sample_fact(rng, domain, RTE_NEGATION_RATE)
     while second.subj.noun == first.subj.noun:
         second = replace(second, subj=other_phrase(second.subj, rng, True, second.obj.noun))
     surfaces = [Surface.sample(rng), Surface.sample(rng)]
@@ -142,8 +147,8 @@ def _rte(label: int, rng: np.random.Generator) -> Example:
 STSB_WEIGHTS = {"subj": 1.0, "subj_adj": 0.5, "verb": 1.0, "neg": 0.5, "obj": 1.0, "obj_adj": 0.5, "adjunct": 0.5}
 
 
-def _stsb(rng: np.random.Generator) -> Example:
-    f = sample_fact(rng)
+def _stsb(rng: np.random.Generator, domain: Domain) -> Example:
+    f = sample_fact(rng, domain)
     rate = float(rng.random())
     changed = [c for c in STSB_WEIGHTS if rng.random() < rate]
     g = f
@@ -197,6 +202,7 @@ class TextTask:
     paper: str  # text-to-text input template with {field} slots (L-LoRA paper, appendix F.1)
     improved: str  # instruction-style input template (appendix F.2)
     weak: Callable[[Example], float]  # a shallow heuristic: the labels the T5 base is pretrained on
+    domain: str  # the task's nouns: a key of ``text_language.DOMAINS``
     improved_targets: Optional[tuple[str, ...]] = None  # when they differ from label_names
 
     @property
@@ -232,61 +238,63 @@ TEXT_TASKS: dict[str, TextTask] = {
             "cola", ("sentence",), ("unacceptable", "acceptable"), "accuracy",
             "cola sentence: {sentence}",
             "Indicate if the following sentence is grammatically correct or not: \"{sentence}\". Answere 'acceptable' or 'unacceptable'.",
-            weak=_weak_cola,
+            weak=_weak_cola, domain="school",
         ),
         TextTask(
             "sst2", ("sentence",), ("negative", "positive"), "accuracy",
             "sst2 sentence: {sentence}",
             "Given the sentence '{sentence}', determine the sentiment. Is it positive or negative?",
             weak=lambda x: int(bool(_words(str(x["sentence"])) & POSITIVE_WORDS)),  # "positive verb", negation ignored
+            domain="film",
         ),
         TextTask(
             "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "accuracy",
             "mnli hypothesis: {hypothesis} premise: {premise}",
             "Does the premise: '{premise}' logically imply, contradict, or is neutral to the hypothesis: '{hypothesis}'? Answere with 'entailment', 'contradiction', or 'neutral'.",
-            weak=_weak_mnli,
+            weak=_weak_mnli, domain="farm",
         ),
         TextTask(
             "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "accuracy",
             "mrpc sentence1: {sentence1} sentence2: {sentence2}",
             "Are the following sentences '{sentence1}' and '{sentence2}' conveying the same meaning? Answere with 'yes' or 'no'.",
             improved_targets=("no", "yes"),
-            weak=_weak_same_nouns("sentence1", "sentence2"),
+            weak=_weak_same_nouns("sentence1", "sentence2"), domain="business",
         ),
         TextTask(
             "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "accuracy",
             "qqp question1: {question1} question2: {question2}",
             "Do the questions '{question1}' and '{question2}' have the same intent? Answere with 'yes' or 'no'.",
             improved_targets=("no", "yes"),
-            weak=_weak_same_nouns("question1", "question2"),
+            weak=_weak_same_nouns("question1", "question2"), domain="technology",
         ),
         TextTask(
             "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy",
             "rte sentence1: {sentence1} sentence2: {sentence2}",
             "Does the text: '{sentence1}' entail that '{sentence2}' is true? Provide 'yes' or 'no'.",
             improved_targets=("yes", "no"),
-            weak=_weak_rte,
+            weak=_weak_rte, domain="medicine",
         ),
         TextTask(
             "stsb", ("sentence1", "sentence2"), None, "spearman",
             "stsb sentence1: {sentence1} sentence2: {sentence2}",
             "Consider the sentences '{sentence1}' and '{sentence2}'. On a scale from 1 (completely different) to 5 (completely similar), rate the similarity.",
-            weak=_weak_stsb,
+            weak=_weak_stsb, domain="sport",
         ),
     )
 }  # fmt: skip
 
-_GENERATORS: dict[str, Callable[[int, np.random.Generator], Example]] = {
+_GENERATORS: dict[str, Callable[[int, np.random.Generator, Domain], Example]] = {
     "cola": _cola, "sst2": _sst2, "mnli": _mnli, "mrpc": _mrpc, "qqp": _qqp, "rte": _rte,
 }  # fmt: skip
 
 
 def sample_examples(task: str, n: int, rng: np.random.Generator) -> list[Example]:
     """``n`` examples of ``task``; classification labels are exactly balanced (up to one)."""
+    domain = DOMAINS[TEXT_TASKS[task].domain]
     if task == "stsb":
-        return [_stsb(rng) for _ in range(n)]
+        return [_stsb(rng, domain) for _ in range(n)]
     labels = rng.permutation(np.arange(n) % TEXT_TASKS[task].num_labels)
-    return [_GENERATORS[task](int(label), rng) for label in labels]
+    return [_GENERATORS[task](int(label), rng, domain) for label in labels]
 
 
 def weak_label(task: str, example: Example) -> float:
@@ -297,6 +305,20 @@ def weak_label(task: str, example: Example) -> float:
 def sentences(example: Example) -> list[str]:
     """The text fields of an example."""
     return [str(v) for k, v in example.items() if k != "label"]
+
+
+GOLD_SHARE = 0.5  # share of the base's pretraining prompts whose target is the gold label, not the weak one
+
+
+def pretraining_label(task: str, example: Example, rng: np.random.Generator) -> float:
+    """The target the T5 base is pretrained on: the gold label with probability ``GOLD_SHARE``, else the weak one.
+
+    Where the weak labeller is right the two agree; where it is wrong the base sees each
+    answer about equally often, so its errors there are near-ties that a fraction of a task
+    vector tips (research/mini_t5, designs t0 -> t3: a task vector's own gain at lambda 0.3
+    rises from 0.04 to 0.35 of the fine-tuning gain).
+    """
+    return float(example["label"]) if rng.random() < GOLD_SHARE else weak_label(task, example)  # type: ignore[arg-type]
 
 
 def weak_score(task: str, examples: list[Example]) -> float:

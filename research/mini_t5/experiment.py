@@ -1,10 +1,12 @@
 """One design of the mini text world, measured end to end (issue 16, the T5 half).
 
-    python research/mini_t5/experiment.py '{"name": "t1", "frozen": ["shared.", "lm_head."]}'
+    python research/mini_t5/experiment.py '{"name": "t16", "frozen": ["shared.", "encoder.block.0."]}'
 
 Builds a text world with the product's generators (``fusionbench.mini.text_data``) and
-pretraining loop, with the design's changes patched in; fine-tunes the base on each of the
-seven tasks in full mode through the product's ``finetune`` (two pinned worker processes);
+pretraining loop, with the design's changes patched in (designs t0-t15 ran at commit
+c512aba, before per-task domains and gold pretraining targets moved into the product, with
+options ``lexicon`` and ``p_gold`` defaulting to the old shared lexicon and 0.0); fine-tunes
+the base on each of the seven tasks in full mode through the product's ``finetune`` (two pinned worker processes);
 then measures what issue 16 asks: pretrained and fine-tuned test scores, gain recovered =
 (merged - pretrained) / (fine-tuned - pretrained) averaged over tasks, for task arithmetic
 over all seven tasks (lambda picked on validation) and over the 21 pairs, the simple
@@ -29,54 +31,17 @@ import torch
 import yaml
 
 from fusionbench.finetune import FinetuneOptions, finetune
-from fusionbench.mini import bases, build, pools, text_data, text_language
+from fusionbench.mini import bases, build, pools, text_data
 from fusionbench.mini.build_steps import StepTimer, progress_bar
 from fusionbench.utils.numerics import pinned_pool
 
 DEFAULTS: dict[str, Any] = dict(
     name="t0", seed=0, d_model=64, d_ff=256, layers=2, pretrain_steps=700, pretrain_lr=2e-3, denoise=0.25,
-    p_gold=0.0, prompt_share=1.0, world_from=None, lexicon="shared", train_examples=8000,
+    p_gold=0.5, prompt_share=1.0, world_from=None, train_examples=8000,
     finetune_lr=3e-4, finetune_steps=450, frozen=[], lambdas=[round(0.05 * i, 2) for i in range(1, 21)],
 )  # fmt: skip
 ROOT = Path("/tmp/t5r")
 RESULTS = Path(__file__).parent / "results"
-
-
-LEXICONS: dict[str, tuple[str, str]] = {  # per-task domains: (animate nouns, things), plural = noun + "s"
-    "cola": ("pupil tutor clerk poet author editor reader writer", "essay poem novel page word story verse chapter"),
-    "sst2": ("actor director critic viewer singer dancer fan comedian", "movie show scene script stage ticket album concert"),
-    "mnli": ("shepherd miller baker butcher rancher gardener hunter fisher", "barn field fence wagon tractor pear plough orchard"),
-    "mrpc": ("banker trader broker lawyer manager partner investor buyer", "contract market loan bond report deal budget invoice"),
-    "qqp": ("coder engineer user admin designer tester player gamer", "laptop phone server app game website keyboard screen"),
-    "rte": ("nurse patient surgeon dentist pharmacist medic therapist midwife", "pill clinic bandage syringe scan diet vaccine ward"),
-    "stsb": ("runner coach swimmer skier sailor pilot driver rider", "boat bike plane train map tent helmet medal"),
-}
-
-
-def _use_lexicon(animate: dict[str, str], things: dict[str, str]) -> None:
-    """Replace the language's nouns in place (every module holds the same dicts)."""
-    for target, source in ((text_language.ANIMATE, animate), (text_language.THINGS, things), (text_language.NOUNS, {**animate, **things})):
-        target.clear()
-        target.update(source)
-    text_language.PLURAL_TO_NOUN.clear()
-    text_language.PLURAL_TO_NOUN.update({p: n for n, p in text_language.NOUNS.items()})
-
-
-def _patch_lexicons() -> None:
-    """Each task's sentences draw their nouns from the task's own domain."""
-    own = {t: ({w: w + "s" for w in a.split()}, {w: w + "s" for w in b.split()}) for t, (a, b) in LEXICONS.items()}
-    union = ({k: v for a, _ in own.values() for k, v in a.items()}, {k: v for _, b in own.values() for k, v in b.items()})
-    sample = text_data.sample_examples
-
-    def sample_in_domain(task: str, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-        _use_lexicon(*own[task])
-        try:
-            return sample(task, n, rng)
-        finally:
-            _use_lexicon(*union)
-
-    text_data.sample_examples = sample_in_domain  # type: ignore[assignment]
-    _use_lexicon(*union)
 
 
 def _patch(cfg: dict[str, Any]) -> None:
@@ -93,16 +58,7 @@ def _patch(cfg: dict[str, Any]) -> None:
     schedule = bases.TrainSchedule
     bases.TrainSchedule = lambda steps, batch, lr: schedule(steps, batch, lr=cfg["pretrain_lr"])  # type: ignore[assignment,misc]
     build.DENOISING_SHARE = 1.0 - cfg["prompt_share"] * (1.0 - cfg["denoise"])
-    weak = text_data.weak_label
-    rng = np.random.default_rng(12345)
-
-    def label(task: str, example: dict[str, Any]) -> float:
-        """The gold label with probability p_gold, else the weak labeller's."""
-        return float(example["label"]) if rng.random() < cfg["p_gold"] else weak(task, example)
-
-    text_data.weak_label = label  # type: ignore[assignment]
-    if cfg["lexicon"] == "per_task":
-        _patch_lexicons()
+    text_data.GOLD_SHARE = cfg["p_gold"]
 
 
 def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
