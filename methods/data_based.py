@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 from torch.func import functional_call
 
 from fusionbench.api.errors import ConfigError
@@ -83,10 +84,12 @@ def class_scores(
 
 
 _PLAIN = (type(None), bool, int, float, str)  # non-tensor inputs a memoized forward keys by value
+REUSE_BUDGET = 1 << 30  # bytes of outputs ``constant_outputs_reused`` keeps; beyond it, outputs are recomputed
 
 
-def _memoized(forward: Callable[..., Any]) -> Callable[..., Any]:
-    """``forward`` that returns, for inputs it has seen (the same tensor objects, none requiring grad), the output it gave them."""
+def _memoized(forward: Callable[..., Any], budget: list[int]) -> Callable[..., Any]:
+    """``forward`` that returns, for inputs it has seen (the same tensor objects, none requiring grad), the output it
+    gave them, keeping new outputs while ``budget[0]`` bytes remain."""
     seen: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # key -> (the inputs, kept alive so their ids stay theirs; the output)
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -94,39 +97,47 @@ def _memoized(forward: Callable[..., Any]) -> Callable[..., Any]:
         if any(x.requires_grad if isinstance(x, torch.Tensor) else not isinstance(x, _PLAIN) for x in inputs):
             return forward(*args, **kwargs)
         key = tuple(id(x) if isinstance(x, torch.Tensor) else repr(x) for x in inputs) + tuple(sorted(kwargs))
-        if key not in seen:
-            seen[key] = (inputs, forward(*args, **kwargs))
-        return seen[key][1]
+        if key in seen:
+            return seen[key][1]
+        output = forward(*args, **kwargs)
+        size = sum(t.nbytes for t in tree_leaves(output) if isinstance(t, torch.Tensor))
+        if size <= budget[0]:
+            budget[0] -= size
+            seen[key] = (inputs, output)
+        return output
 
     return call
 
 
 @contextmanager
-def constant_outputs_reused(module: nn.Module, moving: set[str]) -> Iterator[None]:
+def constant_outputs_reused(module: nn.Module, moving: set[str], budget: int = REUSE_BUDGET) -> Iterator[None]:
     """Within the block, each largest submodule of ``module`` that holds parameters but none named in ``moving``
-    computes its output once per input (the same tensor objects; inputs that require grad are always recomputed).
+    computes its output once per input (the same tensor objects; inputs that require grad are always recomputed),
+    up to ``budget`` bytes of kept outputs.
 
     For objectives evaluated many times on fixed batches with only the ``moving`` parameters changing: a frozen
     prefix of the network (fine-tuning left its embeddings and first blocks untouched) then runs once per batch.
     Exact as long as the batches' tensors are not modified in place and the other parameters keep their values.
     """
-    patched: list[nn.Module] = []
+    patched: dict[int, nn.Module] = {}  # a shared (tied) submodule is patched once
+    left = [budget]
+    moved = {id(p) for name, p in module.named_parameters() if name in moving}  # tied parameters are one object
 
-    def visit(prefix: str, node: nn.Module) -> None:
-        for name, child in node.named_children():
-            path = prefix + name
-            names = {f"{path}.{n}" for n, _ in child.named_parameters()}
-            if names and not names & moving:
-                child.forward = _memoized(child.forward)  # type: ignore[method-assign]
-                patched.append(child)
-            elif names:
-                visit(path + ".", child)
+    def visit(node: nn.Module) -> None:
+        for child in node.children():
+            held = {id(p) for p in child.parameters()}
+            if held and not held & moved:
+                if id(child) not in patched:
+                    child.forward = _memoized(child.forward, left)  # type: ignore[method-assign]
+                    patched[id(child)] = child
+            elif held:
+                visit(child)
 
-    visit("", module)
+    visit(module)
     try:
         yield
     finally:
-        for child in patched:
+        for child in patched.values():
             del child.forward
 
 

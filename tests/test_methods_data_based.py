@@ -24,6 +24,7 @@ from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
 from fusionbench.engine.memory_pool import ParamDictPool
 from fusionbench.methods.adamerging import AdaMerging, AdaMergingParams, EntropyObjective, MergedParams
+from fusionbench.methods.data_based import constant_outputs_reused
 from fusionbench.methods.fisher import FisherMerging, FisherParams, fisher_merge
 from fusionbench.methods.lorahub import LoraHub, LoraHubParams
 from fusionbench.methods.regmean import RegMean, RegMeanParams, shrink_off_diagonal
@@ -187,6 +188,38 @@ def test_adamerging_without_steps_is_task_arithmetic_at_the_initial_coefficient(
     pool, taskpool = dummy_pools()
     merged = AdaMerging(AdaMergingParams(granularity=granularity, steps=0)).merge(pool, taskpool)
     assert merged.allclose(TaskArithmetic().merge(pool), rtol=0, atol=1e-6)
+
+
+class CountingLinear(nn.Linear):
+    """A Linear that counts the forward passes it computes."""
+
+    calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CountingLinear.calls += 1
+        return super().forward(x)
+
+
+def test_a_frozen_prefix_runs_once_per_batch_and_changes_no_value_or_gradient() -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(CountingLinear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    batches = [torch.randn(6, 4), torch.randn(2, 4)]
+    weight = module[2].weight.detach().clone().requires_grad_()
+
+    def outputs_and_gradient() -> tuple[list[torch.Tensor], torch.Tensor]:
+        outputs = [torch.func.functional_call(module, {"2.weight": weight}, (x,)) for x in batches]
+        (gradient,) = torch.autograd.grad(sum(o.square().sum() for o in outputs), weight)
+        return [o.detach() for o in outputs], gradient
+
+    expected = outputs_and_gradient()
+    CountingLinear.calls = 0
+    with constant_outputs_reused(module, {"2.weight"}):
+        for _ in range(3):
+            got = outputs_and_gradient()
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert CountingLinear.calls == len(batches)  # the first Linear, which nothing moves, ran once per batch
+    outputs_and_gradient()
+    assert CountingLinear.calls == len(batches) * 2 and "forward" not in vars(module[0])  # restored on exit
 
 
 # ------------------------------------------------------------------------- the data contract
