@@ -81,7 +81,7 @@ The embedded mini world: seven procedurally generated image tasks and seven GLUE
 text tasks, tiny CLIP and T5 bases pretrained on them, and their full / LoRA / L-LoRA
 fine-tuned pools, built on this CPU under $FUSIONBENCH_HOME/mini (default
 ~/.cache/fusionbench/mini). `build` builds (or finishes) the worlds; the mini_* model
-pools also build them on first use (vision about 2 minutes, text up to 8, on 2 CPU
+pools also build them on first use (vision about 2 minutes, text about 5, on 2 CPU
 cores). `status` lists built worlds; `clean` removes them. `train-base vision` pretrains
 the vision base the package ships (deterministic: seed 0, pinned numerics; measured 32 minutes
 on one core of a busy machine) into out= (default: the shipped base_vision/ folder) and prints its checksums.
