@@ -17,16 +17,18 @@ of the entries), as the official code does.
 Defaults: p = 0.5, base_method task_arithmetic, lambda = the base method's default (0.3 for task
 arithmetic, 1.0 for TIES), merge_func mean, seed 0, strict. No dropped task vector is stored
 (``fusionbench.methods.elementwise``): with task arithmetic they are summed in place, chunk by
-chunk; with TIES each tensor is merged chunk by chunk from every task at once, each task's
-masks drawn from the generator state recorded, in a first pass over the draws, at that task
-and tensor.
+chunk, the draws used as they are made; with TIES the masks are drawn first, in the same
+order, and kept 8 to a byte (one byte an entry for eight tasks), then each tensor is merged
+chunk by chunk from every task at once.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from fusionbench.api.method import Method, check_range, param
@@ -34,20 +36,25 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_inputs
-from fusionbench.methods.elementwise import CHUNK, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
+from fusionbench.methods.elementwise import CHUNK, Workspace, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
 from fusionbench.methods.ties import BASE_METHODS, MERGE_FUNCS, base_scaling, disjoint_merge
 
 
 def keep_mask(count: int, p: float, generator: torch.Generator, strict: bool = True, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``count`` entries, 1.0 where u > p (``strict``) or u >= p, else 0.0; u ~ U[0, 1) drawn in float32 on the CPU.
 
-    Float arithmetic (u - p > 0 is u > p; u >= p is u minus the float below p > 0), several
-    times cheaper than a boolean mask.
+    One in-place comparison with p in float32 (u >= p is u > the float below p): a float mask,
+    several times cheaper to apply than a boolean one.
     """
-    bar = torch.tensor(p, dtype=torch.float32)
-    bar = bar if strict else torch.nextafter(bar, torch.tensor(-1.0))
     draws = torch.rand(count, generator=generator, dtype=torch.float32, out=out)
-    return draws.sub_(bar).clamp_(min=0).sign_()
+    return draws.gt_(_bar(p, strict))
+
+
+@functools.lru_cache(maxsize=8)
+def _bar(p: float, strict: bool) -> torch.Tensor:
+    """The float32 value a draw must exceed: p, or for u >= p the float just below p (made once: read, never written)."""
+    bar = torch.tensor(p, dtype=torch.float32)
+    return bar if strict else torch.nextafter(bar, torch.tensor(-1.0))
 
 
 def drop_and_rescale_(tensor: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
@@ -55,61 +62,68 @@ def drop_and_rescale_(tensor: torch.Tensor, keep: torch.Tensor, p: float) -> tor
     return tensor.mul_(keep.to(tensor.device)).div_(1.0 - p)
 
 
-def _draw_states(base: ParamDict, tasks: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    """The generator's state at the first draw of each (task, tensor), in draw order (task, tensor, entry).
-
-    mt19937 cannot jump ahead, so the draws are made and dropped; what is kept is one state a
-    tensor and task (5 KiB each), not the masks.
-    """
+def dare_task_arithmetic(
+    base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, scaling_factor: float, finetuned: bool
+) -> ParamDict:
+    """theta_0 + lambda * sum_t m_t * tau_t / (1 - p), accumulated in place in the masks' draw order (task, tensor,
+    chunk); the last task's chunk is rounded, scaled and offset while it is in the cache."""
     generator, draws = torch.Generator().manual_seed(seed), torch.empty(CHUNK, dtype=torch.float32)
-    states: list[dict[str, torch.Tensor]] = []
-    for _ in range(tasks):
-        states.append({})
-        for name, tensor in base.items():
-            states[-1][name] = generator.get_state()
-            for part in chunks(tensor.numel()):
-                torch.rand(part.stop - part.start, generator=generator, out=draws[: part.stop - part.start])
-    return states
-
-
-def dare_sums(base: ParamDict, vectors: Sequence[ParamDict], p: float, seed: int, strict: bool, finetuned: bool) -> dict[str, torch.Tensor]:
-    """sum_t m_t * tau_t / (1 - p) per tensor, accumulated in place in the masks' draw order (task, tensor, chunk)."""
-    generator = torch.Generator().manual_seed(seed)
     sums = {name: torch.zeros(tensor.shape, dtype=accumulation_dtype(tensor.dtype), device=tensor.device) for name, tensor in base.items()}
-    draws = torch.empty(CHUNK, dtype=torch.float32)
-    for vector in vectors:
+    merged = {name: sums[name] if sums[name].dtype == tensor.dtype else torch.empty_like(tensor) for name, tensor in base.items()}
+    workspace = Workspace()
+    for index, vector in enumerate(vectors):
         for name, total in sums.items():
-            flat, target = vector[name].reshape(-1), total.view(-1)
-            flat_base = base[name].reshape(-1) if finetuned else None
-            scratch = torch.empty(min(CHUNK, flat.numel()), dtype=flat.dtype, device=flat.device)
+            flat, target, flat_base = vector[name].reshape(-1), total.view(-1), base[name].reshape(-1)
+            scratch = workspace.get("tau", (min(CHUNK, flat.numel()),), flat.dtype, flat.device)
             for part in chunks(flat.numel()):
                 n = part.stop - part.start
                 keep = keep_mask(n, p, generator, strict, draws[:n])
-                tau = task_vector_chunk(scratch[:n], flat, flat_base, part)
+                tau = task_vector_chunk(scratch[:n], flat, flat_base if finetuned else None, part)
                 target[part].add_(tau.mul_(keep.to(tau.device)), alpha=1.0 / (1.0 - p))
-    return sums
+                if index == len(vectors) - 1:  # what sums.to(dtype) * lambda + theta_0 gives, chunk by chunk
+                    merged[name].view(-1)[part].copy_(target[part]).mul_(scaling_factor).add_(flat_base[part])
+    return ParamDict({name: merged[name] for name in base})
+
+
+def _packed_masks(base: ParamDict, tasks: int, p: float, seed: int, strict: bool) -> list[dict[str, np.ndarray]]:
+    """Every task's keep masks, drawn in the draw order (task, tensor, chunk) and stored 8 to a byte (one byte an
+    entry for eight tasks): what DARE + TIES, merging all tasks chunk by chunk, reads back."""
+    generator, draws = torch.Generator().manual_seed(seed), torch.empty(CHUNK, dtype=torch.float32)
+    bar, kept = _bar(p, strict).numpy(), np.empty(CHUNK, dtype=bool)
+    masks: list[dict[str, np.ndarray]] = []
+    for _ in range(tasks):
+        masks.append({})
+        for name, tensor in base.items():
+            packed = masks[-1][name] = np.empty((tensor.numel() + 7) // 8, dtype=np.uint8)
+            for part in chunks(tensor.numel()):
+                n = part.stop - part.start
+                torch.rand(n, generator=generator, dtype=torch.float32, out=draws[:n])
+                np.greater(draws[:n].numpy(), bar, out=kept[:n])
+                packed[part.start // 8 : (part.stop + 7) // 8] = np.packbits(kept[:n])
+    return masks
 
 
 def dare_ties_tensor(
-    base: torch.Tensor, vectors: Sequence[torch.Tensor], states: Sequence[torch.Tensor], p: float, strict: bool,
-    scaling_factor: float, merge_func: str, finetuned: bool,
+    base: torch.Tensor, vectors: Sequence[torch.Tensor], masks: Sequence[np.ndarray], p: float,
+    scaling_factor: float, merge_func: str, finetuned: bool, workspace: Optional[Workspace] = None,
 ) -> torch.Tensor:
     """theta_0 + lambda * disjoint_merge(drop_and_rescale(tau_t)) of one tensor, chunk by chunk; task t's
-    masks are drawn from its generator ``states[t]``, so they are those of the draw order."""
-    generators = [torch.Generator().set_state(state) for state in states]
+    keep mask is unpacked from ``masks[t]`` (:func:`_packed_masks`)."""
+    workspace = Workspace() if workspace is None else workspace
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
     merged = torch.empty(base.numel(), dtype=base.dtype, device=base.device)
     width = min(merged.numel(), CHUNK)
-    stack, scratch = (torch.empty(len(vectors), width, dtype=base.dtype, device=base.device) for _ in range(2))
-    draws = torch.empty(width, dtype=torch.float32)
+    stack, scratch = (workspace.get(role, (len(vectors), width), base.dtype, base.device) for role in ("taus", "products"))
+    keep = workspace.get("keep", (width,), torch.float32, torch.device("cpu"))
     for part in chunks(merged.numel()):
         n = part.stop - part.start
         taus = stack[:, :n]
-        for tau, flat, generator in zip(taus, flats, generators):
+        for tau, flat, packed in zip(taus, flats, masks):
             task_vector_chunk(tau, flat, flat_base if finetuned else None, part)
-            drop_and_rescale_(tau, keep_mask(n, p, generator, strict, draws[:n]), p)
-        disjoint_merge(taus, merge_func, merged[part], scratch[:, :n])
-    return merged.view(base.shape).mul_(scaling_factor).add_(base)
+            bits = np.unpackbits(packed[part.start // 8 : (part.stop + 7) // 8], count=n)
+            drop_and_rescale_(tau, keep[:n].copy_(torch.from_numpy(bits)), p)
+        disjoint_merge(taus, merge_func, merged[part], scratch[:, :n]).mul_(scaling_factor).add_(flat_base[part])
+    return merged.view(base.shape)
 
 
 def dare_merge(
@@ -125,19 +139,18 @@ def dare_merge(
 ) -> ParamDict:
     """Drop-and-rescale every task vector, then merge with task arithmetic or TIES (k = 1: sign election and
     disjoint merge). With ``finetuned`` the vectors are the theta_t; no dropped task vector is stored."""
-    if base_method == "ties":
-        states = _draw_states(base, len(vectors), seed)
-        return ParamDict(
-            {
-                name: dare_ties_tensor(
-                    tensor, [vector[name] for vector in vectors], [task[name] for task in states], p, strict,
-                    scaling_factor, merge_func, finetuned,
-                )
-                for name, tensor in base.items()
-            }
-        )
-    sums = dare_sums(base, vectors, p, seed, strict, finetuned)
-    return ParamDict({name: sums[name].to(tensor.dtype).mul_(scaling_factor).add_(tensor) for name, tensor in base.items()})
+    if base_method == "task_arithmetic":
+        return dare_task_arithmetic(base, vectors, p, seed, strict, scaling_factor, finetuned)
+    masks, workspace = _packed_masks(base, len(vectors), p, seed, strict), Workspace()
+    return ParamDict(
+        {
+            name: dare_ties_tensor(
+                tensor, [vector[name] for vector in vectors], [task[name] for task in masks], p, scaling_factor,
+                merge_func, finetuned, workspace,
+            )
+            for name, tensor in base.items()
+        }
+    )
 
 
 @dataclass

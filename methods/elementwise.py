@@ -16,6 +16,7 @@ finds which input is. Measured against the floor in docs/performance.md.
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -24,6 +25,22 @@ from fusionbench.api.errors import NonFiniteError
 from fusionbench.api.params import ParamDict
 
 CHUNK = 1 << 16  # entries per step: a chunk of each operand stays in the L2 cache
+
+
+class Workspace:
+    """Scratch tensors reused from one tensor of a merge to the next, by role, dtype and device, each grown to the
+    largest request: a buffer allocated afresh for every tensor pays its page faults again."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def get(self, role: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A contiguous tensor of ``shape`` from ``role``'s buffer; its contents are undefined."""
+        size, key = math.prod(shape), (role, dtype, device)
+        held = self._held.get(key)
+        if held is None or held.numel() < size:
+            held = self._held[key] = torch.empty(size, dtype=dtype, device=device)
+        return held[:size].view(shape)
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

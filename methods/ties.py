@@ -17,15 +17,16 @@
 4. theta = theta_0 + lambda * merged.
 
 Defaults: k = 0.2 and lambda = 1.0 (the paper's settings without validation data), mean,
-kthvalue. Grid: k, lambda in {0.25, 0.5, 0.75, 1.0} (L-LoRA paper). The threshold is found
-exactly by a radix select over the magnitudes' bit patterns, two passes over each task
-vector without storing it; steps 2-3 run chunk by chunk (``fusionbench.methods.elementwise``).
+kthvalue. Grid: k, lambda in {0.25, 0.5, 0.75, 1.0} (L-LoRA paper). Every task's threshold is
+found exactly in one joint pass over the task vectors, none of them stored
+(``fusionbench.methods.selection``); steps 1-4 then run chunk by chunk, all tasks at once
+(``fusionbench.methods.elementwise``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -34,64 +35,23 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.common import check_choice, load_inputs
-from fusionbench.methods.elementwise import CHUNK, chunks, finite_or_blame, task_vector_chunk
+from fusionbench.methods.elementwise import CHUNK, Workspace, chunks, finite_or_blame, task_vector_chunk
+from fusionbench.methods.selection import kth_smallest_magnitude  # noqa: F401 (re-exported: the threshold's select)
+from fusionbench.methods.selection import kth_smallest_magnitudes, magnitude_dtype
 from fusionbench.methods.task_arithmetic import TaskArithmeticParams
 
 MERGE_FUNCS = ("mean", "sum")
 KEEP_RULES = ("kthvalue", "topk")
 BASE_METHODS = ("task_arithmetic", "ties")  # the merges DARE, AWD, Consensus and KnOTS apply to the vectors they make
-DIGIT = 16  # bits of the magnitudes' patterns resolved per radix-select pass
-SELECT_CHUNK = 1 << 20  # entries per step of a radix-select pass (its histogram costs 2^DIGIT counters a step)
 
 
-def _magnitude_dtype(vector: ParamDict) -> torch.dtype:
-    """float64 when the vector holds float64 tensors, else float32 (exact for every half type)."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in vector.values()) else torch.float32
-
-
-def _magnitudes(vector: ParamDict, origin: Optional[ParamDict], dtype: torch.dtype) -> Iterator[torch.Tensor]:
-    """|tau| of every entry, SELECT_CHUNK at a time; tau = vector - origin (the vector itself without origin)."""
-    for name, tensor in vector.items():
-        flat = tensor.detach().reshape(-1)
-        base = None if origin is None else origin[name].reshape(-1)
-        buffer = torch.empty(min(SELECT_CHUNK, flat.numel()), dtype=tensor.dtype, device=tensor.device)
-        for part in chunks(flat.numel(), SELECT_CHUNK):
-            yield task_vector_chunk(buffer[: part.stop - part.start], flat, base, part).abs_().to(dtype)
-
-
-def kth_smallest_magnitude(vector: ParamDict, rank: int, origin: Optional[ParamDict] = None) -> float:
-    """The ``rank``-th smallest |entry| (1-indexed) of the flattened vector, exactly what ``torch.kthvalue`` gives.
-
-    Non-negative floats order as their bit patterns do, so the pattern is found DIGIT bits at a
-    time, counted and never sorted: each pass counts the next digit of the entries that share the
-    digits found so far (two passes for float32 magnitudes, four for float64).
-    """
-    dtype = _magnitude_dtype(vector)
-    bits_dtype, width = (torch.int64, 64) if dtype == torch.float64 else (torch.int32, 32)
-    prefix, mask = 0, (1 << DIGIT) - 1
-    for shift in range(width - DIGIT, -1, -DIGIT):
-        counts = torch.zeros(1 << DIGIT, dtype=torch.int64)
-        for magnitudes in _magnitudes(vector, origin, dtype):
-            bits = magnitudes.view(bits_dtype)
-            if shift + DIGIT == width:  # the top digit (the sign bit of a magnitude is 0)
-                digits = bits >> shift
-            else:  # only the entries that share the digits found so far
-                digits = (bits[(bits >> (shift + DIGIT)) == prefix] >> shift) & mask
-            counts += torch.bincount(digits, minlength=1 << DIGIT).cpu()
-        cumulative = counts.cumsum(0)
-        digit = int(torch.searchsorted(cumulative, torch.tensor([rank]))[0])
-        rank -= int(cumulative[digit] - counts[digit])
-        prefix = (prefix << DIGIT) | digit
-    return float(torch.tensor(prefix, dtype=bits_dtype).view(dtype))
-
-
-def trim_threshold(vector: ParamDict, k: float, keep: str = "kthvalue", origin: Optional[ParamDict] = None) -> float:
-    """The magnitude an entry needs to survive the trim (inf when none does); see the module docstring."""
-    total = sum(t.numel() for t in vector.values())
-    if keep == "kthvalue":
-        return kth_smallest_magnitude(vector, max(1, total - int(k * total)), origin)
+def trim_thresholds(vectors: Sequence[ParamDict], k: float, keep: str = "kthvalue", origin: Optional[ParamDict] = None) -> list[float]:
+    """The magnitude an entry of each vector needs to survive the trim (inf when none does); see the module docstring."""
+    total = sum(t.numel() for t in vectors[0].values())
     kept = int(k * total)
-    return kth_smallest_magnitude(vector, total - kept + 1, origin) if kept else float("inf")
+    if keep == "kthvalue":
+        return kth_smallest_magnitudes(vectors, [max(1, total - kept)] * len(vectors), origin)
+    return kth_smallest_magnitudes(vectors, [total - kept + 1] * len(vectors), origin) if kept else [float("inf")] * len(vectors)
 
 
 def disjoint_merge(
@@ -106,33 +66,36 @@ def disjoint_merge(
     (negation commutes with rounding). A NaN or Inf entry reaches the result.
     """
     out = torch.empty(taus.shape[1:], dtype=taus.dtype, device=taus.device) if out is None else out
+    products = torch.empty_like(taus) if scratch is None else scratch
     gamma = torch.sign(torch.sum(taus, dim=0))
-    products = torch.mul(taus, gamma, out=scratch).clamp_(min=0)
-    torch.sum(products, dim=0, out=out).mul_(gamma)
+    for product, tau in zip(products, taus):  # row by row: a broadcast product costs twice as much
+        torch.mul(tau, gamma, out=product)
+    torch.sum(products.clamp_(min=0), dim=0, out=out).mul_(gamma)
     if merge_func == "mean":
-        out.div_(torch.sum(products.sign_(), dim=0).clamp_(min=1))
+        out.div_(torch.sum(products.gt_(0), dim=0).clamp_(min=1))
     return out
 
 
 def ties_tensor(
     base: torch.Tensor, vectors: Sequence[torch.Tensor], thresholds: torch.Tensor, scaling_factor: float,
-    merge_func: str, finetuned: bool,
+    merge_func: str, finetuned: bool, workspace: Optional[Workspace] = None,
 ) -> torch.Tensor:
-    """theta_0 + lambda * disjoint_merge(trim(tau_t)) of one tensor, chunk by chunk in reused buffers.
+    """theta_0 + lambda * disjoint_merge(trim(tau_t)) of one tensor, CHUNK columns of all tasks at a time, in
+    buffers reused from ``workspace``; every step of a chunk runs while it is in the cache.
 
     ``thresholds`` holds one trim threshold per task, shape (T, 1), in the magnitude dtype. The trim
     keeps |tau| > ``below``, the next float under the threshold: ``torch.hardshrink`` in place
     (a NaN stays NaN) when the tensors have the magnitude dtype; for half types, whose
-    hardshrink would round ``below`` to their precision, tau times sign(max(|tau| - below, 0)).
+    hardshrink would round ``below`` to their precision, tau times (|tau| > below) in the magnitude dtype.
     """
+    workspace = Workspace() if workspace is None else workspace
     thresholds = thresholds.to(base.device)
     below = torch.nextafter(thresholds, torch.full_like(thresholds, -float("inf")))
     shrink = [float(value) for value in below[:, 0]] if thresholds.dtype == base.dtype else None
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
     merged = torch.empty(base.numel(), dtype=base.dtype, device=base.device)
     width = min(merged.numel(), CHUNK)
-    stack, scratch = (torch.empty(len(vectors), width, dtype=base.dtype, device=base.device) for _ in range(2))
-    keep = None if shrink is not None else torch.empty(len(vectors), width, dtype=thresholds.dtype, device=base.device)
+    stack, scratch = (workspace.get(role, (len(vectors), width), base.dtype, base.device) for role in ("taus", "products"))
     for part in chunks(merged.numel()):
         n = part.stop - part.start
         taus = stack[:, :n]
@@ -140,10 +103,11 @@ def ties_tensor(
             task_vector_chunk(tau, flat, flat_base if finetuned else None, part)
             if shrink is not None:
                 torch.hardshrink(tau, shrink[index], out=tau)
-        if keep is not None:
-            taus.mul_(keep[:, :n].copy_(taus).abs_().sub_(below).clamp_(min=0).sign_())
-        disjoint_merge(taus, merge_func, merged[part], scratch[:, :n])
-    return merged.view(base.shape).mul_(scaling_factor).add_(base)
+        if shrink is None:
+            keep = workspace.get("keep", (len(vectors), width), thresholds.dtype, base.device)[:, :n]
+            taus.mul_(keep.copy_(taus).abs_().gt_(below))
+        disjoint_merge(taus, merge_func, merged[part], scratch[:, :n]).mul_(scaling_factor).add_(flat_base[part])
+    return merged.view(base.shape)
 
 
 def ties_merge(
@@ -153,11 +117,12 @@ def ties_merge(
     """theta_0 + lambda * disjoint_merge(trim_k(tau_t)); with ``finetuned`` the vectors are the theta_t
     and tau_t = theta_t - theta_0 is taken chunk by chunk, never stored."""
     origin = base if finetuned else None
-    dtype = _magnitude_dtype(vectors[0])
-    thresholds = torch.tensor([[trim_threshold(vector, k, keep, origin)] for vector in vectors], dtype=dtype)
+    dtype = magnitude_dtype(vectors[0])
+    thresholds = torch.tensor([[value] for value in trim_thresholds(vectors, k, keep, origin)], dtype=dtype)
+    workspace = Workspace()
     return ParamDict(
         {
-            name: ties_tensor(tensor, [vector[name] for vector in vectors], thresholds, scaling_factor, merge_func, finetuned)
+            name: ties_tensor(tensor, [vector[name] for vector in vectors], thresholds, scaling_factor, merge_func, finetuned, workspace)
             for name, tensor in base.items()
         }
     )

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from bench_helpers import BYTES, RESULTS_FILE, SECONDS, TARGETS, Target
+from bench_helpers import BYTES, PARTS, RESULTS_FILE, SECONDS, TARGETS, Target
 
 
 def pytest_configure(config: Any) -> None:
@@ -57,6 +57,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         verdict = {None: "-", True: "met", False: "MISSED"}[row["met"]]
         paper = f" (paper: {row['paper']:.2f})" if row["paper"] else ""
         terminalreporter.write_line(f"{row['target']:<72} {shown:>12}  target {row['bound']:<8} {verdict}{paper}{row['figures']}")
+    for name, numerator, denominator in PARTS:
+        if numerator in SECONDS and denominator in SECONDS:
+            ratio = SECONDS[numerator] / SECONDS[denominator]
+            terminalreporter.write_line(f"{name:<72} {ratio:>12.3f}  ({SECONDS[numerator]:.4g} s / {SECONDS[denominator]:.4g} s)")
     for key, value in sorted(BYTES.items()):
         terminalreporter.write_line(f"{key:<72} {value / 2**20:>9.1f} MiB")
     RESULTS_FILE.parent.mkdir(exist_ok=True)

@@ -32,7 +32,7 @@ from fusionbench.api.params import ParamDict  # noqa: E402
 from fusionbench.methods.dare import Dare, DareParams  # noqa: E402
 from fusionbench.methods.simple_average import SimpleAverage  # noqa: E402
 from fusionbench.methods.task_arithmetic import TaskArithmetic  # noqa: E402
-from fusionbench.methods.ties import Ties  # noqa: E402
+from fusionbench.methods.ties import Ties, trim_thresholds  # noqa: E402
 from fusionbench.profiling.workload import build_model  # noqa: E402
 
 TASKS = 8
@@ -75,6 +75,20 @@ def bandwidth_floor(pool: ModelPool, chunked: bool) -> ParamDict:
                 target.add_(other[part])
         out[name] = result.view(tensor.shape)
     return out
+
+
+def dare_draws(pool: ModelPool) -> None:
+    """The draws DARE's masks need (one float32 per entry and task) from a seeded generator into a reused buffer."""
+    total = sum(t.numel() for t in pool.base().values()) * len(pool.tasks)
+    generator, draws = torch.Generator().manual_seed(0), torch.empty(FLOOR_CHUNK)
+    for start in range(0, total, FLOOR_CHUNK):
+        torch.rand(min(FLOOR_CHUNK, total - start), generator=generator, out=draws[: min(FLOOR_CHUNK, total - start)])
+
+
+def ties_thresholds(pool: ModelPool) -> list[float]:
+    """TIES's trim thresholds (k = 0.2, the official rule) of every task, alone."""
+    base = pool.base()
+    return trim_thresholds([pool.finetuned(task) for task in pool.tasks], 0.2, "kthvalue", base)
 
 
 def _status(field: str) -> int:

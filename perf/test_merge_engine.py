@@ -3,7 +3,8 @@
 Time: the floor (``bandwidth_floor``: ``torch.add`` summing the base and the eight fine-tuned
 models into one output, T + 1 = 9 models read and one written; the faster of chunked and
 whole-tensor adds) and ``Method.merge`` of simple average, task arithmetic, DARE (p = 0.5) and
-TIES (k = 0.2) with their defaults, and DARE with ``base_method=ties``, side by side (``bench_helpers.side_by_side``). Memory: each
+TIES (k = 0.2) with their defaults, and DARE with ``base_method=ties``, side by side (``bench_helpers.side_by_side``),
+with two parts of the missed targets' time: DARE's mask draws alone and TIES's thresholds alone. Memory: each
 method's extra peak RSS in a fresh process, against one model's bytes.
 
 ``FUSIONBENCH_BENCH_MERGE`` picks the size: ``block`` (default: one encoder block, 7,087,872
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 from bench_helpers import BYTES, SECONDS, side_by_side
-from merge_workload import METHODS, bandwidth_floor, random_vit_pool
+from merge_workload import METHODS, bandwidth_floor, dare_draws, random_vit_pool, ties_thresholds
 
 from fusionbench.api.modelpool import ModelPool
 
@@ -39,6 +40,7 @@ def pool() -> ModelPool:
 def test_merge_engine_against_the_floor(benchmark: Any, pool: ModelPool) -> None:
     calls = {"merge:floor-chunked": lambda: bandwidth_floor(pool, True), "merge:floor-whole": lambda: bandwidth_floor(pool, False)}
     calls.update({f"merge:{name}": (lambda method=method: method.merge(pool)) for name, method in METHODS.items()})
+    calls.update({"merge:dare-draws": lambda: dare_draws(pool), "merge:ties-thresholds": lambda: ties_thresholds(pool)})
     best = side_by_side(benchmark, calls, rounds=5)
     SECONDS["merge:floor"] = min(best["merge:floor-chunked"], best["merge:floor-whole"])
 

@@ -1,0 +1,200 @@
+"""The chunked element-wise engine (issue 17) against naive whole-tensor implementations on random inputs.
+
+The naive forms below follow the methods' definitions with whole tensors: every draw of a task's
+tensor at once, the trim threshold from ``torch.kthvalue`` on all magnitudes concatenated, all
+task vectors stacked, and each formula written out. The engine streams chunk by chunk, draws
+once, selects the threshold from a sampled bracket and packs DARE's masks, and must give equal
+results (``torch.equal``: the same value in every entry) wherever the arithmetic is the same.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fusionbench.api.params import ParamDict
+from fusionbench.methods import selection
+from fusionbench.methods.dare import dare_merge
+from fusionbench.methods.elementwise import CHUNK
+from fusionbench.methods.selection import kth_smallest_magnitudes
+from fusionbench.methods.ties import ties_merge
+
+# a tensor over two chunks with a ragged end (not a multiple of 8 or 16), small ones and a scalar
+SHAPES = {"a.weight": (3, CHUNK // 2 + 5), "a.bias": (13,), "b": (CHUNK + 3,), "c": ()}
+HALF = (torch.float16, torch.bfloat16)
+
+
+def inputs(seed: int, dtype: torch.dtype, tasks: int) -> tuple[ParamDict, list[ParamDict]]:
+    """A random base (std 0.02) and fine-tuned parameters (base + std 1e-3, every seventh entry unchanged)."""
+    g = torch.Generator().manual_seed(seed)
+    base = ParamDict({n: (0.02 * torch.randn(s, generator=g, dtype=torch.float64)).to(dtype) for n, s in SHAPES.items()})
+    thetas = []
+    for _ in range(tasks):
+        theta = {}
+        for name, shape in SHAPES.items():
+            tau = 1e-3 * torch.randn(shape, generator=g, dtype=torch.float64)
+            tau.view(-1)[::7] = 0.0
+            theta[name] = (base[name].double() + tau).to(dtype)
+        thetas.append(ParamDict(theta))
+    return base, thetas
+
+
+def accumulation(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in HALF else dtype
+
+
+def naive_dare_task_arithmetic(base: ParamDict, thetas: list[ParamDict], p: float, seed: int, strict: bool, scale: float) -> ParamDict:
+    """theta_0 + lambda * sum_t m_t * tau_t / (1 - p): masks from one generator, a task's tensors in key order,
+    each drawn whole in float32; sums in float32 for half types."""
+    g, bar = torch.Generator().manual_seed(seed), torch.tensor(p, dtype=torch.float32)
+    sums = {name: torch.zeros(t.shape, dtype=accumulation(t.dtype)) for name, t in base.items()}
+    for theta in thetas:
+        for name, t in base.items():
+            draws = torch.rand(t.shape, generator=g, dtype=torch.float32)
+            keep = draws > bar if strict else draws >= bar
+            sums[name].add_((theta[name] - t) * keep, alpha=1.0 / (1.0 - p))
+    return ParamDict({name: sums[name].to(t.dtype) * scale + t for name, t in base.items()})
+
+
+def naive_threshold(tau: dict[str, torch.Tensor], k: float, keep: str) -> torch.Tensor:
+    """The trim threshold of one task vector: torch.kthvalue over all its magnitudes (float64 or float32)."""
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tau.values()) else torch.float32
+    magnitudes = torch.cat([t.reshape(-1).abs().to(dtype) for t in tau.values()])
+    total, kept = magnitudes.numel(), int(k * magnitudes.numel())
+    if keep == "kthvalue":
+        return torch.kthvalue(magnitudes, max(1, total - kept)).values
+    return torch.kthvalue(magnitudes, total - kept + 1).values if kept else torch.tensor(math.inf, dtype=dtype)
+
+
+def naive_disjoint(stack: torch.Tensor, merge_func: str) -> torch.Tensor:
+    """Elect gamma = sign(sum_t tau_t); sum (or average) the entries whose sign is gamma's."""
+    gamma = torch.sign(stack.sum(0))
+    agree = stack * gamma > 0
+    total = torch.where(agree, stack, 0.0).sum(0)
+    return total if merge_func == "sum" else total / agree.sum(0).clamp(min=1)
+
+
+def naive_ties(base: ParamDict, thetas: list[ParamDict], k: float, scale: float, merge_func: str, keep: str) -> ParamDict:
+    taus = [{name: theta[name] - t for name, t in base.items()} for theta in thetas]
+    thresholds = [naive_threshold(tau, k, keep) for tau in taus]
+    merged = ParamDict()
+    for name, t in base.items():
+        trimmed = [torch.where(tau[name].abs().to(thr.dtype) >= thr, tau[name], 0.0) for tau, thr in zip(taus, thresholds)]
+        merged[name] = naive_disjoint(torch.stack(trimmed), merge_func) * scale + t
+    return merged
+
+
+def naive_dare_ties(base: ParamDict, thetas: list[ParamDict], p: float, seed: int, strict: bool, scale: float, merge_func: str) -> ParamDict:
+    g, bar = torch.Generator().manual_seed(seed), torch.tensor(p, dtype=torch.float32)
+    dropped: list[dict[str, torch.Tensor]] = []
+    for theta in thetas:
+        dropped.append({})
+        for name, t in base.items():
+            draws = torch.rand(t.shape, generator=g, dtype=torch.float32)
+            dropped[-1][name] = (theta[name] - t) * (draws > bar if strict else draws >= bar) / (1.0 - p)
+    return ParamDict({name: naive_disjoint(torch.stack([d[name] for d in dropped]), merge_func) * scale + t for name, t in base.items()})
+
+
+def assert_equal_or_close(ours: ParamDict, naive: ParamDict, exact: bool) -> None:
+    for name in naive:
+        assert ours[name].dtype == naive[name].dtype and ours[name].shape == naive[name].shape, name
+        if exact:
+            assert torch.equal(ours[name], naive[name]), f"{name}: largest difference {(ours[name] - naive[name]).abs().max()}"
+        else:
+            torch.testing.assert_close(ours[name], naive[name])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("strict", [True, False])
+def test_dare_task_arithmetic_equals_the_naive_form(dtype: torch.dtype, strict: bool) -> None:
+    base, thetas = inputs(1, dtype, tasks=3)
+    for p in (0.0, 0.3, 0.9):
+        ours = dare_merge(base, thetas, p, 5, "task_arithmetic", 0.3, strict=strict, finetuned=True)
+        assert_equal_or_close(ours, naive_dare_task_arithmetic(base, thetas, p, 5, strict, 0.3), exact=True)
+
+
+# torch's half-precision sums over the task dimension group their terms by the width summed; float16
+# results can therefore differ in the last bit between a chunk and a whole tensor (float32, float64 and
+# bfloat16 sums do not), so float16 is held to closeness.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("tasks", [1, 3, 8])
+def test_ties_equals_the_naive_form(dtype: torch.dtype, tasks: int) -> None:
+    base, thetas = inputs(2, dtype, tasks)
+    for k, keep, merge_func in [(0.2, "kthvalue", "mean"), (0.05, "topk", "mean"), (0.5, "kthvalue", "sum"), (1.0, "kthvalue", "mean")]:
+        ours = ties_merge(base, thetas, k, 0.7, merge_func, keep, finetuned=True)
+        assert_equal_or_close(ours, naive_ties(base, thetas, k, 0.7, merge_func, keep), exact=dtype != torch.float16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("merge_func", ["mean", "sum"])
+def test_dare_ties_equals_the_naive_form(dtype: torch.dtype, merge_func: str) -> None:
+    base, thetas = inputs(3, dtype, tasks=4)
+    for p, strict in [(0.5, True), (0.2, False)]:
+        ours = dare_merge(base, thetas, p, 11, "ties", 0.9, merge_func, strict, finetuned=True)
+        assert_equal_or_close(ours, naive_dare_ties(base, thetas, p, 11, strict, 0.9, merge_func), exact=dtype != torch.float16)
+
+
+# ------------------------------------------------------------------------ the threshold's select
+def magnitudes_of(vector: ParamDict) -> torch.Tensor:
+    return torch.cat([t.reshape(-1).abs().to(torch.float64 if t.dtype == torch.float64 else torch.float32) for t in vector.values()])
+
+
+def select_cases() -> list[ParamDict]:
+    g = torch.Generator().manual_seed(4)
+    spread = ParamDict(w=torch.randn(300, 700, generator=g), b=torch.randn(50, generator=g))
+    tied = ParamDict(w=torch.full((200_000,), -0.5), b=torch.ones(3))  # one value everywhere: a bracket of ties
+    steps = ParamDict(w=torch.randint(-3, 4, (120_000,), generator=g).double(), b=torch.zeros(9, dtype=torch.float64))
+    with_nan = ParamDict(w=torch.randn(90_000, generator=g), b=torch.tensor([math.nan, math.inf, 0.0]))
+    halves = ParamDict(w=torch.randn(70_000, generator=g).to(torch.bfloat16), b=torch.randn(40, generator=g).to(torch.float16))
+    return [spread, tied, steps, with_nan, halves]
+
+
+@pytest.mark.parametrize("case", range(5), ids=["spread", "tied", "steps", "nan", "half"])
+def test_kth_smallest_magnitudes_is_kthvalue(case: int) -> None:
+    vector = select_cases()[case]
+    magnitudes = magnitudes_of(vector)
+    total = magnitudes.numel()
+    ranks = [1, 2, total // 3, total - total // 5, total - 3, total]
+    finite = int(magnitudes.isfinite().sum())
+    for rank in [r for r in ranks if r <= finite]:  # kthvalue's place for NaN is not specified
+        assert kth_smallest_magnitudes([vector], [rank]) == [float(torch.kthvalue(magnitudes, rank).values)], rank
+
+
+def test_the_joint_pass_gives_each_vector_its_own_rank() -> None:
+    g = torch.Generator().manual_seed(8)
+    origin = ParamDict(w=torch.randn(400, 300, generator=g))
+    vectors = [ParamDict(w=origin["w"] + scale * torch.randn(400, 300, generator=g)) for scale in (1e-3, 2.0, 0.1)]
+    ranks = [7, 60_000, 119_000]
+    expected = [float(torch.kthvalue((v["w"] - origin["w"]).abs().reshape(-1), r).values) for v, r in zip(vectors, ranks)]
+    assert kth_smallest_magnitudes(vectors, ranks, origin) == expected
+
+
+def test_the_bracket_answers_ordinary_inputs_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_radix(*args: object) -> float:
+        raise AssertionError("the radix select ran")
+
+    monkeypatch.setattr(selection, "_radix_select", no_radix)
+    vector = select_cases()[0]
+    rank = magnitudes_of(vector).numel() * 4 // 5
+    assert kth_smallest_magnitudes([vector], [rank]) == [float(torch.kthvalue(magnitudes_of(vector), rank).values)]
+
+
+@pytest.mark.parametrize("bracket", [(0.0, 1e-9), (5.0, math.inf), (0.0, math.inf)], ids=["below", "above", "everything"])
+def test_a_bracket_that_misses_or_overflows_falls_back_to_the_radix_select(
+    monkeypatch: pytest.MonkeyPatch, bracket: tuple[float, float]
+) -> None:
+    calls = []
+    radix = selection._radix_select
+
+    def counted(*args: object) -> float:
+        calls.append(1)
+        return radix(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(selection, "_bracket", lambda *args: bracket)
+    monkeypatch.setattr(selection, "_radix_select", counted)
+    vector = select_cases()[0]
+    rank = magnitudes_of(vector).numel() // 2
+    assert kth_smallest_magnitudes([vector], [rank]) == [float(torch.kthvalue(magnitudes_of(vector), rank).values)]
+    assert calls == [1]
