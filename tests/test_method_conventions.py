@@ -8,7 +8,8 @@ import pytest
 import scipy.linalg
 import torch
 from method_helpers import StaticPool, pool_from_vectors, random_pool
-from test_methods_reference import np_iso_cts, np_svd, np_ties
+from test_methods_reference import np_ties
+from test_methods_reference_svd import np_iso_cts, np_svd
 
 from fusionbench.api.errors import MethodError, NonFiniteError
 from fusionbench.api.params import ParamDict
