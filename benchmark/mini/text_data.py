@@ -201,7 +201,7 @@ class TextTask:
     metric: str
     paper: str  # text-to-text input template with {field} slots (L-LoRA paper, appendix F.1)
     improved: str  # instruction-style input template (appendix F.2)
-    weak: Callable[[Example], float]  # a shallow heuristic: the labels the T5 base is pretrained on
+    weak: Callable[[Example], float]  # a shallow heuristic: the T5 base's pretraining target when it is not the gold label
     domain: str  # the task's nouns: a key of ``text_language.DOMAINS``
     improved_targets: Optional[tuple[str, ...]] = None  # when they differ from label_names
 

@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from fusionbench.config.recipe import LoraSpec
-from fusionbench.finetune import FinetuneOptions, finetune
 from fusionbench.mini import pools, text_data
 from fusionbench.mini.build import world_dir
 from fusionbench.utils.numerics import pinned_pool
 
+sys.path.insert(0, str(Path(__file__).parent))
+from experiment import finetune_job  # noqa: E402
+
 ROOT = Path("/tmp/t5r")
-
-
-def _job(world: Path, task: str, mode: str, recipe: Any, out: Path) -> str:
-    finetune(str(world / "t5"), task, mode, pools._taskpool("text", world), recipe, out, FinetuneOptions(seed=0, device="cpu", save_every=0, progress=False, threads=1))
-    return task
 
 
 def main(cfg: dict[str, Any]) -> None:
@@ -52,7 +49,7 @@ def main(cfg: dict[str, Any]) -> None:
     out = world / "pools" / cfg["mode"]
     todo = [t for t in text_data.TEXT_TASKS if not (out / t).is_dir()]
     with pinned_pool(2) as pool:
-        for done in as_completed([pool.submit(_job, world, t, cfg["mode"], recipe, out / t) for t in todo]):
+        for done in as_completed([pool.submit(finetune_job, world, t, cfg["mode"], recipe, out / t) for t in todo]):
             print("fine-tuned", done.result(), flush=True)
     env = {**os.environ, "FUSIONBENCH_HOME": str(home)}
     summaries = []

@@ -77,9 +77,10 @@ def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
     return results
 
 
-def _job(world: Path, task: str, recipe: Any, out: Path) -> str:
+def finetune_job(world: Path, task: str, mode: str, recipe: Any, out: Path) -> str:
+    """One fine-tune of the world's T5 base, as the pools' workers run it (seed 0, one thread)."""
     taskpool = pools._taskpool("text", world)
-    finetune(str(world / "t5"), task, "full", taskpool, recipe, out, FinetuneOptions(seed=0, device="cpu", save_every=0, progress=False, threads=1))
+    finetune(str(world / "t5"), task, mode, taskpool, recipe, out, FinetuneOptions(seed=0, device="cpu", save_every=0, progress=False, threads=1))
     return task
 
 
@@ -87,7 +88,7 @@ def finetune_all(cfg: dict[str, Any], world: Path, out: Path) -> None:
     recipe = replace(pools.mini_recipe("text", "full"), lr=cfg["finetune_lr"], steps=cfg["finetune_steps"], frozen=list(cfg["frozen"]))
     todo = [t for t in text_data.TEXT_TASKS if not (out / t).is_dir()]
     with pinned_pool(2) as pool:
-        for done in as_completed([pool.submit(_job, world, t, recipe, out / t) for t in todo]):
+        for done in as_completed([pool.submit(finetune_job, world, t, "full", recipe, out / t) for t in todo]):
             print("fine-tuned", done.result(), flush=True)
 
 
