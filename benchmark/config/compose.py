@@ -89,7 +89,7 @@ def read_yaml_file(path: Path, what: str) -> Any:
 
 # Names of a shipped file with keys set: option -> (shipped file, keys it sets). Each name of a pool in one mode
 # (clip_lora, mini_clip_lora, ...) is its one config file with that mode; the name is the pool's identity in results.
-MODE_NAMES = {"clip": "clip_vit_b16", "mini_clip": "mini_clip", "mini_t5": "mini_t5"}  # name prefix -> file
+MODE_NAMES = {"clip": "clip_vit_b16", "flan_t5": "flan_t5_base", "mini_clip": "mini_clip", "mini_t5": "mini_t5"}  # name prefix -> file
 ALIASES: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
     "modelpool": {f"{prefix}_{mode}": (target, {"mode": mode}) for prefix, target in MODE_NAMES.items() for mode in MODES},
 }

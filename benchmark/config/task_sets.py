@@ -8,6 +8,8 @@ its ``mode``::
 
 ``{task}`` in the pattern is the task's name; with a third argument (a mapping task -> name)
 ``{name}`` is the checkpoint's own name for the task, for releases that name tasks otherwise.
+``${fusionbench.pick:${.mode},{full: a, lora: b}}`` is the entry of the mapping for the mode (the
+Flan-T5-base config writes its patterns inline so that its mode names keep their former config hashes).
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def checkpoints(name: str, pattern: str, names: Optional[Any] = None) -> dict[st
     return {t: pattern.replace("{task}", t).replace("{name}", str(own.get(t, t))) for t in tasks}
 
 
-for _name, _resolver in (("fusionbench.task_set", task_set), ("fusionbench.checkpoints", checkpoints)):
+def pick(key: str, choices: Any) -> Any:
+    """``choices[key]``; a key the mapping lacks is a ConfigError naming the valid ones."""
+    options = OmegaConf.to_container(choices) if OmegaConf.is_config(choices) else dict(choices)
+    if key not in options:
+        raise ConfigError(f"no entry for {key!r} here; valid: {choices_text(options)}")
+    return options[key]
+
+
+for _name, _resolver in (("fusionbench.task_set", task_set), ("fusionbench.checkpoints", checkpoints), ("fusionbench.pick", pick)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_resolver(_name, _resolver)
