@@ -45,6 +45,9 @@ class DatasetTaskPoolConfig(TaskPoolConfig):
     seed: int = 0  # seeds the hold-out and the `limit` sample
 
 
+DEFINING_KEYS = ("catalog", "catalog_file", "datasets", "definitions")  # resolved into each task's definition in identity()
+
+
 def template_fields(template: str, what: str) -> list[str]:
     """The placeholder names of a ``str.format`` template (``what`` names it in errors)."""
     try:
@@ -154,8 +157,10 @@ class DatasetTaskPool(TaskPool):
         return self._fingerprints[folder]
 
     def identity(self) -> dict[str, Any]:
+        """The default identity, with the keys that define tasks replaced by each task's resolved definition and data."""
         tasks = {}
         for t in self.tasks:
             d = self.definitions[t]
             tasks[t] = {"dataset": d.dataset, "hf_config": d.hf_config, "definition": content_hash(asdict(d))[:16], "files": self._data_fingerprint(t)}
-        return {**super().identity(), "seed": self.config.seed, "holdout_fraction": self.config.holdout_fraction, "tasks": tasks}
+        kept = {k: v for k, v in super().identity().items() if k not in DEFINING_KEYS}
+        return {**kept, "tasks": tasks}

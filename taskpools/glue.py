@@ -129,10 +129,6 @@ class GlueTaskPool(DatasetTaskPool):
             )
         return tasks
 
-    def identity(self) -> dict[str, Any]:
-        c = self.config
-        return {**super().identity(), "templates": c.templates, "max_new_tokens": c.max_new_tokens, "max_input_length": c.max_input_length}
-
     def check_definition(self, task: str, definition: TextTask) -> None:
         where = f"taskpool.definitions.{task}"
         names = template_fields(definition.input_text, f"input_text of task {task!r}")

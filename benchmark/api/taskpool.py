@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Iterator, Optional
 
 import torch
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from fusionbench.api.errors import ConfigError, DataError, FusionBenchError, check_unique, choices_text
 
@@ -173,5 +173,24 @@ class TaskPool(ABC):
         raise FusionBenchError(f"task pool {self.config.name!r} ({self.name}) does not expose predictions; choose a task pool that implements predict()")
 
     def identity(self) -> dict[str, Any]:
-        """What determines this task pool's results."""
-        return {"type": self.name, "name": self.config.name, "version": self.version, "limit": self.config.limit}
+        """What determines this task pool's results: type, name, version, limit and every key the pool's ``Config``
+        adds to TaskPoolConfig (a key that changes a score must key the reference-score cache); ``tasks``,
+        ``batch_size`` and ``requires`` say what is asked and how, not how it is scored."""
+        own = [f.name for f in fields(self.Config) if f.name not in BASE_KEYS]
+        return {"type": self.name, "name": self.config.name, "version": self.version, "limit": self.config.limit, **{k: plain(getattr(self.config, k)) for k in own}}
+
+
+BASE_KEYS = frozenset(f.name for f in fields(TaskPoolConfig))
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain JSON-able containers (OmegaConf nodes and dataclasses unwrapped)."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
