@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -33,13 +32,24 @@ def restore_registries() -> object:
             reg._entries, reg._discovered = {}, False
 
 
-@pytest.fixture(scope="module")
-def mini_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A FUSIONBENCH_HOME holding the reduced mini vision world (built in seconds, once per test module)."""
+def reduced_mini_home(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh FUSIONBENCH_HOME holding the reduced mini world of ``kind`` (vision or text): about 25 CPU seconds of fine-tunes."""
     from fusionbench.mini.pools import build_pools
 
-    home = tmp_path_factory.mktemp("mini-home")
+    home = tmp_path_factory.mktemp(f"mini-{kind}-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FUSIONBENCH_HOME", str(home))
-        build_pools("vision", reduced=True, quiet=True)
-    yield home
+        build_pools(kind, reduced=True, quiet=True)
+    return home
+
+
+@pytest.fixture(scope="module")
+def mini_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FUSIONBENCH_HOME holding the reduced mini vision world (built once per test module)."""
+    return reduced_mini_home("vision", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mini_text_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FUSIONBENCH_HOME holding the reduced mini text world: a tiny T5 and its seven GLUE-style tasks (once per module)."""
+    return reduced_mini_home("text", tmp_path_factory)
