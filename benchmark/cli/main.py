@@ -4,12 +4,14 @@ The error contract lives here, for every verb: a FusionBenchError (the user's to
 line, ``error: ...``, and exit status 2; anything else raised while a command runs (a bug, or
 a plugin's code) is one line too, naming the exception and where it was raised, with exit
 status 1; Ctrl-C is ``interrupted`` and exit status 130. ``--debug`` (or ``FUSIONBENCH_DEBUG=1``)
-shows the traceback instead.
+shows the traceback instead. A reader that closes standard output early (``fusionbench list
+methods | head``) ends the command quietly with status 141, as SIGPIPE ends Unix tools.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import threading
@@ -80,18 +82,24 @@ def _dispatch(verb: str, words: list[str]) -> int:
     return VERBS[verb].handler(words)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns its exit status (0 ok, 1 internal error, 2 bad input, 130 interrupted)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = DEBUG_FLAG in argv or bool(os.environ.get("FUSIONBENCH_DEBUG"))
-    argv = [word for word in argv if word != DEBUG_FLAG]
+def _command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(main_help())
         return 0
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    return _dispatch(argv[0], argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (0 ok, 1 internal error, 2 bad input, 130 interrupted, 141 output closed)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or bool(os.environ.get("FUSIONBENCH_DEBUG"))
+    argv = [word for word in argv if word != DEBUG_FLAG]
     try:
-        return _dispatch(argv[0], argv[1:])
+        status = _command(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is seen by the handling below
+        return status
     except FusionBenchError as exc:
         if debug:
             raise
@@ -101,11 +109,40 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except (Exception, SystemExit) as exc:  # not the user's to fix: say so in one line, traceback on request
+        if _stdout_closed(exc):
+            return _end_quietly()
         if debug:
             raise
         message = _one_line(str(exc)) or "(no message)"
         print(f"error: internal error, {type(exc).__name__}: {message} (raised at {raised_at(exc)}); rerun with {DEBUG_FLAG} for the traceback", file=sys.stderr)
         return 1
+
+
+def _stdout_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a BrokenPipeError of standard output: a pipe of a worker
+    that died is an internal error, not a reader that has read enough."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, BrokenPipeError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+        if os.path.samestat(os.fstat(fd), os.stat(os.devnull)):
+            return True  # rich answers a broken pipe by pointing standard output at /dev/null and raising SystemExit(1)
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))  # a pipe whose reader has gone
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a caller's stdout), or no poll on this platform
+        return False
+
+
+def _end_quietly() -> int:
+    """Point standard output at /dev/null (the interpreter's last flush must not fail again) and return 128 + SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _terminate(signum: int, frame: object) -> None:
