@@ -129,7 +129,8 @@ def test_emnist_digits_from_its_default_folder(isolated_home: Path) -> None:
 # ------------------------------------------------------------------ published numbers of the release family
 def test_release_family_published_rows_fit_their_task_pool() -> None:
     """Each set names a shipped task pool whose tasks cover its per-task numbers; a row giving both a published
-    average and per-task numbers agrees with their mean to the source's rounding."""
+    average and per-task numbers agrees with their mean to the source's rounding (AdaMerging's table truncates: the
+    mean 69.16 of its task arithmetic row is printed 69.1)."""
     sets = [s for s in published_sets() if s["checkpoint_family"] == "task-vectors-openclip"]
     assert {s["taskpool"] for s in sets} == {"clip_ta8", "clip_tall14", "clip_tall20_digits"}
     for s in sets:
@@ -141,7 +142,7 @@ def test_release_family_published_rows_fit_their_task_pool() -> None:
             assert row["tasks"] or row["average"] is not None
             assert not row["tasks"] or set(row["tasks"]) == set(tasks), (s["family"], s["taskpool"], row["label"])
             if row["tasks"] and row["average"] is not None:
-                assert sum(row["tasks"].values()) / len(row["tasks"]) == pytest.approx(row["average"], abs=0.051), row["label"]
+                assert -0.051 <= sum(row["tasks"].values()) / len(row["tasks"]) - row["average"] < 0.1, row["label"]
     b32 = {(s["taskpool"], r["method"]) for s in sets if s["family"] == "clip-vit-base-patch32" for r in s["rows"]}
     for pool in ("clip_ta8", "clip_tall14", "clip_tall20_digits"):  # zero-shot, TA, TSV-M and CART on every task set
         assert {(pool, m) for m in ("pretrained", "task_arithmetic", "tsv_m", "cart")} <= b32
