@@ -1,13 +1,14 @@
 """One design of the mini text world, measured end to end (issue 16, the T5 half).
 
-    python research/mini_t5/experiment.py '{"name": "t16", "frozen": ["shared.", "encoder.block.0."]}'
+    python research/mini_t5/experiment.py '{"name": "t29", "seed": 3, "frozen": ["shared.", "encoder.block.0."]}'
 
 Builds a text world with the product's generators (``fusionbench.mini.text_data``) and
 pretraining loop, with the design's changes patched in (designs t0-t15 ran at commit
 c512aba, before per-task domains and gold pretraining targets moved into the product, with
-options ``lexicon`` and ``p_gold`` defaulting to the old shared lexicon and 0.0); fine-tunes
-the base on each of the seven tasks in full mode through the product's ``finetune`` (two pinned worker processes);
-then measures what issue 16 asks: pretrained and fine-tuned test scores, gain recovered =
+options ``lexicon`` and ``p_gold`` defaulting to the old shared lexicon and 0.0; designs t16 on
+ran on format 6, whose per-task domains and ``p_gold`` 0.5 are the product's); fine-tunes the
+base on each of the seven tasks in full mode through the product's ``finetune`` (two pinned
+worker processes); then measures what issue 16 asks: pretrained and fine-tuned test scores, gain recovered =
 (merged - pretrained) / (fine-tuned - pretrained) averaged over tasks, for task arithmetic
 over all seven tasks (lambda picked on validation) and over the 21 pairs, the simple
 average, each vector's own gain at lambda 0.3 / 0.5, and what one vector at lambda 1 costs
