@@ -206,7 +206,7 @@ CASES: dict[str, Case] = {
     "mini nothing": lambda t: ["mini"],
     "mini unknown key": lambda t: ["mini", "status", "bogus=1"],
     "mini seed not a number": lambda t: ["mini", "build", "seed=abc"],
-    "mini train-base of the text world": lambda t: ["mini", "train-base", "text"],
+    "mini train-base of both worlds at once": lambda t: ["mini", "train-base"],
     "mini negative seed": lambda t: ["mini", "build", "seed=-1"],
     "mini reduced not a boolean": lambda t: ["mini", "clean", "reduced=maybe"],
     # saving merged models

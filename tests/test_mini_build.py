@@ -109,12 +109,12 @@ def test_t5_base_loads_and_generates(text_world: Path) -> None:
 
 
 def test_manifest_records_scores_and_timings(vision_world: Path, text_world: Path) -> None:
-    for world, tasks, training in ((vision_world, VISION_TASKS, "base"), (text_world, text_data.TEXT_TASKS, "pretrain")):
+    for world, tasks in ((vision_world, VISION_TASKS), (text_world, text_data.TEXT_TASKS)):
         manifest = build.read_manifest(world)
         assert manifest is not None and manifest["spec"]["reduced"] is True
         assert set(manifest["pretrained"]) == set(tasks)
         assert all(0.0 <= s["value"] <= 1.0 or s["metric"] == "spearman" for s in manifest["pretrained"].values())
-        assert manifest["seconds"]["total"] > 0 and manifest["cpu_seconds"][training] > 0
+        assert manifest["seconds"]["total"] > 0 and manifest["cpu_seconds"]["base"] > 0
         assert manifest["numerics"]["pinned"] is True  # built in a process with pinned numerics
 
 
@@ -151,21 +151,31 @@ def test_builds_are_deterministic(vision_world: Path, text_world: Path, tmp_path
     assert build.world_dir("text", 0, True).exists()
 
 
-def test_a_reduced_vision_world_trains_its_base_and_checksums_it(vision_world: Path) -> None:
-    manifest = build.read_manifest(vision_world)
+@pytest.mark.parametrize("kind, folder", [("vision", "clip"), ("text", "t5")])
+def test_a_reduced_world_trains_its_base_and_checksums_it(kind: str, folder: str, vision_world: Path, text_world: Path) -> None:
+    world = vision_world if kind == "vision" else text_world
+    manifest = build.read_manifest(world)
     assert manifest is not None and manifest["base"]["source"] == "trained in this build"
-    assert set(shipped.verify(vision_world / "clip")) == {p.name for p in (vision_world / "clip").iterdir()} - {shipped.CHECKSUMS, shipped.RECORD}
+    assert set(shipped.verify(world / folder)) == {p.name for p in (world / folder).iterdir()} - {shipped.CHECKSUMS, shipped.RECORD}
 
 
-def test_the_shipped_base_matches_its_checksums_and_the_full_recipe() -> None:
-    shipped.verify(shipped.SHIPPED_VISION_BASE)
-    record = json.loads((shipped.SHIPPED_VISION_BASE / shipped.RECORD).read_text())
-    size = build.SIZES[("vision", False)]
-    assert (record["recipe"]["examples"], record["recipe"]["steps"], record["recipe"]["batch_size"]) == (size.pretrain_examples, size.pretrain_steps, size.batch_size)
+@pytest.mark.parametrize("kind", ["vision", "text"])
+def test_the_shipped_base_matches_its_checksums_and_the_full_recipe(kind: str) -> None:
+    folder = shipped.SHIPPED_BASES[kind]
+    shipped.verify(folder)
+    record = json.loads((folder / shipped.RECORD).read_text())
+    size = build.SIZES[(kind, False)]
+    examples = record["recipe"]["examples" if kind == "vision" else "prompts_per_task"]
+    assert (examples, record["recipe"]["steps"], record["recipe"]["batch_size"]) == (size.pretrain_examples, size.pretrain_steps, size.batch_size)
     assert record["recipe"]["seed"] == 0 and record["numerics"]["pinned"] is True
     assert record["pretrain_loss"]["last"] < record["pretrain_loss"]["first"] - 0.5
-    model = CLIPModel.from_pretrained(shipped.SHIPPED_VISION_BASE)
-    assert model.config.vision_config.num_hidden_layers == 3 and model.config.projection_dim == 64
+    if kind == "vision":
+        model = CLIPModel.from_pretrained(folder)
+        assert model.config.vision_config.num_hidden_layers == 3 and model.config.projection_dim == 64
+    else:
+        t5 = T5ForConditionalGeneration.from_pretrained(folder)
+        assert (t5.config.num_layers, t5.config.num_decoder_layers, t5.config.d_model) == (2, 2, 64)
+        assert record["recipe"]["train_examples_per_task"] == size.train
 
 
 def test_a_base_whose_file_changed_is_refused(vision_world: Path, tmp_path: Path) -> None:

@@ -64,9 +64,10 @@ def test_a_world_and_its_pools_are_identical_under_other_cpu_kernels(tmp_path: P
     assert _artefacts(world) == here
 
 
-def test_training_the_base_is_identical_under_other_cpu_kernels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["vision", "text"])
+def test_training_the_base_is_identical_under_other_cpu_kernels(kind: str, tmp_path: Path) -> None:
     for name, env in (("here", {}), ("other", OTHER_KERNELS)):
-        _fusionbench(tmp_path, env, "mini", "train-base", "vision", f"out={tmp_path / name}", "reduced=true")
+        _fusionbench(tmp_path, env, "mini", "train-base", kind, f"out={tmp_path / name}", "reduced=true")
     assert _artefacts(tmp_path / "here") == _artefacts(tmp_path / "other")
     record = json.loads((tmp_path / "other" / "training.json").read_text())
     assert record["numerics"]["pinned"] is True and record["numerics"]["cpu_capability"] == "AVX2"

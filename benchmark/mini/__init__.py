@@ -7,8 +7,8 @@ Two worlds, each built deterministically from a seed under ``$FUSIONBENCH_HOME/m
   pretrained contrastively on captions that never name some classes, shipped in the package
   (``shipped``, trained by ``base_training``);
 * text: seven GLUE-like tasks over one distribution of synthetic sentences
-  (``text_data``) and a tiny ``T5ForConditionalGeneration`` pretrained on span corruption
-  and weakly labelled task prompts.
+  (``text_data``, ``text_language``, ``text_world``) and a tiny ``T5ForConditionalGeneration``
+  pretrained on span corruption and half weakly labelled task prompts, also shipped.
 
 ``fusionbench.mini.build`` builds, finds, inspects and removes worlds; ``fusionbench.mini.pools``
 fine-tunes their pools. The worlds are the requirements ``mini_vision`` and ``mini_text``

@@ -1,9 +1,9 @@
 """Build, inspect and remove the mini worlds under ``$FUSIONBENCH_HOME/mini``.
 
 A *world* is one modality's data, tokenizer and pretrained base, built deterministically
-from a seed (the vision base is the shipped one, copied after its checksums match; a
-reduced world trains a tiny one), in a process with pinned numerics, so the same bits on
-every machine (``fusionbench.utils.numerics``)::
+from a seed (the base is the shipped one, copied after its checksums match; a reduced
+world trains a tiny one), in a process with pinned numerics, so the same bits on every
+machine (``fusionbench.utils.numerics``)::
 
     mini/vision-seed0/                      mini/text-seed0/
         manifest.json                           manifest.json
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -30,42 +29,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from rich.progress import Progress
-from transformers import CLIPModel, CLIPProcessor
+from transformers import CLIPModel, CLIPProcessor, T5ForConditionalGeneration, T5Tokenizer
 
 from fusionbench.api.errors import DataError
-from fusionbench.mini import base_training, bases, shipped, text_data, vision_world
+from fusionbench.mini import base_training, bases, shipped, text_data, text_world, vision_world
 from fusionbench.mini.build_steps import (
-    StepTimer, atomic_dir, library_progress_bars_off, library_versions, loss_summary, progress_bar, stream_rng, torch_seed, write_json,
+    SPLITS, StepTimer, WorldSize, atomic_dir, library_progress_bars_off, library_versions, progress_bar, stream_rng, write_json,
 )  # fmt: skip
-from fusionbench.mini.tokenization import train_t5_tokenizer
 from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.utils.cache import home
 from fusionbench.utils.numerics import numerics_record, run_pinned
 
-FORMAT = "fusionbench.mini/6"  # bump whenever a build would produce something different
+FORMAT = "fusionbench.mini/7"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class WorldSize:
-    """How much data and pretraining a world gets."""
-
-    train: int
-    validation: int
-    test: int
-    pretrain_examples: int  # vision: captioned scenes; text: weakly labelled examples per task
-    pretrain_steps: int
-    batch_size: int
-
-    def split(self, name: str) -> int:
-        return int(getattr(self, name))
 
 
 SIZES: dict[tuple[str, bool], WorldSize] = {
     ("vision", False): WorldSize(2000, 300, 500, 16000, 8000, 128),  # pretraining: the shipped base's (``fusionbench mini train-base``)
     ("vision", True): WorldSize(48, 16, 32, 256, 4, 32),
-    ("text", False): WorldSize(8000, 300, 500, 4000, 700, 64),
+    ("text", False): WorldSize(8000, 300, 500, 4000, 2000, 64),  # pretraining: the shipped base's
     ("text", True): WorldSize(48, 16, 32, 64, 4, 16),
 }
 
@@ -171,9 +153,9 @@ def _fill_vision(root: Path, size: WorldSize, seed: int, reduced: bool, progress
         write_json(root / "tasks.json", vision_tasks_json())
     with timer.phase("base"):
         if reduced:  # a tiny base, trained by the shipped base's code path
-            base = base_training.train_into(root / "clip", size.pretrain_examples, size.pretrain_steps, size.batch_size, seed, progress)
+            base = base_training.train_vision_into(root / "clip", size.pretrain_examples, size.pretrain_steps, size.batch_size, seed, progress)
         else:
-            base = _ship_base(root / "clip")
+            base = _ship_base("vision", root / "clip")
         model = CLIPModel.from_pretrained(root / "clip")
         processor = CLIPProcessor.from_pretrained(root / "clip")
     with timer.phase("evaluate"):
@@ -186,10 +168,11 @@ def _fill_vision(root: Path, size: WorldSize, seed: int, reduced: bool, progress
     return {"tasks": list(VISION_TASKS), "pretrained": scores, "base": base}
 
 
-def _ship_base(target: Path) -> dict[str, Any]:
-    """Copy the shipped base into the world after checking its checksums; returns its provenance."""
-    sums = shipped.copy_verified(shipped.SHIPPED_VISION_BASE, target)
-    record = json.loads((shipped.SHIPPED_VISION_BASE / shipped.RECORD).read_text())
+def _ship_base(kind: str, target: Path) -> dict[str, Any]:
+    """Copy the shipped ``kind`` base into the world after checking its checksums; returns its provenance."""
+    source = shipped.SHIPPED_BASES[kind]
+    sums = shipped.copy_verified(source, target)
+    record = json.loads((source / shipped.RECORD).read_text())
     return {"source": "shipped", "sha256": sums, "recipe": record["recipe"], "pretrain_loss": record["pretrain_loss"]}
 
 
@@ -202,11 +185,9 @@ def vision_tasks_json() -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------- text
-DENOISING_SHARE = 0.25  # share of T5 pretraining examples that are span corruption
-
-
 def build_text_world(seed: int = 0, reduced: bool = False, force: bool = False, quiet: bool = False) -> Path:
-    """Build (or reuse) the text world: 7 GLUE-like tasks, a T5 tokenizer, a pretrained tiny T5."""
+    """Build (or reuse) the text world: 7 GLUE-like tasks and the tiny T5 base with its tokenizer
+    (the shipped one; a reduced world trains a tiny one)."""
     return _build("text", seed, reduced, force, quiet)
 
 
@@ -223,60 +204,25 @@ def _fill_text(root: Path, size: WorldSize, seed: int, reduced: bool, progress: 
     tasks = text_data.TEXT_TASKS
     with timer.phase("data"):
         step = _advance(progress, progress.add_task("text: generate examples", total=len(tasks) * (len(SPLITS) + 1)))
-        splits: dict[str, dict[str, list[text_data.Example]]] = {}
-        pretrain: dict[str, list[tuple[str, str]]] = {}
-        sentences: list[str] = []
-        for name, task in tasks.items():
-            splits[name] = {}
-            for split in SPLITS:
-                splits[name][split] = text_data.sample_examples(name, size.split(split), stream_rng(seed, "text", name, split))
-                step(1)
-            examples = text_data.sample_examples(name, size.pretrain_examples, stream_rng(seed, "text", name, "pretrain"))
-            labels = stream_rng(seed, "text", name, "pretrain-labels")
-            pretrain[name] = [(task.input_text(e), task.target(text_data.pretraining_label(name, e, labels))) for e in examples]
-            sentences += [s for e in examples for s in text_data.sentences(e)]
-            step(1)
+        corpus = text_world.generate_corpus(size.split_sizes(), size.pretrain_examples, seed, step)
     with timer.phase("save_data"):
         for name, task in tasks.items():
-            columns = {split: [{**e, "idx": i} for i, e in enumerate(rows)] for split, rows in splits[name].items()}
+            columns = {split: [{**e, "idx": i} for i, e in enumerate(rows)] for split, rows in corpus.splits[name].items()}
             datasets.DatasetDict(
                 {split: datasets.Dataset.from_list(rows, features=_text_features(task)) for split, rows in columns.items()}
             ).save_to_disk(str(root / "data" / name))
         write_json(root / "tasks.json", text_tasks_json())
-    with timer.phase("tokenizer"):
-        corpus = [
-            text
-            for name, task in tasks.items()
-            for e in splits[name]["train"]
-            for form in ("paper", "improved")
-            for text in (task.input_text(e, form), task.target(float(e["label"]), form))  # type: ignore[arg-type]
-        ]
-        corpus += [target for pairs in pretrain.values() for _, target in pairs] + sentences
-        tokenizer = train_t5_tokenizer(corpus)
-    with timer.phase("pretrain"):
-        model = bases.new_t5(tokenizer, torch_seed(seed, "t5", "init"))
-        names = list(tasks)
-
-        def sample(n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
-            out = []
-            for _ in range(n):
-                if rng.random() < DENOISING_SHARE:
-                    out.append(bases.span_corruption(sentences[int(rng.integers(len(sentences)))].split(), rng))
-                else:
-                    pairs = pretrain[names[int(rng.integers(len(names)))]]
-                    out.append(pairs[int(rng.integers(len(pairs)))])
-            return out
-
-        bar = progress.add_task("text: pretrain T5", total=size.pretrain_steps)
-        schedule = bases.TrainSchedule(size.pretrain_steps, size.batch_size, lr=2e-3)
-        losses = bases.pretrain_t5(model, tokenizer, sample, schedule, torch_seed(seed, "t5", "train"), _advance(progress, bar))
+    with timer.phase("base"):
+        if reduced:  # a tiny tokenizer and base, trained by the shipped base's code path
+            base = base_training.train_text_into(root / "t5", corpus, size.pretrain_steps, size.batch_size, seed, progress)
+        else:
+            base = _ship_base("text", root / "t5")
+        model = T5ForConditionalGeneration.from_pretrained(root / "t5").eval()
+        tokenizer = T5Tokenizer.from_pretrained(root / "t5")
     with timer.phase("evaluate"):
-        scores = {name: bases.t5_score(model, tokenizer, task, splits[name]["test"]) for name, task in tasks.items()}
-        weak = {name: text_data.weak_score(name, splits[name]["test"]) for name in tasks}
-    with timer.phase("save_model"):
-        model.save_pretrained(root / "t5")
-        tokenizer.save_pretrained(root / "t5")
-    return {"tasks": list(tasks), "pretrained": scores, "weak_labeller": weak, "pretrain_loss": loss_summary(losses)}
+        scores = {name: bases.t5_score(model, tokenizer, task, corpus.splits[name]["test"]) for name, task in tasks.items()}
+        weak = {name: text_data.weak_score(name, corpus.splits[name]["test"]) for name in tasks}
+    return {"tasks": list(tasks), "pretrained": scores, "weak_labeller": weak, "base": base}
 
 
 def text_tasks_json() -> dict[str, Any]:

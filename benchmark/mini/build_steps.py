@@ -1,4 +1,4 @@
-"""Helpers of a world build: progress bars, step timings, atomic folders, library versions, JSON files."""
+"""Helpers of a world build: its sizes, progress bars, step timings, atomic folders, library versions, JSON files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import tempfile
 import time
 import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +17,27 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    """How much data and pretraining a world gets (``build.SIZES``)."""
+
+    train: int
+    validation: int
+    test: int
+    pretrain_examples: int  # vision: captioned scenes; text: weakly labelled examples per task
+    pretrain_steps: int
+    batch_size: int
+
+    def split(self, name: str) -> int:
+        return int(getattr(self, name))
+
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per task in each split."""
+        return {split: self.split(split) for split in SPLITS}
 
 
 # ----------------------------------------------------------------------- helpers

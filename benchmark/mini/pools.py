@@ -43,11 +43,11 @@ REDUCED_STEPS = 3  # optimizer steps per fine-tune in a reduced (test) world
 # Full fine-tuning keeps the input embeddings and the first block(s) at the base: a model
 # this shallow otherwise rebuilds its input features for each task and every task vector
 # interferes with all others. Vision: patch and position embeddings, pre-norm, the first of
-# three blocks (research/mini_v5: designs v30 and v32). Text: the shared token embedding and
-# the first encoder and decoder blocks (research/mini_t5: designs t7 and t11).
+# three blocks (research/mini_v5: designs v30 and v32). Text: the shared token embedding (also
+# the LM head) and the first decoder block (research/mini_t5: designs t11 and t29).
 FROZEN_IN_FULL_FINETUNING: dict[str, tuple[str, ...]] = {
     "vision": ("embeddings.", "pre_layrnorm.", "encoder.layers.0."),
-    "text": ("shared.", "encoder.block.0.", "decoder.block.0."),
+    "text": ("shared.", "decoder.block.0."),
 }
 
 # Tiny-model recipes: the paper's shape (AdamW + warm-up cosine for CLIP, Adam + constant for
@@ -68,7 +68,7 @@ MINI_RECIPES: dict[str, Recipe] = {
 }
 MINI_LR: dict[str, dict[str, float]] = {
     "vision": {"full": 1e-3, "lora": 2e-3, "llora": 1.5e-2},
-    "text": {"full": 6e-4, "lora": 1e-3, "llora": 1.5e-3},
+    "text": {"full": 3e-4, "lora": 1e-3, "llora": 1.5e-3},
 }
 
 

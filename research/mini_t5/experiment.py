@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from fusionbench.finetune import FinetuneOptions, finetune
-from fusionbench.mini import bases, build, pools, text_data
+from fusionbench.mini import bases, build, pools, text_data, text_world
 from fusionbench.mini.build_steps import StepTimer, progress_bar
 from fusionbench.utils.numerics import pinned_pool
 
@@ -58,7 +58,7 @@ def _patch(cfg: dict[str, Any]) -> None:
     bases.t5_config = config  # type: ignore[assignment]
     schedule = bases.TrainSchedule
     bases.TrainSchedule = lambda steps, batch, lr: schedule(steps, batch, lr=cfg["pretrain_lr"])  # type: ignore[assignment,misc]
-    build.DENOISING_SHARE = 1.0 - cfg["prompt_share"] * (1.0 - cfg["denoise"])
+    text_world.DENOISING_SHARE = 1.0 - cfg["prompt_share"] * (1.0 - cfg["denoise"])
     text_data.GOLD_SHARE = cfg["p_gold"]
 
 
@@ -71,7 +71,7 @@ def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with progress_bar(False, None) as progress:
-        results = build._fill_text(tmp, size, cfg["seed"], False, progress, StepTimer())
+        results = build._fill_text(tmp, size, cfg["seed"], True, progress, StepTimer())  # True: train the base in the build
     (tmp / "manifest.json").write_text(json.dumps(results, indent=1))
     (tmp / "definitions.yaml").write_text(yaml.safe_dump(pools.definitions("text", tmp), sort_keys=False))
     tmp.rename(world)
