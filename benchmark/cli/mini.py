@@ -81,7 +81,7 @@ The embedded mini world: seven procedurally generated image tasks and seven GLUE
 text tasks, tiny CLIP and T5 bases pretrained on them, and their full / LoRA / L-LoRA
 fine-tuned pools, built on this CPU under $FUSIONBENCH_HOME/mini (default
 ~/.cache/fusionbench/mini). `build` builds (or finishes) the worlds; the mini_* model
-pools also build them on first use (vision about 2 minutes, text about 4, on 2 CPU
+pools also build them on first use (vision about 2 minutes, text about 3.5, on 2 CPU
 cores). `status` lists built worlds; `clean` removes them. `train-base vision|text`
 pretrains a base the package ships (deterministic: seed 0, pinned numerics; measured 32
 minutes for vision and 4 for text, on one core of a busy machine) into out= (default: the

@@ -68,7 +68,7 @@ MINI_RECIPES: dict[str, Recipe] = {
 }
 MINI_LR: dict[str, dict[str, float]] = {
     "vision": {"full": 1e-3, "lora": 2e-3, "llora": 1.5e-2},
-    "text": {"full": 3e-4, "lora": 1e-3, "llora": 1.5e-3},
+    "text": {"full": 3e-4, "lora": 1e-3, "llora": 2e-3},
 }
 
 
