@@ -32,9 +32,10 @@ from rich.progress import Progress
 from transformers import CLIPModel, CLIPProcessor, T5ForConditionalGeneration, T5Tokenizer
 
 from fusionbench.api.errors import DataError
+from fusionbench.api.taskpool import SPLITS
 from fusionbench.mini import base_training, bases, shipped, text_data, text_world, vision_world
 from fusionbench.mini.build_steps import (
-    SPLITS, StepTimer, WorldSize, atomic_dir, library_progress_bars_off, library_versions, progress_bar, stream_rng, write_json,
+    StepTimer, WorldSize, atomic_dir, library_progress_bars_off, library_versions, progress_bar, stream_rng, write_json,
 )  # fmt: skip
 from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.utils.cache import home

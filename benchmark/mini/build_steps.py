@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-SPLITS = ("train", "validation", "test")
+from fusionbench.api.taskpool import SPLITS
 
 
 @dataclass(frozen=True)

@@ -21,21 +21,20 @@ from fusionbench.mini.tokenization import train_t5_tokenizer
 
 DENOISING_SHARE = 0.25  # share of the pretraining examples that are span corruption
 PRETRAIN_LR = 2e-3
-Split = str
 
 
 @dataclass(frozen=True)
 class TextCorpus:
     """Everything a text world is made of before its base: task splits, pretraining prompts and sentences."""
 
-    splits: dict[str, dict[Split, list[text_data.Example]]]  # task -> split -> examples
+    splits: dict[str, dict[str, list[text_data.Example]]]  # task -> split -> examples
     prompts: dict[str, list[tuple[str, str]]]  # task -> (input, target) pretraining prompts
     sentences: list[str]  # every sentence of the prompts' examples, for span corruption
 
 
-def generate_corpus(split_sizes: dict[Split, int], prompts_per_task: int, seed: int, advance: Callable[[int], None]) -> TextCorpus:
+def generate_corpus(split_sizes: dict[str, int], prompts_per_task: int, seed: int, advance: Callable[[int], None]) -> TextCorpus:
     """The seven tasks' splits and the base's pretraining prompts, each from its own random stream of ``seed``."""
-    splits: dict[str, dict[Split, list[text_data.Example]]] = {}
+    splits: dict[str, dict[str, list[text_data.Example]]] = {}
     prompts: dict[str, list[tuple[str, str]]] = {}
     sentences: list[str] = []
     for name, task in text_data.TEXT_TASKS.items():
