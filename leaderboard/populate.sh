@@ -30,9 +30,12 @@ store="${STORE:-$out/results.sqlite}"
 for pool in "$@"; do
     for method in "${methods[@]}"; do
         words=("${extra[@]}")
-        if [ "$method" = knots ]; then  # merges the dense LoRA updates: LoRA / L-LoRA pools in delta space only
-            case "$pool" in *_lora|*_llora) words+=(modelpool.merge_space=delta) ;; *) continue ;; esac
-        fi
+        case "$method" in
+            knots)  # merges the dense LoRA updates: LoRA / L-LoRA pools in delta space only
+                case "$pool" in *_lora|*_llora) words+=(modelpool.merge_space=delta) ;; *) continue ;; esac ;;
+            regmean|regmean_plusplus)  # per-layer solves on dense weights: adapter pools in delta space
+                case "$pool" in *_lora|*_llora) words+=(modelpool.merge_space=delta) ;; esac ;;
+        esac
         fusionbench run "method=$method" "modelpool=$pool" "output_dir=$out/$pool/$method/run" "${words[@]}"
         if [ "$subsets" != none ]; then
             fusionbench sweep "method=$method" "modelpool=$pool" "subsets=$subsets" "store=$store" "output_dir=$out/$pool/$method/sweep" "${words[@]}"
