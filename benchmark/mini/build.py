@@ -135,9 +135,6 @@ def build_vision_world(seed: int = 0, reduced: bool = False, force: bool = False
 
 
 def _fill_vision(root: Path, size: WorldSize, seed: int, reduced: bool, progress: Progress, timer: StepTimer) -> dict[str, Any]:
-    import datasets
-    from PIL import Image
-
     splits: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     with timer.phase("data"):
         step = _advance(progress, progress.add_task("vision: draw images", total=len(VISION_TASKS) * len(SPLITS)))
@@ -145,12 +142,8 @@ def _fill_vision(root: Path, size: WorldSize, seed: int, reduced: bool, progress
             splits[name] = {split: vision_world.task_split(name, size.split(split), stream_rng(seed, "vision", name, split)) for split in SPLITS}
             step(len(SPLITS))
     with timer.phase("save_data"):
-        for name, task in VISION_TASKS.items():
-            features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(task.classnames))})
-            datasets.DatasetDict(
-                {split: datasets.Dataset.from_dict({"image": [Image.fromarray(im) for im in images], "label": labels.tolist()}, features=features)
-                 for split, (images, labels) in splits[name].items()}  # fmt: skip
-            ).save_to_disk(str(root / "data" / name))
+        for name in VISION_TASKS:
+            save_vision_task(root, name, splits[name])
         write_json(root / "tasks.json", vision_tasks_json())
     with timer.phase("base"):
         if reduced:  # a tiny base, trained by the shipped base's code path
@@ -167,6 +160,18 @@ def _fill_vision(root: Path, size: WorldSize, seed: int, reduced: bool, progress
             acc = bases.zero_shot_accuracy(model, head, bases.pixel_values(images, processor.image_processor), torch.from_numpy(labels))
             scores[name] = {"metric": "accuracy", "value": round(acc, 4), "n": len(labels), "chance": round(1 / task.num_classes, 4)}
     return {"tasks": list(VISION_TASKS), "pretrained": scores, "base": base}
+
+
+def save_vision_task(root: Path, name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write one vision task's (images, labels) per split as a ``datasets`` folder under ``root/data/<name>``."""
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(VISION_TASKS[name].classnames))})
+    datasets.DatasetDict(
+        {split: datasets.Dataset.from_dict({"image": [Image.fromarray(im) for im in images], "label": labels.tolist()}, features=features)
+         for split, (images, labels) in splits.items()}  # fmt: skip
+    ).save_to_disk(str(root / "data" / name))
 
 
 def _ship_base(kind: str, target: Path) -> dict[str, Any]:

@@ -25,20 +25,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
-import yaml
-from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from fusionbench.api.taskpool import SPLITS
 from fusionbench.config.recipe import LoraSpec
-from fusionbench.finetune import FinetuneOptions, finetune
 from fusionbench.mini import bases, pools, vision_world
-from fusionbench.mini.build import SIZES, world_dir
+from fusionbench.mini.build import SIZES, save_vision_task, world_dir
 from fusionbench.mini.build_steps import stream_rng
 from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.utils.numerics import pinned_pool
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "mini_t5"))
+from adapters import finetune_job  # noqa: E402  (the research fine-tune job, either kind)
 
 ROOT = Path("/tmp/t5r")
 
@@ -48,11 +47,7 @@ def redraw(world: Path, task: str, ranges: tuple[tuple[float, float], tuple[floa
     size = SIZES[("vision", False)]
     vision_world.TASK_RANGES[task] = ranges
     splits = {split: vision_world.task_split(task, size.split(split), stream_rng(0, "vision", task, split)) for split in SPLITS}
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(VISION_TASKS[task].classnames))})
-    datasets.DatasetDict(
-        {split: datasets.Dataset.from_dict({"image": [Image.fromarray(im) for im in images], "label": labels.tolist()}, features=features)
-         for split, (images, labels) in splits.items()}  # fmt: skip
-    ).save_to_disk(str(world / "data" / task))
+    save_vision_task(world, task, splits)
     model, processor = CLIPModel.from_pretrained(world / "clip"), CLIPProcessor.from_pretrained(world / "clip")
     images, labels = splits["test"]
     head = bases.zero_shot_head(model, processor.tokenizer, VISION_TASKS[task])
@@ -68,12 +63,6 @@ def link_finetune(finetuned: Path, out: Path, base: Path) -> None:
             (out / entry.name).write_text(json.dumps({**config, "base_model_name_or_path": str(base)}, indent=2))
         else:
             (out / entry.name).symlink_to(entry)
-
-
-def finetune_job(world: Path, task: str, mode: str, recipe: Any, out: Path) -> str:
-    options = FinetuneOptions(seed=0, device="cpu", save_every=0, progress=False, threads=1)
-    finetune(str(world / "clip"), task, mode, pools._taskpool("vision", world), recipe, out, options)
-    return f"{task} ({mode})"
 
 
 def main(cfg: dict[str, Any]) -> None:
@@ -107,7 +96,7 @@ def main(cfg: dict[str, Any]) -> None:
     if not (world / "pools" / "READY").exists():
         shutil.copy(source / "pools" / "READY", world / "pools" / "READY")
     with pinned_pool(2) as pool:
-        for done in as_completed([pool.submit(finetune_job, world, t, mode, recipe, out) for mode, t, recipe, out in jobs]):
+        for done in as_completed([pool.submit(finetune_job, "vision", world, t, mode, recipe, out) for mode, t, recipe, out in jobs]):
             print("fine-tuned", done.result(), flush=True)
     env = {**os.environ, "FUSIONBENCH_HOME": str(home)}
     for mode in cfg.get("modes", ["full", "lora", "llora"]):
