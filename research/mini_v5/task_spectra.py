@@ -1,22 +1,26 @@
-"""How much of each full fine-tune's update TSV-M's per-task truncation keeps (issue 16).
+"""How much of each full fine-tune's update TSV-M's truncation keeps, and how much its orthogonalisation moves (issue 16).
 
     FUSIONBENCH_HOME=<a home with the built vision world> python research/mini_v5/task_spectra.py
 
 TSV-M (Gargiulo et al., CVPR 2025) keeps the top ``rank // T`` singular directions of each task's
 update of every 2-D weight. For every task of the ``full`` pool this prints the norm of its whole
 update, and over the vision tower's moved 2-D weights the mean share of the update's energy
-(squared singular values) in those directions and the mean effective rank (the exponential of the
-entropy of the normalised squared singular values).
+(squared singular values) in those directions, the mean effective rank (the exponential of the
+entropy of the normalised squared singular values), and the mean relative change of the task's
+kept part U_k S_k V_k^T when TSV-M's Procrustes orthogonalisation replaces its U_k, V_k by their
+blocks of the orthogonalised stacks.
 """
 
 from __future__ import annotations
 
 import math
+from statistics import fmean
 
 import torch
 from safetensors.torch import load_file
 
 from fusionbench.mini.build import require_world
+from fusionbench.methods.linalg import orthogonalise, svd
 from fusionbench.mini.vision_world import TASKS
 
 
@@ -28,21 +32,39 @@ def spectra(delta: torch.Tensor, keep: int) -> tuple[float, float]:
     return float(share[:keep].sum()), math.exp(float(entropy))
 
 
+def orthogonalisation_change(deltas: list[torch.Tensor], keep: int) -> list[float]:
+    """Per task: ||U'_k S_k V'_k^T - U_k S_k V_k^T|| / ||U_k S_k V_k^T||, the primes TSV-M's orthogonalised blocks."""
+    factors = [svd(delta.double()) for delta in deltas]
+    us = [u[:, :keep] for u, _, _ in factors]
+    ss = [s[:keep] for _, s, _ in factors]
+    vs = [v[:, :keep] for _, _, v in factors]
+    u_perp, v_perp = orthogonalise(torch.cat(us, dim=1)), orthogonalise(torch.cat(vs, dim=1))
+    changes = []
+    for t, (u, s, v) in enumerate(zip(us, ss, vs)):
+        block = slice(t * keep, (t + 1) * keep)
+        own = (u * s) @ v.mT
+        changes.append(float(((u_perp[:, block] * s) @ v_perp[:, block].mT - own).norm() / own.norm()))
+    return changes
+
+
 def main() -> None:
     world = require_world("vision")
     base = load_file(world / "clip" / "model.safetensors")
-    print("task         update norm  energy kept  effective rank")
-    for task in TASKS:
-        tuned = load_file(world / "pools" / "full" / task / "model.safetensors")
-        norm_sq, kept, ranks = 0.0, [], []
-        for name, weight in tuned.items():
+    tuned = {task: load_file(world / "pools" / "full" / task / "model.safetensors") for task in TASKS}
+    print("task         update norm  energy kept  effective rank  orthogonalisation change")
+    for t, task in enumerate(TASKS):
+        norm_sq, kept, ranks, changes = 0.0, [], [], []
+        for name, weight in tuned[task].items():
             delta = weight.double() - base[f"vision_model.{name}"].double()
             norm_sq += float(delta.pow(2).sum())
             if delta.ndim == 2 and bool(delta.any()):
-                share, rank = spectra(delta, min(delta.shape) // len(TASKS))
+                keep = min(delta.shape) // len(TASKS)
+                share, rank = spectra(delta, keep)
                 kept.append(share)
                 ranks.append(rank)
-        print(f"{task:12s} {math.sqrt(norm_sq):11.3f}  {sum(kept) / len(kept):11.2f}  {sum(ranks) / len(ranks):14.1f}")
+                deltas = [tuned[other][name].double() - base[f"vision_model.{name}"].double() for other in TASKS]
+                changes.append(orthogonalisation_change(deltas, keep)[t])
+        print(f"{task:12s} {math.sqrt(norm_sq):11.3f}  {fmean(kept):11.2f}  {fmean(ranks):14.1f}  {fmean(changes):24.2f}")
 
 
 if __name__ == "__main__":
