@@ -1,6 +1,8 @@
 """One design of the mini text world, measured end to end (issue 16, the T5 half).
 
     python research/mini_t5/experiment.py '{"name": "t29", "seed": 3, "frozen": ["shared.", "encoder.block.0."]}'
+    python research/mini_t5/experiment.py '{"name": "t37", "pretrain_steps": 2000, "frozen": ["shared.", "decoder.block.0."],
+                                            "readout": {"cola": {"acceptable": "fine"}}}'
 
 Builds a text world with the product's generators (``fusionbench.mini.text_data``) and
 pretraining loop, with the design's changes patched in (designs t0-t15 ran at commit
@@ -13,6 +15,9 @@ worker processes); then measures what issue 16 asks: pretrained and fine-tuned t
 over all seven tasks (lambda picked on validation) and over the 21 pairs, the simple
 average, each vector's own gain at lambda 0.3 / 0.5, and what one vector at lambda 1 costs
 the other six tasks. Writes ``research/mini_t5/results/<name>.json``.
+``readout`` ({task: {label word: other word}}) makes a share ``readout_share`` of the base's
+pretraining prompts answer with the other word: zero-shot error in the readout only, as the
+vision world's unnamed classes.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ DEFAULTS: dict[str, Any] = dict(
     name="t0", seed=0, d_model=64, d_ff=256, layers=2, pretrain_steps=700, pretrain_lr=2e-3, denoise=0.25,
     p_gold=0.5, prompt_share=1.0, world_from=None, train_examples=8000,
     finetune_lr=3e-4, finetune_steps=450, frozen=[], lambdas=[round(0.05 * i, 2) for i in range(1, 21)],
+    readout={}, readout_share=1.0,
 )  # fmt: skip
 ROOT = Path("/tmp/t5r")
 RESULTS = Path(__file__).parent / "results"
@@ -60,6 +66,20 @@ def _patch(cfg: dict[str, Any]) -> None:
     bases.TrainSchedule = lambda steps, batch, lr: schedule(steps, batch, lr=cfg["pretrain_lr"])  # type: ignore[assignment,misc]
     text_world.DENOISING_SHARE = 1.0 - cfg["prompt_share"] * (1.0 - cfg["denoise"])
     text_data.GOLD_SHARE = cfg["p_gold"]
+    generate = text_world.generate_corpus
+
+    def corpus_with_other_words(*args: Any, **kwargs: Any) -> text_world.TextCorpus:
+        """A share ``readout_share`` of the pretraining prompts answers with ``readout[task][label word]`` instead."""
+        corpus = generate(*args, **kwargs)
+        rng = np.random.default_rng(cfg["seed"])
+        for task, words in cfg["readout"].items():
+            corpus.prompts[task] = [
+                (text, words[target] if target in words and rng.random() < cfg["readout_share"] else target)
+                for text, target in corpus.prompts[task]
+            ]
+        return corpus
+
+    text_world.generate_corpus = corpus_with_other_words  # type: ignore[assignment]
 
 
 def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
