@@ -51,21 +51,27 @@ def main() -> None:
     world = require_world("vision")
     base = load_file(world / "clip" / "model.safetensors")
     tuned = {task: load_file(world / "pools" / "full" / task / "model.safetensors") for task in TASKS}
+    norm_sq = dict.fromkeys(TASKS, 0.0)
+    kept: dict[str, list[float]] = {task: [] for task in TASKS}
+    ranks: dict[str, list[float]] = {task: [] for task in TASKS}
+    changes: dict[str, list[float]] = {task: [] for task in TASKS}
+    for name, weight in base.items():
+        if not name.startswith("vision_model.") or name.removeprefix("vision_model.") not in tuned[TASKS[0]]:
+            continue
+        deltas = [tuned[task][name.removeprefix("vision_model.")].double() - weight.double() for task in TASKS]
+        for task, delta in zip(TASKS, deltas):
+            norm_sq[task] += float(delta.pow(2).sum())
+        if weight.ndim != 2 or not all(bool(delta.any()) for delta in deltas):
+            continue
+        keep = min(weight.shape) // len(TASKS)
+        for task, delta, change in zip(TASKS, deltas, orthogonalisation_change(deltas, keep)):
+            share, rank = spectra(delta, keep)
+            kept[task].append(share)
+            ranks[task].append(rank)
+            changes[task].append(change)
     print("task         update norm  energy kept  effective rank  orthogonalisation change")
-    for t, task in enumerate(TASKS):
-        norm_sq, kept, ranks, changes = 0.0, [], [], []
-        for name, weight in tuned[task].items():
-            delta = weight.double() - base[f"vision_model.{name}"].double()
-            norm_sq += float(delta.pow(2).sum())
-            if delta.ndim == 2 and bool(delta.any()):
-                keep = min(delta.shape) // len(TASKS)
-                share, rank = spectra(delta, keep)
-                kept.append(share)
-                ranks.append(rank)
-                deltas = [tuned[other][name].double() - base[f"vision_model.{name}"].double() for other in TASKS]
-                changes.append(orthogonalisation_change(deltas, keep)[t])
-        print(f"{task:12s} {math.sqrt(norm_sq):11.3f}  {fmean(kept):11.2f}  {fmean(ranks):14.1f}  {fmean(changes):24.2f}")
-
+    for task in TASKS:
+        print(f"{task:12s} {math.sqrt(norm_sq[task]):11.3f}  {fmean(kept[task]):11.2f}  {fmean(ranks[task]):14.1f}  {fmean(changes[task]):24.2f}")
 
 if __name__ == "__main__":
     main()
