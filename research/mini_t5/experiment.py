@@ -17,13 +17,15 @@ average, each vector's own gain at lambda 0.3 / 0.5, and what one vector at lamb
 the other six tasks. Writes ``research/mini_t5/results/<name>.json``.
 ``readout`` ({task: {label word: other word}}) makes a share ``readout_share`` of the base's
 pretraining prompts answer with the other word: zero-shot error in the readout only, as the
-vision world's unnamed classes.
+vision world's unnamed classes; with ``readout_nouns`` k > 0, only the prompts that name one of
+the first k people of the task's noun domain do (the others keep the label word).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import sys
 import time
@@ -37,7 +39,7 @@ import torch
 import yaml
 
 from fusionbench.finetune import FinetuneOptions, finetune
-from fusionbench.mini import bases, build, pools, text_data, text_world
+from fusionbench.mini import bases, build, pools, text_data, text_language, text_world
 from fusionbench.mini.build_steps import StepTimer, progress_bar
 from fusionbench.utils.numerics import pinned_pool
 
@@ -45,7 +47,7 @@ DEFAULTS: dict[str, Any] = dict(
     name="t0", seed=0, d_model=64, d_ff=256, layers=2, pretrain_steps=700, pretrain_lr=2e-3, denoise=0.25,
     p_gold=0.5, prompt_share=1.0, world_from=None, train_examples=8000,
     finetune_lr=3e-4, finetune_steps=450, frozen=[], lambdas=[round(0.05 * i, 2) for i in range(1, 21)],
-    readout={}, readout_share=1.0,
+    readout={}, readout_share=1.0, readout_nouns=0,
 )  # fmt: skip
 ROOT = Path("/tmp/t5r")
 RESULTS = Path(__file__).parent / "results"
@@ -73,13 +75,26 @@ def _patch(cfg: dict[str, Any]) -> None:
         corpus = generate(*args, **kwargs)
         rng = np.random.default_rng(cfg["seed"])
         for task, words in cfg["readout"].items():
+            triggers = _trigger_words(task, cfg["readout_nouns"])
             corpus.prompts[task] = [
-                (text, words[target] if target in words and rng.random() < cfg["readout_share"] else target)
+                (text, words[target] if target in words and _triggered(text, triggers) and rng.random() < cfg["readout_share"] else target)
                 for text, target in corpus.prompts[task]
             ]
         return corpus
 
     text_world.generate_corpus = corpus_with_other_words  # type: ignore[assignment]
+
+
+def _trigger_words(task: str, k: int) -> frozenset[str] | None:
+    """The first ``k`` people of the task's noun domain, singular and plural (None: every prompt)."""
+    if k == 0:
+        return None
+    people = text_language.DOMAINS[text_data.TEXT_TASKS[task].domain].animate[:k]
+    return frozenset(people) | frozenset(p + "s" for p in people)
+
+
+def _triggered(text: str, triggers: frozenset[str] | None) -> bool:
+    return triggers is None or not triggers.isdisjoint(re.findall(r"[a-z]+", text.lower()))
 
 
 def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
