@@ -232,3 +232,19 @@ def test_pretraining_targets_are_gold_or_weak_and_split_where_the_weak_label_is_
     disagree = [t == e["label"] for t, e in zip(targets, examples) if td.weak_label("sst2", e) != e["label"]]
     assert all(agree) and len(disagree) > 1000
     assert abs(np.mean(disagree) - td.GOLD_SHARE) < 0.04  # binomial sd ~0.016
+
+
+def test_the_other_answer_word_comes_only_where_a_readout_person_is_named() -> None:
+    people = set(tl.DOMAINS["business"].animate[: td.READOUT_PEOPLE])
+    assert td.readout_people("mrpc") == people | {p + "s" for p in people}
+    examples = td.sample_examples("mrpc", 6000, np.random.default_rng(17))
+    labels, readout = np.random.default_rng(18), np.random.default_rng(19)
+    targets = [td.pretraining_target("mrpc", e, labels, readout) for e in examples]
+    named = [bool(set(" ".join(td.sentences(e)).split()) & td.readout_people("mrpc")) for e in examples]
+    assert set(targets) == {"not_equivalent", "equivalent", "same"}
+    assert all(n for t, n in zip(targets, named) if t == "same")  # never without a readout person
+    # where one is named, "equivalent" (gold or weak) becomes "same" with probability READOUT_SHARE
+    said_equivalent = [t == "same" for t, n in zip(targets, named) if n and t != "not_equivalent"]
+    assert len(said_equivalent) > 500
+    assert abs(np.mean(said_equivalent) - td.READOUT_SHARE) < 0.06  # binomial sd ~0.02
+    assert td.pretraining_target("stsb", td.sample_examples("stsb", 1, np.random.default_rng(20))[0], labels, readout) != "same"

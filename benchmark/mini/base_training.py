@@ -48,7 +48,8 @@ def train_text_into(target: Path, corpus: text_world.TextCorpus, steps: int, bat
     recipe = {
         "prompts_per_task": len(next(iter(corpus.prompts.values()))), "train_examples_per_task": len(next(iter(corpus.splits.values()))["train"]),
         "steps": steps, "batch_size": batch_size, "lr": text_world.PRETRAIN_LR, "denoising_share": text_world.DENOISING_SHARE,
-        "gold_share": text_data.GOLD_SHARE, "seed": seed, "init_seed": torch_seed(seed, "t5", "init"), "train_seed": torch_seed(seed, "t5", "train"),
+        "gold_share": text_data.GOLD_SHARE, "readout_words": text_data.READOUT_WORDS, "readout_people": text_data.READOUT_PEOPLE,
+        "readout_share": text_data.READOUT_SHARE, "seed": seed, "init_seed": torch_seed(seed, "t5", "init"), "train_seed": torch_seed(seed, "t5", "train"),
     }  # fmt: skip
     return _record(target, recipe, losses, started)
 

@@ -1,10 +1,11 @@
 """The mini text world's data and base: the seven tasks' splits, the base's pretraining
-mixture, and the tiny T5 trained on it (research/mini_t5, format 7: design t29).
+mixture, and the tiny T5 trained on it (research/mini_t5, format 9: design t47).
 
 The base learns from two sources, drawn per example: T5 span corruption on the sentences of
 the world (``DENOISING_SHARE``) and task prompts in the paper templates whose target is the
-gold label half of the time and the weak labeller's otherwise (``text_data.pretraining_label``),
-so it knows every task's format and its errors are near-ties that fine-tuning tips.
+gold label half of the time and the weak labeller's otherwise, so it knows every task's
+format and its errors are near-ties that fine-tuning tips; where a prompt names one of a
+few people, one label is often answered with another word (``text_data.pretraining_target``).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def generate_corpus(split_sizes: dict[str, int], prompts_per_task: int, seed: in
             splits[name][split] = text_data.sample_examples(name, n, stream_rng(seed, "text", name, split))
             advance(1)
         examples = text_data.sample_examples(name, prompts_per_task, stream_rng(seed, "text", name, "pretrain"))
-        labels = stream_rng(seed, "text", name, "pretrain-labels")
-        prompts[name] = [(task.input_text(e), task.target(text_data.pretraining_label(name, e, labels))) for e in examples]
+        labels, readout = stream_rng(seed, "text", name, "pretrain-labels"), stream_rng(seed, "text", name, "pretrain-readout")
+        prompts[name] = [(task.input_text(e), text_data.pretraining_target(name, e, labels, readout)) for e in examples]
         sentences += [s for e in examples for s in text_data.sentences(e)]
         advance(1)
     return TextCorpus(splits, prompts, sentences)

@@ -15,17 +15,18 @@ worker processes); then measures what issue 16 asks: pretrained and fine-tuned t
 over all seven tasks (lambda picked on validation) and over the 21 pairs, the simple
 average, each vector's own gain at lambda 0.3 / 0.5, and what one vector at lambda 1 costs
 the other six tasks. Writes ``research/mini_t5/results/<name>.json``.
-``readout`` ({task: {label word: other word}}) makes a share ``readout_share`` of the base's
-pretraining prompts answer with the other word: zero-shot error in the readout only, as the
-vision world's unnamed classes; with ``readout_nouns`` k > 0, only the prompts that name one of
-the first k people of the task's noun domain do (the others keep the label word).
+``readout`` ({task: {label word: other word}}) sets the product's ``text_data.READOUT_WORDS``
+(default here: none), ``readout_nouns`` and ``readout_share`` its ``READOUT_PEOPLE`` and
+``READOUT_SHARE``: the pretraining prompts that name one of the task's first ``readout_nouns``
+people answer with the other word with probability ``readout_share``, drawn from the product's
+stream (designs t37-t49 ran at commit bccc0af, which drew it from the harness's own generator
+and took ``readout_nouns`` 0 for every prompt).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 import shutil
 import sys
 import time
@@ -39,7 +40,7 @@ import torch
 import yaml
 
 from fusionbench.finetune import FinetuneOptions, finetune
-from fusionbench.mini import bases, build, pools, text_data, text_language, text_world
+from fusionbench.mini import bases, build, pools, text_data, text_world
 from fusionbench.mini.build_steps import StepTimer, progress_bar
 from fusionbench.utils.numerics import pinned_pool
 
@@ -68,33 +69,10 @@ def _patch(cfg: dict[str, Any]) -> None:
     bases.TrainSchedule = lambda steps, batch, lr: schedule(steps, batch, lr=cfg["pretrain_lr"])  # type: ignore[assignment,misc]
     text_world.DENOISING_SHARE = 1.0 - cfg["prompt_share"] * (1.0 - cfg["denoise"])
     text_data.GOLD_SHARE = cfg["p_gold"]
-    generate = text_world.generate_corpus
-
-    def corpus_with_other_words(*args: Any, **kwargs: Any) -> text_world.TextCorpus:
-        """A share ``readout_share`` of the pretraining prompts answers with ``readout[task][label word]`` instead."""
-        corpus = generate(*args, **kwargs)
-        rng = np.random.default_rng(cfg["seed"])
-        for task, words in cfg["readout"].items():
-            triggers = _trigger_words(task, cfg["readout_nouns"])
-            corpus.prompts[task] = [
-                (text, words[target] if target in words and _triggered(text, triggers) and rng.random() < cfg["readout_share"] else target)
-                for text, target in corpus.prompts[task]
-            ]
-        return corpus
-
-    text_world.generate_corpus = corpus_with_other_words  # type: ignore[assignment]
-
-
-def _trigger_words(task: str, k: int) -> frozenset[str] | None:
-    """The first ``k`` people of the task's noun domain, singular and plural (None: every prompt)."""
-    if k == 0:
-        return None
-    people = text_language.DOMAINS[text_data.TEXT_TASKS[task].domain].animate[:k]
-    return frozenset(people) | frozenset(p + "s" for p in people)
-
-
-def _triggered(text: str, triggers: frozenset[str] | None) -> bool:
-    return triggers is None or not triggers.isdisjoint(re.findall(r"[a-z]+", text.lower()))
+    if cfg["readout"] and not cfg["readout_nouns"]:
+        sys.exit("readout words in every prompt (readout_nouns 0: designs t37-t43) ran at commit bccc0af")
+    text_data.READOUT_WORDS = cfg["readout"]  # {} (the default here): no readout words, as before format 9
+    text_data.READOUT_PEOPLE, text_data.READOUT_SHARE = cfg["readout_nouns"], cfg["readout_share"]
 
 
 def build_world(cfg: dict[str, Any], world: Path) -> dict[str, Any]:
