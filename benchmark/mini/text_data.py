@@ -345,8 +345,9 @@ def pretraining_target(task: str, example: Example, labels: np.random.Generator,
     one of ``readout_people`` (``readout`` is drawn only then)."""
     word = TEXT_TASKS[task].target(pretraining_label(task, example, labels))
     other = READOUT_WORDS.get(task, {}).get(word)
-    named = not readout_people(task).isdisjoint(w for s in sentences(example) for w in _words(s))
-    return other if other is not None and named and readout.random() < READOUT_SHARE else word
+    if other is None or readout_people(task).isdisjoint(w for s in sentences(example) for w in _words(s)):
+        return word
+    return other if readout.random() < READOUT_SHARE else word
 
 
 def weak_score(task: str, examples: list[Example]) -> float:

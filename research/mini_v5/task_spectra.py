@@ -73,5 +73,6 @@ def main() -> None:
     for task in TASKS:
         print(f"{task:12s} {math.sqrt(norm_sq[task]):11.3f}  {fmean(kept[task]):11.2f}  {fmean(ranks[task]):14.1f}  {fmean(changes[task]):24.2f}")
 
+
 if __name__ == "__main__":
     main()
