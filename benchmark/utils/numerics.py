@@ -1,11 +1,16 @@
-"""Pinned CPU numerics: the same bits on every x86-64 machine with AVX2.
+"""Pinned CPU numerics: the same bits on every x86-64 machine with AVX2, Intel or AMD.
 
 PyTorch's CPU results depend on the machine through the intra-op thread count (how
 reductions are split), ATen's vector kernels (``ATEN_CPU_CAPABILITY``: AVX-512 vs AVX2),
-MKL's GEMM code path (``MKL_CBWR``) and oneDNN's (``ONEDNN_MAX_CPU_ISA``); each of the
-four changes the weights of a 20-step CLIP fine-tune on this project's CI machine (measured
-in issue 16). They are read when the libraries start, so a pinned job runs in a fresh
-process (``pinned_pool``) started with ``PINNED_ENV``: one thread and the AVX2 code paths.
+MKL's GEMM code path (``MKL_CBWR``) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``, and
+the blocking oneDNN picks for the CPU); each changes the weights of a short fine-tune
+(measured in issue 16). MKL honours a named code path such as ``AVX2`` on Intel CPUs only
+and runs its automatic one elsewhere (Intel's MKL developer guide, "Getting Started with
+Conditional Numerical Reproducibility"; measured on an AMD EPYC: ``AVX2``, ``AVX512`` and
+``AUTO`` gave the same weights), so the pinned path is ``COMPATIBLE``, the one MKL runs
+alike on every x86-64 CPU; and the pinned processes leave oneDNN off (convolutions run
+through ATen and MKL). The variables are read when the libraries start, so a pinned job
+runs in a fresh process (``pinned_pool``) started with ``PINNED_ENV``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ PINNED_ENV: dict[str, str] = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2,STRICT",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
 }
 T = TypeVar("T")
 
@@ -47,6 +51,7 @@ def _start_pinned_worker() -> None:
     from fusionbench.utils.quiet import quiet_libraries
 
     torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
     quiet_libraries()
 
 
@@ -71,5 +76,6 @@ def numerics_record() -> dict[str, Any]:
 
     capability = torch.backends.cpu.get_cpu_capability()
     settings = {key: os.environ.get(key) for key in PINNED_ENV}
-    pinned = settings == PINNED_ENV and capability == "AVX2" and torch.get_num_threads() == 1
-    return {"pinned": pinned, "cpu_capability": capability, "threads": torch.get_num_threads(), "settings": settings}
+    onednn = torch.backends.mkldnn.enabled
+    pinned = settings == PINNED_ENV and capability == "AVX2" and torch.get_num_threads() == 1 and not onednn
+    return {"pinned": pinned, "cpu_capability": capability, "threads": torch.get_num_threads(), "onednn": onednn, "settings": settings}
