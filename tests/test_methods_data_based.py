@@ -79,14 +79,17 @@ def autograd_fisher(theta: ParamDict, x: torch.Tensor, y: torch.Tensor) -> dict[
 def test_fisher_weights_match_an_independent_autograd_loop(normalize: bool) -> None:
     pool, taskpool = dummy_pools()
     n = 24
+    method = FisherMerging(FisherParams(examples_per_task=n, normalize=normalize))
     fishers = []
     for task in pool.tasks:
         x, y = next(iter(taskpool.batches(task, "train", n, n)))
-        fishers.append(autograd_fisher(pool.finetuned(task), x, y))
-    method = FisherMerging(FisherParams(examples_per_task=n, normalize=normalize))
-    ours = method.fisher(pool, taskpool, "beta", pool.finetuned("beta"))
-    for name in ("weight", "bias"):
-        torch.testing.assert_close(ours[name], fishers[1][name], rtol=1e-5, atol=1e-9)
+        ours = method.fisher(pool, taskpool, task, pool.finetuned(task))
+        for name, reference in autograd_fisher(pool.finetuned(task), x, y).items():
+            torch.testing.assert_close(ours[name].double(), reference, rtol=1e-5, atol=1e-9)
+        fishers.append({name: f.double() for name, f in ours.items()})
+    # The merge from the Fishers just checked: they agree with the float64 loop to float32 precision only (the
+    # model runs in float32), and a weighted average whose terms cancel magnifies that past the tolerance
+    # (seen on an AMD CPU, whose MKL rounds otherwise).
     norms = [torch.sqrt(sum((f**2).sum() for f in fisher.values())) if normalize else torch.tensor(1.0) for fisher in fishers]
     merged = method.merge(pool, taskpool)
     for name in ("weight", "bias"):
