@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +28,8 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import SPLITS, TaskPool
 from fusionbench.methods.common import check_choice, load_inputs
+
+T = TypeVar("T")
 
 
 def check_labelled_split(method: str, split: str) -> None:
@@ -46,6 +48,14 @@ def pool_inputs(method: Method, pool: ModelPool, data: TaskPool | None, purpose:
         raise ConfigError(f"method {method.name!r} needs a task pool {purpose}; pass taskpool=NAME")
     base, thetas = load_inputs(method, pool)
     return data, base, thetas
+
+
+def per_task(pool: ModelPool, data: TaskPool, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """``compute()`` of a quantity that depends only on one task's fixed weights and ``data`` (named by ``key``), or the
+    value it gave before where ``pool`` keeps such quantities across merges (a sweep worker's pool; ``fusionbench.api.derived``)."""
+    if pool.derived is None:
+        return compute()
+    return pool.derived.get((id(data), *key), (data,), compute)
 
 
 def parameter_module(method: Method, pool: ModelPool, model: Any, names: Iterable[str]) -> nn.Module:

@@ -16,12 +16,14 @@ gradient reaches (and non-float tensors) are averaged. The gradient is taken in 
 parameters through the resident model: whole weights, or a LoRA / L-LoRA pool's adapters (their
 dense updates with ``merge_space=delta``). p(y | x) is the task pool's ``class_logits`` softmax:
 CLIP's zero-shot classes, or a text task's label words (``fusionbench.taskpools.text_scores``). Defaults: N = 256 train examples per task, floor 1e-6,
-normalize true.
+normalize true. In a sweep each task's Fisher is computed once per N and split and reused by
+every subset and grid point (``fusionbench.api.derived``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Optional, Sequence
 
 import torch
@@ -32,7 +34,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import DataUse, TaskPool
 from fusionbench.methods.common import mean_vector
-from fusionbench.methods.data_based import check_labelled_split, class_scores, pool_inputs, resident
+from fusionbench.methods.data_based import check_labelled_split, class_scores, per_task, pool_inputs, resident
 
 Fisher = dict[str, Optional[torch.Tensor]]  # None: no gradient reached the tensor
 
@@ -86,7 +88,11 @@ class FisherMerging(Method):
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         data, _, thetas = pool_inputs(self, pool, data, "to estimate the Fishers on")
-        fishers = [self.fisher(pool, data, task, theta) for task, theta in zip(pool.tasks, thetas)]
+        p = self.params
+        fishers = [
+            per_task(pool, data, ("fisher", task, p.split, p.examples_per_task), partial(self.fisher, pool, data, task, theta))
+            for task, theta in zip(pool.tasks, thetas)
+        ]
         return fisher_merge(thetas, fishers, self.params.floor, self.params.normalize)
 
     def fisher(self, pool: ModelPool, data: TaskPool, task: str, theta: ParamDict) -> Fisher:

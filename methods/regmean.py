@@ -17,12 +17,14 @@ read: a text-to-text model runs on the inputs with each of the task's label word
 (``TaskPool.class_logits``), and padded positions are rows too. On a LoRA / L-LoRA pool with
 ``merge_space=delta`` the merged tensors are the layers' dense updates D_t = W_t - W0: with W0
 shared, the solve above gives W - W0 exactly. Defaults: alpha 0.9 (official), N = 256 train
-examples per task.
+examples per task. In a sweep each task's Grams are computed once per N, split and batch size
+and reused by every subset and alpha (``fusionbench.api.derived``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Optional, Sequence
 
 import torch
@@ -34,7 +36,7 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import SPLITS, DataUse, TaskPool
 from fusionbench.methods.common import check_choice, mean_vector
-from fusionbench.methods.data_based import pool_inputs, resident
+from fusionbench.methods.data_based import per_task, pool_inputs, resident
 
 
 def shrink_off_diagonal(gram: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -104,8 +106,12 @@ class RegMean(Method):
 
     def merge(self, pool: ModelPool, data: TaskPool | None = None) -> ParamDict:
         data, _, thetas = self.inputs(pool, data)
-        grams = [self.grams(pool, data, task, theta) for task, theta in zip(pool.tasks, thetas)]
-        return regmean_merge(thetas, grams, self.params.alpha)
+        p = self.params
+        grams = [
+            per_task(pool, data, ("regmean", task, p.split, p.examples_per_task, p.batch_size), partial(self.grams, pool, data, task, theta))
+            for task, theta in zip(pool.tasks, thetas)
+        ]
+        return regmean_merge(thetas, grams, p.alpha)
 
     def inputs(self, pool: ModelPool, data: TaskPool | None) -> tuple[TaskPool, ParamDict, list[ParamDict]]:
         """``pool_inputs`` of a pool whose Linear weights (or their dense updates) are its parameters."""

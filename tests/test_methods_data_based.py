@@ -4,7 +4,9 @@ never read on a test split, and one-line errors for data a pool lacks."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,15 @@ from mini_helpers import reduced_configs
 from omegaconf import OmegaConf
 from torch import nn
 
+from fusionbench.api.derived import DerivedCache
 from fusionbench.api.errors import ConfigError, DataError
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import DataUse
 from fusionbench.cli.main import main
 from fusionbench.config.compose import compose
 from fusionbench.engine.build import build
+from fusionbench.engine.executors import Job, Worker
+from fusionbench.engine.merge import merge_and_evaluate
 from fusionbench.engine.memory_pool import ParamDictPool
 from fusionbench.methods.adamerging import AdaMerging, AdaMergingParams, EntropyObjective, MergedParams
 from fusionbench.methods.data_based import constant_outputs_reused
@@ -137,6 +142,49 @@ def test_regmean_of_one_task_returns_that_task(alpha: float) -> None:
 def test_regmean_scales_only_the_off_diagonal_entries() -> None:
     gram = torch.tensor([[4.0, 2.0], [2.0, 9.0]])
     torch.testing.assert_close(shrink_off_diagonal(gram, 0.9), torch.tensor([[4.0, 1.8], [1.8, 9.0]]))
+
+
+# ---------------------------------------------------- per-task Fishers and Grams reused in a sweep
+def sweep_jobs(method: str, grid: dict[str, list[Any]]) -> list[Job]:
+    """Every pair of the dummy tasks at every grid point, as a sweep runs them."""
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    return [Job(method, tuple(sorted(p.items())), pair, "validation") for pair in itertools.combinations(TASKS, 2) for p in points]
+
+
+@pytest.mark.parametrize(
+    ("method", "grid", "distinct"),
+    [
+        (FisherMerging(FisherParams()), {"examples_per_task": [16, 48], "normalize": [True, False]}, 2 * len(TASKS)),
+        (RegMean(RegMeanParams()), {"alpha": [0.5, 1.0], "examples_per_task": [24]}, len(TASKS)),
+    ],
+)
+def test_a_sweep_worker_computes_each_tasks_fishers_and_grams_once(method: Any, grid: dict[str, list[Any]], distinct: int) -> None:
+    pool, taskpool = dummy_pools()
+    worker = Worker(pool, taskpool, method, seed=0)
+    assert isinstance(pool.derived, DerivedCache)
+    jobs = sweep_jobs(method.name, grid)
+    for job in jobs:
+        reused = worker.run(job).scores
+        fresh_pool, fresh_data = dummy_pools()  # no cache: every merge computes its own, as outside a sweep
+        assert fresh_pool.derived is None
+        alone = type(method)(replace(method.params, **dict(job.params)))
+        expected = merge_and_evaluate(alone, fresh_pool.subset(list(job.subset)), fresh_data, job.split).scores
+        assert reused == {t: asdict(score) for t, score in expected.items()}, job
+    # one computation per task and example count, against 2 x |grid| per task without reuse
+    assert pool.derived.computed == distinct < 2 * len(jobs)
+
+
+def test_a_derived_value_over_the_budget_is_recomputed() -> None:
+    cache = DerivedCache(budget=3 * 8)
+    calls: list[int] = []
+
+    def compute(n: int) -> torch.Tensor:
+        calls.append(n)
+        return torch.zeros(n, dtype=torch.float64)
+
+    for n in (3, 3, 4, 4, 3):
+        assert cache.get(("zeros", n), (), lambda: compute(n)).shape == (n,)
+    assert calls == [3, 4, 4] and cache.computed == 3
 
 
 # ------------------------------------------------------------------------------------ AdaMerging

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 import torch
 from omegaconf import MISSING
 
+from fusionbench.api.derived import DerivedCache
 from fusionbench.api.errors import ConfigError, check_unique, choices_text
 from fusionbench.api.params import ParamDict
 from fusionbench.api.roles import guessed_role
@@ -58,6 +59,9 @@ class ModelPool(ABC):
             )
         self.config = config
         self.device = device
+        # per-task quantities data-based methods derive from the weights (fusionbench.api.derived): a sweep
+        # worker sets it on its resident pool, whose subset views share it; None computes them on every merge
+        self.derived: Optional[DerivedCache] = None
         self._tasks: list[str] = list(self.all_tasks())
         check_unique(self._tasks, f"pool {config.name!r}")
 

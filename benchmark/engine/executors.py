@@ -20,6 +20,7 @@ from typing import Any, Iterator, Optional
 import torch
 from omegaconf import OmegaConf
 
+from fusionbench.api.derived import DerivedCache
 from fusionbench.api.errors import ConfigError, FusionBenchError
 from fusionbench.api.method import Method
 from fusionbench.api.modelpool import ModelPool
@@ -51,6 +52,7 @@ class Worker:
 
     def __init__(self, pool: ModelPool, taskpool: TaskPool, method: Method, seed: int) -> None:
         self.pool, self.taskpool, self.method, self.seed = pool, taskpool, method, seed
+        pool.derived = DerivedCache()  # the pool and task pool stay fixed: per-task Fishers / Grams are reused across jobs
 
     def run(self, job: Job) -> JobResult:
         start = time.perf_counter()
