@@ -51,6 +51,8 @@ TARGETS = (
     Target("Fisher merging (N = 256) on the mini vision pool / one minute", "data-merge:fisher", "budget:minute", 1.0, False),
     Target("RegMean (N = 256) on the mini vision pool / one minute", "data-merge:regmean", "budget:minute", 1.0, False),
     Target("AdaMerging (layer-wise, 500 steps) on the mini vision pool / one minute", "data-merge:adamerging", "budget:minute", 1.0, False),
+    # a pairs sweep's merges with each task's Fishers / Grams reused, against computing them in every merge
+    Target("Fisher merging (N = 64), 21 mini vision pairs: per-task Fishers reused / computed per merge", "pairs:fisher:reused", "pairs:fisher:computed", 0.5, False),
 )
 
 
@@ -58,6 +60,8 @@ TARGETS = (
 PARTS = (
     ("DARE's mask draws alone (torch.rand, mt19937, 8 x N float32) / floor", "merge:dare-draws", "merge:floor"),
     ("TIES's trim thresholds alone (the joint select pass) / floor", "merge:ties-thresholds", "merge:floor"),
+    # RegMean's pairs merges are mostly its per-layer solves, which no reuse removes
+    ("RegMean (N = 64), 21 mini vision pairs: per-task Grams reused / computed per merge", "pairs:regmean:reused", "pairs:regmean:computed"),
 )
 
 
