@@ -54,10 +54,11 @@ FROZEN_IN_FULL_FINETUNING: dict[str, tuple[str, ...]] = {
 # T5; LoRA r 16, alpha 32 on the attention query and value projections, one shared init seed)
 # at CPU scale. The learning rate depends on the mode (MINI_LR): at this scale LoRA needs a
 # larger one than full fine-tuning, and L-LoRA (LoRA with A held at A0) a larger one still.
-# Text: of the rates that leave every fine-tune +20 points over the base (and, in full
-# fine-tuning, the fine-tunes within 2 points of their best mean), the one at which the
-# seven-task merges recover the most on average (research/mini_t5/README.md, "On the format-9
-# base" for the adapters, "Full fine-tuning's rate on the format-10 base" for full).
+# Text, and vision LoRA: of the rates that leave every fine-tune +20 points over the base and
+# the fine-tunes within 2 points of their best mean, the one at which the seven-task merges
+# recover the most on average (research/mini_t5/README.md, "On the format-9 base" for the
+# text adapters, "Full fine-tuning's rate on the format-10 base" for text full;
+# research/mini_v5/README.md, "LoRA's rate on version 6" for vision LoRA).
 MINI_RECIPES: dict[str, Recipe] = {
     "vision": Recipe(
         family="clip", name="mini_clip", optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="cosine",
@@ -71,7 +72,7 @@ MINI_RECIPES: dict[str, Recipe] = {
     ),
 }
 MINI_LR: dict[str, dict[str, float]] = {
-    "vision": {"full": 1e-3, "lora": 2e-3, "llora": 1.5e-2},
+    "vision": {"full": 1e-3, "lora": 1.5e-3, "llora": 1.5e-2},
     "text": {"full": 1.5e-4, "lora": 5e-4, "llora": 2e-3},
 }
 
