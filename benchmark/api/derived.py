@@ -24,7 +24,7 @@ class DerivedCache:
 
     def __init__(self, budget: int = DERIVED_BUDGET) -> None:
         self.left = budget
-        self.computed = 0  # how many values were computed (kept or not): what tests and logs read
+        self.computed = 0  # how many values were computed, kept or not
         self._kept: dict[Hashable, tuple[Any, Any]] = {}  # key -> (objects the key names by id, kept alive; the value)
 
     def get(self, key: Hashable, owners: tuple[Any, ...], compute: Callable[[], T]) -> T:
