@@ -55,7 +55,7 @@ def per_task(pool: ModelPool, data: TaskPool, key: tuple[Any, ...], compute: Cal
     value it gave before where ``pool`` keeps such quantities across merges (a sweep worker's pool; ``fusionbench.api.derived``)."""
     if pool.derived is None:
         return compute()
-    return pool.derived.get((id(data), *key), (data,), compute)
+    return pool.derived.get((data, *key), compute)  # a task pool hashes by identity
 
 
 def parameter_module(method: Method, pool: ModelPool, model: Any, names: Iterable[str]) -> nn.Module:

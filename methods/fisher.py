@@ -93,7 +93,7 @@ class FisherMerging(Method):
             per_task(pool, data, ("fisher", task, p.split, p.examples_per_task), partial(self.fisher, pool, data, task, theta))
             for task, theta in zip(pool.tasks, thetas)
         ]
-        return fisher_merge(thetas, fishers, self.params.floor, self.params.normalize)
+        return fisher_merge(thetas, fishers, p.floor, p.normalize)
 
     def fisher(self, pool: ModelPool, data: TaskPool, task: str, theta: ParamDict) -> Fisher:
         """The diagonal empirical Fisher of ``theta`` on ``task``: mean squared per-example log-likelihood gradients."""

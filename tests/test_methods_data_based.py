@@ -183,7 +183,7 @@ def test_a_derived_value_over_the_budget_is_recomputed() -> None:
         return torch.zeros(n, dtype=torch.float64)
 
     for n in (3, 3, 4, 4, 3):
-        assert cache.get(("zeros", n), (), lambda: compute(n)).shape == (n,)
+        assert cache.get(("zeros", n), lambda: compute(n)).shape == (n,)
     assert calls == [3, 4, 4] and cache.computed == 3
 
 

@@ -25,18 +25,16 @@ class DerivedCache:
     def __init__(self, budget: int = DERIVED_BUDGET) -> None:
         self.left = budget
         self.computed = 0  # how many values were computed, kept or not
-        self._kept: dict[Hashable, tuple[Any, Any]] = {}  # key -> (objects the key names by id, kept alive; the value)
+        self._kept: dict[Hashable, Any] = {}
 
-    def get(self, key: Hashable, owners: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """``compute()`` the first time ``key`` (with ``owners``, objects named in the key by ``id``) is asked for,
-        the kept value afterwards."""
-        found = self._kept.get(key)
-        if found is not None:
-            return found[1]  # type: ignore[no-any-return]
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` the first time ``key`` is asked for, the kept value afterwards."""
+        if key in self._kept:
+            return self._kept[key]  # type: ignore[no-any-return]
         value = compute()
         self.computed += 1
         size = sum(t.nbytes for t in tree_leaves(value) if isinstance(t, torch.Tensor))
         if size <= self.left:
             self.left -= size
-            self._kept[key] = (owners, value)
+            self._kept[key] = value
         return value
