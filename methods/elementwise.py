@@ -23,6 +23,7 @@ import torch
 
 from fusionbench.api.errors import NonFiniteError
 from fusionbench.api.params import ParamDict
+from fusionbench.methods import kernels
 
 CHUNK = 1 << 16  # entries per step: a chunk of each operand stays in the L2 cache
 
@@ -67,8 +68,11 @@ def combine(
 
     Chunk by chunk: the sum is accumulated in the accumulation dtype and rounded to the tensors'
     dtype, then scaled and offset there while the chunk is in the cache, which is what
-    ``torch.stack(taus).sum(0)`` followed by tensor arithmetic computes.
+    ``torch.stack(taus).sum(0)`` followed by tensor arithmetic computes; float32 and float64 on the CPU
+    in one compiled pass (``kernels.combine``, the same arithmetic).
     """
+    if kernels.compiled(tensors[0], [*tensors, *(t for t in (base, offset) if t is not None)]):
+        return kernels.combine(tensors, base, scale, offset)
     dtype = tensors[0].dtype
     out = torch.empty(tensors[0].shape, dtype=dtype, device=tensors[0].device)
     flat_out, numel = out.view(-1), out.numel()

@@ -4,11 +4,11 @@ TIES (Yadav et al., NeurIPS 2023) trims each task vector at one threshold taken 
 entries (the official code flattens the whole model), so the threshold is a selection over
 tens of millions of magnitudes that must not be stored. :func:`kth_smallest_magnitude` makes it
 in one pass: a strided sample of the magnitudes brackets the k-th one, the pass counts the
-entries below the bracket and collects the few inside it (NumPy: comparisons into boolean
-masks, counts and compaction cost a fraction of torch's on the CPU), and the answer is the right
-order statistic of those few. The counts prove the bracket held; when it did not (an unlucky
-sample, NaN, a bracket crowded with ties) the radix select answers instead, exactly as well, in
-two passes of 16-bit histograms.
+entries below the bracket and collects the few inside it (compiled code for float32 / float64 on
+the CPU, ``kernels.BracketCounts``; NumPy comparisons into boolean masks, counts and compaction
+otherwise), and the answer is the right order statistic of those few. The counts prove the
+bracket held; when it did not (an unlucky sample, NaN, a bracket crowded with ties) the radix
+select answers instead, exactly as well, in two passes of 16-bit histograms.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fusionbench.api.params import ParamDict
+from fusionbench.methods import kernels
 from fusionbench.methods.elementwise import chunks, task_vector_chunk
 
 DIGIT = 16  # bits of the magnitudes' patterns resolved per radix-select pass
@@ -96,19 +97,50 @@ def _bracketed_select(
     vectors: Sequence[ParamDict], ranks: Sequence[int], origin: Optional[ParamDict], dtypes: Sequence[torch.dtype]
 ) -> list[Optional[float]]:
     """Each vector's ``rank``-th smallest magnitude, found inside a sampled bracket in one joint pass (a chunk of the
-    origin is read once for every vector), or None where the bracket missed it or held more than 1/16 of the entries
-    (then nothing more is collected for that vector)."""
+    origin is read once for every vector), or None where the bracket missed it or held more than about 1/16 of the
+    entries (then nothing more is collected for that vector)."""
     total = sum(t.numel() for t in vectors[0].values())
     brackets = [_bracket(vector, rank, total, origin, dtype) for vector, rank, dtype in zip(vectors, ranks, dtypes)]
-    below: list[int] = [0] * len(vectors)
+    room = max(1 << 16, total // 16)
+    if all(kernels.compiled(tensor, [vector[name] for vector in vectors]) for name, tensor in vectors[0].items()):
+        below, filled, inside = _compiled_pass(vectors, brackets, room, origin)
+    else:
+        below, filled, inside = _chunked_pass(vectors, brackets, room, origin, dtypes)
+    found: list[Optional[float]] = []
+    for rank, count, size, candidates in zip(ranks, below, filled, inside):
+        if size > room or not count < rank <= count + size:
+            found.append(None)
+        else:
+            found.append(float(np.partition(candidates[:size], rank - count - 1)[rank - count - 1]))
+    return found
+
+
+def _compiled_pass(
+    vectors: Sequence[ParamDict], brackets: Sequence[tuple[float, float]], room: int, origin: Optional[ParamDict]
+) -> tuple[list[int], list[int], list[np.ndarray]]:
+    """The joint pass in compiled code (``kernels.BracketCounts``), tensor by tensor: the count below each bracket,
+    how many magnitudes fell inside, and the first ``room`` of them."""
+    dtype = next(iter(vectors[0].values())).detach().numpy().dtype
+    counts = kernels.BracketCounts([lo for lo, _ in brackets], [hi for _, hi in brackets], room, dtype)
+    for name in vectors[0]:
+        counts.add(None if origin is None else origin[name], [vector[name] for vector in vectors])
+    return [int(count) for count in counts.below], [int(size) for size in counts.filled], list(counts.inside)
+
+
+def _chunked_pass(
+    vectors: Sequence[ParamDict], brackets: Sequence[tuple[float, float]], room: int, origin: Optional[ParamDict],
+    dtypes: Sequence[torch.dtype],
+) -> tuple[list[int], list[int], list[np.ndarray]]:
+    """The joint pass chunk by chunk (torch differences, NumPy comparisons and compaction), as ``_compiled_pass``."""
+    total = sum(t.numel() for t in vectors[0].values())
+    below, filled = [0] * len(vectors), [0] * len(vectors)
     inside: list[list[np.ndarray]] = [[] for _ in vectors]
-    room = [max(1 << 16, total // 16)] * len(vectors)
     width = min(PASS_CHUNK, total)
     under, within = np.empty(width, dtype=bool), np.empty(width, dtype=bool)
     streams = [_magnitudes(vector, origin, dtype) for vector, dtype in zip(vectors, dtypes)]
     for chunk in zip(*streams):
         for index, (magnitudes, (lo, hi)) in enumerate(zip(chunk, brackets)):
-            if room[index] < 0:
+            if filled[index] > room:
                 continue
             values = magnitudes.numpy()
             n = values.size
@@ -117,15 +149,8 @@ def _bracketed_select(
             np.logical_xor(within[:n], under[:n], out=within[:n])  # lo <= |tau| <= hi (NaN in neither)
             below[index] += int(np.count_nonzero(under[:n]))
             inside[index].append(values[within[:n]])
-            room[index] -= inside[index][-1].size
-    found: list[Optional[float]] = []
-    for rank, count, parts, left in zip(ranks, below, inside, room):
-        candidates = np.concatenate(parts)
-        if left < 0 or not count < rank <= count + candidates.size:
-            found.append(None)
-        else:
-            found.append(float(np.partition(candidates, rank - count - 1)[rank - count - 1]))
-    return found
+            filled[index] += inside[index][-1].size
+    return below, filled, [np.concatenate(parts) for parts in inside]
 
 
 def kth_smallest_magnitudes(vectors: Sequence[ParamDict], ranks: Sequence[int], origin: Optional[ParamDict] = None) -> list[float]:

@@ -19,8 +19,9 @@
 Defaults: k = 0.2 and lambda = 1.0 (the paper's settings without validation data), mean,
 kthvalue. Grid: k, lambda in {0.25, 0.5, 0.75, 1.0} (L-LoRA paper). Every task's threshold is
 found exactly in one joint pass over the task vectors, none of them stored
-(``fusionbench.methods.selection``); steps 1-4 then run chunk by chunk, all tasks at once
-(``fusionbench.methods.elementwise``).
+(``fusionbench.methods.selection``); steps 1-4 then run in one compiled pass a tensor for float32 /
+float64 on the CPU (``fusionbench.methods.kernels``), chunk by chunk with torch otherwise, all tasks
+at once, with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
+from fusionbench.methods import kernels
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, Workspace, chunks, finite_or_blame, task_vector_chunk
 from fusionbench.methods.selection import kth_smallest_magnitude  # noqa: F401 (re-exported: the threshold's select)
@@ -80,17 +82,20 @@ def ties_tensor(
     base: torch.Tensor, vectors: Sequence[torch.Tensor], thresholds: torch.Tensor, scaling_factor: float,
     merge_func: str, finetuned: bool, workspace: Optional[Workspace] = None,
 ) -> torch.Tensor:
-    """theta_0 + lambda * disjoint_merge(trim(tau_t)) of one tensor, CHUNK columns of all tasks at a time, in
-    buffers reused from ``workspace``; every step of a chunk runs while it is in the cache.
+    """theta_0 + lambda * disjoint_merge(trim(tau_t)) of one tensor: one compiled pass for float32 / float64 on the CPU
+    (``kernels.ties``, the same arithmetic), else CHUNK columns of all tasks at a time, in buffers reused from
+    ``workspace``, every step of a chunk while it is in the cache.
 
     ``thresholds`` holds one trim threshold per task, shape (T, 1), in the magnitude dtype. The trim
     keeps |tau| > ``below``, the next float under the threshold: ``torch.hardshrink`` in place
     (a NaN stays NaN) when the tensors have the magnitude dtype; for half types, whose
     hardshrink would round ``below`` to their precision, tau times (|tau| > below) in the magnitude dtype.
     """
-    workspace = Workspace() if workspace is None else workspace
     thresholds = thresholds.to(base.device)
     below = torch.nextafter(thresholds, torch.full_like(thresholds, -float("inf")))
+    if kernels.compiled(base, vectors) and thresholds.dtype == base.dtype:
+        return kernels.ties(base, vectors, [float(value) for value in below[:, 0]], merge_func == "mean", scaling_factor, finetuned)
+    workspace = Workspace() if workspace is None else workspace
     shrink = [float(value) for value in below[:, 0]] if thresholds.dtype == base.dtype else None
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
     merged = torch.empty(base.numel(), dtype=base.dtype, device=base.device)

@@ -58,8 +58,10 @@ TARGETS = (
 
 # figures with no target of their own, printed beside the targets: where a missed target's time goes
 PARTS = (
-    ("DARE's mask draws alone (torch.rand, mt19937, 8 x N float32) / floor", "merge:dare-draws", "merge:floor"),
+    ("DARE's mask draws alone (Philox4x32-10, 8 x N float32) / floor", "merge:dare-draws", "merge:floor"),
     ("TIES's trim thresholds alone (the joint select pass) / floor", "merge:ties-thresholds", "merge:floor"),
+    # loaded once a process before the measured merge (merge_workload.runtime_bytes), as the package's import is
+    ("compiled kernels' runtime (Numba), TIES's process / one model", "merge-runtime:ties", "merge-model"),
     # RegMean's pairs merges are mostly its per-layer solves, which no reuse removes
     ("RegMean (N = 64), 21 mini vision pairs: per-task Grams reused / computed per merge", "pairs:regmean:reused", "pairs:regmean:computed"),
 )

@@ -8,8 +8,9 @@ fine-tuned model the base plus N(0, 0.001^2), float32.
 
 Run as a script, ``python perf/merge_workload.py METHOD SCOPE`` builds the workload, merges it
 once with METHOD's defaults through ``Method.merge`` and prints, as JSON, the merge's extra peak
-RSS (the kernel's high-water mark, reset just before the merge, minus the RSS then) and the
-bytes of one model. Run it with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors go back
+RSS (the kernel's high-water mark, reset just before the merge, minus the RSS then), the bytes
+of one model, and the RSS that loading the compiled kernels added before (``runtime``: a merge
+of a two-entry pool first, once a process, as the package's import is). Run it with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors go back
 to the kernel and the high-water mark sees every allocation.
 """
 
@@ -20,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from bench_helpers import vit_b16_recipe
 
@@ -29,6 +31,7 @@ from method_helpers import StaticPool  # noqa: E402
 from fusionbench.api.method import Method  # noqa: E402
 from fusionbench.api.modelpool import ModelPool  # noqa: E402
 from fusionbench.api.params import ParamDict  # noqa: E402
+from fusionbench.methods import kernels  # noqa: E402
 from fusionbench.methods.dare import Dare, DareParams  # noqa: E402
 from fusionbench.methods.simple_average import SimpleAverage  # noqa: E402
 from fusionbench.methods.task_arithmetic import TaskArithmetic  # noqa: E402
@@ -78,11 +81,12 @@ def bandwidth_floor(pool: ModelPool, chunked: bool) -> ParamDict:
 
 
 def dare_draws(pool: ModelPool) -> None:
-    """The draws DARE's masks need (one float32 per entry and task) from a seeded generator into a reused buffer."""
-    total = sum(t.numel() for t in pool.base().values()) * len(pool.tasks)
-    generator, draws = torch.Generator().manual_seed(0), torch.empty(FLOOR_CHUNK)
-    for start in range(0, total, FLOOR_CHUNK):
-        torch.rand(min(FLOOR_CHUNK, total - start), generator=generator, out=draws[: min(FLOOR_CHUNK, total - start)])
+    """The draws DARE's masks need (one float32 per entry and task, Philox4x32-10) into a reused buffer."""
+    draws = np.empty(FLOOR_CHUNK, dtype=np.float32)
+    for task in range(len(pool.tasks)):
+        for stream, tensor in enumerate(pool.base().values()):
+            for start in range(0, tensor.numel(), FLOOR_CHUNK):
+                kernels._uniforms(0, task, stream, start, draws[: min(FLOOR_CHUNK, tensor.numel() - start)])
 
 
 def ties_thresholds(pool: ModelPool) -> list[float]:
@@ -108,7 +112,17 @@ def extra_peak_bytes(method: Method, pool: ModelPool) -> int:
     return peak - before
 
 
+def runtime_bytes(method: Method) -> int:
+    """RSS that loading the compiled kernels adds (Numba's runtime and the cached machine code, once a process): a
+    merge of a two-entry pool before the measured one, as importing the package is before it."""
+    before = _status("VmRSS")
+    base = ParamDict(w=torch.zeros(2))
+    method.merge(StaticPool(base, {f"t{i}": ParamDict(w=torch.full((2,), float(i + 1))) for i in range(TASKS)}))
+    return _status("VmRSS") - before
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     workload = random_vit_pool(sys.argv[2])
-    print(json.dumps({"extra": extra_peak_bytes(METHODS[sys.argv[1]], workload), "model": model_bytes(workload)}))
+    runtime = runtime_bytes(METHODS[sys.argv[1]])
+    print(json.dumps({"extra": extra_peak_bytes(METHODS[sys.argv[1]], workload), "model": model_bytes(workload), "runtime": runtime}))

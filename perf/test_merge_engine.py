@@ -53,3 +53,4 @@ def test_merge_engine_extra_peak_memory(method: str) -> None:
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     BYTES[f"merge-extra:{method}"] = measured["extra"]
     BYTES["merge-model"] = measured["model"]
+    BYTES[f"merge-runtime:{method}"] = measured["runtime"]

@@ -3,7 +3,7 @@
 The naive forms below follow the methods' definitions with whole tensors: every draw of a task's
 tensor at once, the trim threshold from ``torch.kthvalue`` on all magnitudes concatenated, all
 task vectors stacked, and each formula written out. The engine streams chunk by chunk, draws
-once, selects the threshold from a sampled bracket and packs DARE's masks, and must give equal
+once, selects the threshold from a sampled bracket and draws DARE's masks block by block, and must give equal
 results (``torch.equal``: the same value in every entry) wherever the arithmetic is the same.
 """
 
@@ -13,12 +13,16 @@ import math
 
 import pytest
 import torch
+from method_helpers import StaticPool
+from philox_reference import dare_draws
 
 from fusionbench.api.params import ParamDict
 from fusionbench.methods import selection
 from fusionbench.methods.dare import dare_merge
 from fusionbench.methods.elementwise import CHUNK
 from fusionbench.methods.selection import kth_smallest_magnitudes
+from fusionbench.methods.simple_average import SimpleAverage
+from fusionbench.methods.task_arithmetic import task_arithmetic_merge
 from fusionbench.methods.ties import ties_merge
 
 # a tensor over two chunks with a ragged end (not a multiple of 8 or 16), small ones and a scalar
@@ -45,17 +49,21 @@ def accumulation(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in HALF else dtype
 
 
+def naive_keep(seed: int, task: int, stream: int, shape: torch.Size, p: float, strict: bool) -> torch.Tensor:
+    """DARE's keep mask of one whole tensor from the NumPy Philox (``philox_reference``): u > p, or u >= p, in float32."""
+    draws = torch.from_numpy(dare_draws(seed, task, stream, math.prod(shape))).reshape(shape)
+    bar = torch.tensor(p, dtype=torch.float32)
+    return draws > bar if strict else draws >= bar
+
+
 def naive_dare_task_arithmetic(base: ParamDict, thetas: list[ParamDict], p: float, seed: int, strict: bool, scale: float) -> ParamDict:
-    """theta_0 + lambda * sum_t m_t * tau_t / (1 - p): masks from one generator, a task's tensors in key order,
-    each drawn whole in float32; sums in float32 for half types."""
-    g, bar = torch.Generator().manual_seed(seed), torch.tensor(p, dtype=torch.float32)
-    sums = {name: torch.zeros(t.shape, dtype=accumulation(t.dtype)) for name, t in base.items()}
-    for theta in thetas:
-        for name, t in base.items():
-            draws = torch.rand(t.shape, generator=g, dtype=torch.float32)
-            keep = draws > bar if strict else draws >= bar
-            sums[name].add_((theta[name] - t) * keep, alpha=1.0 / (1.0 - p))
-    return ParamDict({name: sums[name].to(t.dtype) * scale + t for name, t in base.items()})
+    """theta_0 + (lambda / (1 - p)) * sum_t m_t * tau_t, every mask drawn whole, the sum in task order (float32 for
+    half types), rounded, then scaled and offset in the tensors' dtype."""
+    merged = ParamDict()
+    for stream, (name, t) in enumerate(base.items()):
+        kept = torch.stack([(theta[name] - t) * naive_keep(seed, task, stream, t.shape, p, strict) for task, theta in enumerate(thetas)])
+        merged[name] = in_task_order(kept) * (scale / (1.0 - p)) + t
+    return merged
 
 
 def naive_threshold(tau: dict[str, torch.Tensor], k: float, keep: str) -> torch.Tensor:
@@ -68,11 +76,20 @@ def naive_threshold(tau: dict[str, torch.Tensor], k: float, keep: str) -> torch.
     return torch.kthvalue(magnitudes, total - kept + 1).values if kept else torch.tensor(math.inf, dtype=dtype)
 
 
+def in_task_order(rows: torch.Tensor) -> torch.Tensor:
+    """sum_t rows[t], added from the first task to the last in the accumulation dtype, rounded once to the rows'
+    dtype (torch's sum over dim 0 may group the last entries of a row otherwise, by the CPU's vector width)."""
+    total = rows[0].to(accumulation(rows.dtype))
+    for row in rows[1:]:
+        total = total + row.to(total.dtype)
+    return total.to(rows.dtype)
+
+
 def naive_disjoint(stack: torch.Tensor, merge_func: str) -> torch.Tensor:
     """Elect gamma = sign(sum_t tau_t); sum (or average) the entries whose sign is gamma's."""
-    gamma = torch.sign(stack.sum(0))
+    gamma = torch.sign(in_task_order(stack))
     agree = stack * gamma > 0
-    total = torch.where(agree, stack, 0.0).sum(0)
+    total = in_task_order(torch.where(agree, stack, 0.0))
     return total if merge_func == "sum" else total / agree.sum(0).clamp(min=1)
 
 
@@ -87,14 +104,11 @@ def naive_ties(base: ParamDict, thetas: list[ParamDict], k: float, scale: float,
 
 
 def naive_dare_ties(base: ParamDict, thetas: list[ParamDict], p: float, seed: int, strict: bool, scale: float, merge_func: str) -> ParamDict:
-    g, bar = torch.Generator().manual_seed(seed), torch.tensor(p, dtype=torch.float32)
-    dropped: list[dict[str, torch.Tensor]] = []
-    for theta in thetas:
-        dropped.append({})
-        for name, t in base.items():
-            draws = torch.rand(t.shape, generator=g, dtype=torch.float32)
-            dropped[-1][name] = (theta[name] - t) * (draws > bar if strict else draws >= bar) / (1.0 - p)
-    return ParamDict({name: naive_disjoint(torch.stack([d[name] for d in dropped]), merge_func) * scale + t for name, t in base.items()})
+    merged = ParamDict()
+    for stream, (name, t) in enumerate(base.items()):
+        dropped = [(theta[name] - t) * naive_keep(seed, task, stream, t.shape, p, strict) / (1.0 - p) for task, theta in enumerate(thetas)]
+        merged[name] = naive_disjoint(torch.stack(dropped), merge_func) * scale + t
+    return merged
 
 
 def assert_equal_or_close(ours: ParamDict, naive: ParamDict, exact: bool) -> None:
@@ -104,6 +118,18 @@ def assert_equal_or_close(ours: ParamDict, naive: ParamDict, exact: bool) -> Non
             assert torch.equal(ours[name], naive[name]), f"{name}: largest difference {(ours[name] - naive[name]).abs().max()}"
         else:
             torch.testing.assert_close(ours[name], naive[name])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_task_arithmetic_and_simple_average_equal_the_naive_form(dtype: torch.dtype) -> None:
+    base, thetas = inputs(4, dtype, tasks=5)
+    arithmetic = task_arithmetic_merge(base, thetas, 0.3, finetuned=True)
+    average = SimpleAverage().merge(StaticPool(base, {f"t{i}": theta for i, theta in enumerate(thetas)}))
+    for name, t in base.items():
+        expected = in_task_order(torch.stack([theta[name] - t for theta in thetas])) * 0.3 + t
+        assert_equal_or_close(ParamDict({name: arithmetic[name]}), ParamDict({name: expected}), exact=dtype != torch.float16)
+        mean = in_task_order(torch.stack([theta[name] for theta in thetas])) * (1 / 5)
+        assert_equal_or_close(ParamDict({name: average[name]}), ParamDict({name: mean}), exact=dtype != torch.float16)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])

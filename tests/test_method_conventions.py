@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 import torch
 from method_helpers import StaticPool, pool_from_vectors, random_pool
+from philox_reference import dare_draws
 from test_methods_reference import np_ties
 from test_methods_reference_svd import np_iso_cts, np_svd
 
@@ -80,7 +81,7 @@ def test_ties_on_fine_tuned_parameters_equals_ties_on_task_vectors_across_chunks
 # ----------------------------------------------------------------------------------------- DARE
 @pytest.mark.parametrize("strict", [True, False])
 def test_dare_keeps_an_entry_whose_draw_equals_p_only_when_not_strict(strict: bool) -> None:
-    draws = torch.rand(12, generator=torch.Generator().manual_seed(4))  # what DARE draws with seed 4
+    draws = torch.from_numpy(dare_draws(4, 0, 0, 12))  # what DARE draws with seed 4 for the first tensor of the first task
     p = float(draws[5])  # a float32 value: the draw of entry 5 is exactly p
     tau = torch.arange(1.0, 13.0, dtype=torch.float64)
     pool = pool_from_vectors(one_tensor([0.0] * 12), [ParamDict(w=tau)])
@@ -95,22 +96,21 @@ def test_dare_draws_its_masks_in_float32_whatever_the_dtype(dtype: torch.dtype) 
     tau = torch.ones(CHUNK + 100)  # two chunks, drawn in one sequence
     pool = pool_from_vectors(ParamDict(w=torch.zeros_like(tau).to(dtype)), [ParamDict(w=tau.to(dtype))])
     merged = Dare(DareParams(p=0.5, scaling_factor=0.5, seed=9)).merge(pool)["w"]
-    draws = torch.rand(tau.numel(), generator=torch.Generator().manual_seed(9), dtype=torch.float32)
+    draws = torch.from_numpy(dare_draws(9, 0, 0, tau.numel()))
     torch.testing.assert_close(merged.float(), (draws > 0.5).float())  # kept entries: 0.5 * 1 / (1 - 0.5) = 1
 
 
 @pytest.mark.parametrize("strict", [True, False])
-def test_dare_ties_draws_its_masks_task_by_task_tensor_by_tensor(strict: bool) -> None:
+def test_dare_ties_draws_each_mask_by_task_and_tensor(strict: bool) -> None:
     shapes = {"big.weight": (300, 250), "big.bias": (300,)}  # the weight spans two chunks
     pool = random_pool(3, seed=13, shapes=shapes)
     base = pool.base()
-    g = torch.Generator().manual_seed(2)
     dropped = []
-    for task in pool.tasks:  # the draw order: each task's tensors in key order, each tensor drawn whole
+    for task_index, task in enumerate(pool.tasks):  # the draws of (task, tensor in key order), each tensor's whole
         dropped.append({})
-        for name in shapes:
+        for stream, name in enumerate(shapes):
             tau = pool.finetuned(task)[name] - base[name]
-            draws = torch.rand(tau.shape, generator=g, dtype=torch.float32)
+            draws = torch.from_numpy(dare_draws(2, task_index, stream, tau.numel())).reshape(tau.shape)
             dropped[-1][name] = torch.where(draws > 0.4 if strict else draws >= 0.4, tau / 0.6, 0.0).numpy()
     expected = np_ties(dropped, 1.0, "mean")
     merged = Dare(DareParams(p=0.4, base_method="ties", scaling_factor=0.9, seed=2, strict=strict)).merge(pool)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from method_helpers import SHAPES, StaticPool, assert_params_close, dummy_pools, np_vectors, pool_from_vectors, random_params, random_pool
+from philox_reference import dare_draws
 from peft.utils import merge_utils
 
 from fusionbench.api.method import Method
@@ -143,14 +144,13 @@ def test_dare_linear_and_ties_match_peft_when_masks_are_replayed(p: float) -> No
     torch.testing.assert_close(disjoint_merge(torch.stack(dropped), "mean"), ties)
 
 
-def test_dare_method_uses_one_seeded_generator_task_by_task_key_by_key() -> None:
+def test_dare_method_draws_philox_by_seed_task_tensor_and_entry() -> None:
     pool = random_pool(3, seed=2)
     base, taus = np_vectors(pool)
-    g = torch.Generator().manual_seed(11)
     expected = {k: base[k].copy() for k in base}
-    for tau in taus:
-        for k, v in tau.items():
-            keep = (torch.rand(v.shape, generator=g) > 0.4).numpy()
+    for task, tau in enumerate(taus):
+        for stream, (k, v) in enumerate(tau.items()):
+            keep = dare_draws(11, task, stream, v.size).reshape(v.shape) > np.float32(0.4)
             expected[k] += 0.5 * np.where(keep, v / 0.6, 0.0)
     merged = Dare(DareParams(p=0.4, scaling_factor=0.5, seed=11)).merge(pool)
     assert_params_close(merged, expected)
@@ -167,7 +167,7 @@ def test_dare_is_reproducible_per_seed_and_leaves_the_global_rng_alone() -> None
 
 def test_dare_statistics_drop_rate_and_unbiased_rescaling() -> None:
     tensor = torch.ones(200_000, dtype=torch.float64)
-    keep = keep_mask(tensor.numel(), 0.3, torch.Generator().manual_seed(0))
+    keep = keep_mask(0, 0, 0, 0, tensor.numel(), 0.3)
     sigma = math.sqrt(0.3 * 0.7 / tensor.numel())
     assert abs(keep.double().mean().item() - 0.7) < 5 * sigma
     assert abs(drop_and_rescale_(tensor.clone(), keep, 0.3).mean().item() - 1.0) < 5 * sigma / 0.7

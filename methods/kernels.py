@@ -1,0 +1,389 @@
+"""Compiled element-wise kernels (Numba) for the merges whose torch form costs several passes over memory.
+
+Task arithmetic and simple average (``combine``), TIES's trim, sign election and disjoint merge
+(``ties``), its threshold's counting pass (``BracketCounts``) and DARE's drop-and-rescale
+(``dare_sum``, ``dare_ties``) are a few operations per entry and task; as torch calls each is a
+pass over a chunk, and DARE's draws alone cost four times the bandwidth floor with torch's
+Mersenne Twister. Here a tensor is merged in blocks, every step of a block done while it is in
+the cache, in loops the compiler vectorises (measured in docs/performance.md).
+
+The arithmetic is the torch forms', operation for operation and in the same order (float32
+stays float32, sums over tasks run from the first task to the last), so the kernels give what
+the torch path gives (``tests/test_merge_engine_identity.py`` against naive whole-tensor forms;
+``tests/test_merge_kernels.py``); torch's own sum over the task dimension may group the last
+entries of a chunk by the CPU's vector width, where the two can differ in the last bit. Kernels
+take float32 and float64 tensors on the CPU; other dtypes and devices take the torch path.
+
+DARE's draws come from Philox4x32-10 (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2,
+3", SC 2011), a counter-based generator: the draw of an entry is a function of (seed, task,
+tensor, position), made where it is used, in any order, at a fraction of a Mersenne Twister's
+cost.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numba
+import numpy as np
+import torch
+
+BLOCK = 2048  # entries of every task per step of TIES: T blocks of float32 stay in the L2 cache
+SUM_BLOCK = 1 << 20  # entries per step of a sum: long runs of each input, the sum's block held in the L2 / L3 cache
+
+_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multipliers
+_W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # and key increments (Random123)
+_LOW = np.uint64(0xFFFFFFFF)
+_UNIT = np.float32(1.0 / (1 << 24))  # a draw is its top 24 bits times 2^-24: U[0, 1) on the float32 grid
+
+
+@numba.njit(inline="always", cache=True)
+def _philox(c0, c1, c2, c3, k0, k1):  # type: ignore[no-untyped-def]
+    """Philox4x32-10: four 32-bit words of counter (c0..c3) and two of key (k0, k1) to four random words."""
+    for _ in range(10):
+        p0, p1 = np.uint64(c0) * _M0, np.uint64(c2) * _M1
+        c0, c1, c2, c3 = (
+            np.uint32(np.uint32(p1 >> np.uint64(32)) ^ c1 ^ k0), np.uint32(p1 & _LOW),
+            np.uint32(np.uint32(p0 >> np.uint64(32)) ^ c3 ^ k1), np.uint32(p0 & _LOW),
+        )
+        k0, k1 = np.uint32(k0 + _W0), np.uint32(k1 + _W1)
+    return c0, c1, c2, c3
+
+
+@numba.njit(cache=True)
+def philox4x32(counter: np.ndarray, key: np.ndarray) -> tuple[int, int, int, int]:
+    """The four words Philox4x32-10 makes of ``counter`` (4 uint32) under ``key`` (2 uint32)."""
+    return _philox(counter[0], counter[1], counter[2], counter[3], key[0], key[1])
+
+
+@numba.njit(cache=True)
+def _uniforms(seed: int, task: int, stream: int, start: int, out: np.ndarray) -> None:
+    """out[i] = the draw of entry start + i (start a multiple of 4): entry j of (task, stream) is word j % 4 of the
+    counter (j // 4 low word, j // 4 high word, stream, task) under the key (seed low word, seed high word)."""
+    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    s, t, n = np.uint32(stream), np.uint32(task), out.shape[0]
+    first, whole = start >> 2, n >> 2
+    for g in range(whole):  # four entries a counter, no branch: vectorised
+        j = first + g
+        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
+        out[4 * g] = np.float32(r[0] >> np.uint32(8)) * _UNIT
+        out[4 * g + 1] = np.float32(r[1] >> np.uint32(8)) * _UNIT
+        out[4 * g + 2] = np.float32(r[2] >> np.uint32(8)) * _UNIT
+        out[4 * g + 3] = np.float32(r[3] >> np.uint32(8)) * _UNIT
+    if n > 4 * whole:
+        j = first + whole
+        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
+        for lane in range(n - 4 * whole):
+            out[4 * whole + lane] = np.float32(r[lane] >> np.uint32(8)) * _UNIT
+
+
+def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch.Tensor:
+    """The float32 draws U[0, 1) of entries start .. start + count - 1 of (seed, task, stream); ``start`` a multiple of 4."""
+    if start % 4:
+        raise ValueError(f"start {start} is not a multiple of 4")
+    out = np.empty(count, dtype=np.float32)
+    _uniforms(seed, task, stream, start, out)
+    return torch.from_numpy(out)
+
+
+@numba.njit(inline="always", cache=True)
+def _disjoint_merge_block(taus, gamma, total, count, mean, factor, base, out):  # type: ignore[no-untyped-def]
+    """out = base + factor * disjoint_merge(taus) over one block (``taus``: the tasks' rows of n entries one after
+    another, 1-D so that every row is contiguous to the compiler), as ``ties.disjoint_merge`` computes it, from
+    ``gamma`` = sum_t tau_t (the caller's): gamma = sign(gamma); sum_t max(tau_t gamma, 0) times gamma, divided
+    by the number of positive products (at least 1) when ``mean``; a NaN propagates through every step."""
+    dtype, n = taus.dtype.type, out.shape[0]
+    for i in range(n):  # torch.sign: 0 for a zero or NaN sum
+        gamma[i] = dtype(1.0) if gamma[i] > 0 else (dtype(-1.0) if gamma[i] < 0 else dtype(0.0))
+        total[i] = 0.0
+        count[i] = 0.0
+    for t in range(taus.shape[0] // n):
+        row = taus[t * n : (t + 1) * n]
+        for i in range(n):
+            product = row[i] * gamma[i]
+            product = dtype(0.0) if product < 0 else product  # clamp(min=0): a NaN stays NaN
+            total[i] += product
+            count[i] += dtype(1.0) if product > 0 else dtype(0.0)
+    if mean:
+        for i in range(n):
+            out[i] = total[i] * gamma[i] / max(count[i], dtype(1.0)) * factor + base[i]
+    else:
+        for i in range(n):
+            out[i] = total[i] * gamma[i] * factor + base[i]
+
+
+@numba.njit(cache=True)
+def _ties(base, thetas, finetuned, below, mean, scale, out, taus, sums):  # type: ignore[no-untyped-def]
+    """``ties.ties_tensor`` of one flat tensor: trim (|tau| > below[t], a NaN kept), elect, disjoint merge, offset."""
+    dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
+    factor = dtype(scale)
+    for start in range(0, base.shape[0], width):
+        stop = min(start + width, base.shape[0])
+        n = stop - start
+        block, gamma = base[start:stop], sums[:n]
+        gamma[:] = 0.0
+        for t in range(len(thetas)):
+            row, theta, bar = taus[t * n : (t + 1) * n], thetas[t][start:stop], dtype(below[t])
+            if finetuned:
+                for i in range(n):
+                    tau = theta[i] - block[i]
+                    tau = dtype(0.0) if -bar <= tau <= bar else tau  # hardshrink: a NaN stays
+                    row[i] = tau
+                    gamma[i] += tau
+            else:
+                for i in range(n):
+                    tau = dtype(0.0) if -bar <= theta[i] <= bar else theta[i]
+                    row[i] = tau
+                    gamma[i] += tau
+        _disjoint_merge_block(taus[: len(thetas) * n], gamma, sums[width : width + n], sums[2 * width : 2 * width + n], mean, factor, block, out[start:stop])
+
+
+@numba.njit(inline="always", cache=True)
+def _keeps(seed, stream, task, j, bar, dtype):  # type: ignore[no-untyped-def]
+    """1.0 or 0.0 (u > bar) for the four entries of counter j of (task, stream): the draws of ``_uniforms``."""
+    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), np.uint32(stream), np.uint32(task), k0, k1)
+    return (
+        dtype(1.0) if np.float32(r[0] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        dtype(1.0) if np.float32(r[1] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        dtype(1.0) if np.float32(r[2] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        dtype(1.0) if np.float32(r[3] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+    )
+
+
+@numba.njit(inline="always", cache=True)
+def _add_kept(theta, origin, seed, stream, task, start, bar, sums):  # type: ignore[no-untyped-def]
+    """sums[i] += (theta[i] - origin[i]) * m_i over one block (start a multiple of 4), each draw made where it is
+    used, four entries a counter written out lane by lane so that the loop vectorises."""
+    dtype, n, first = sums.dtype.type, sums.shape[0], start >> 2
+    for g in range(n >> 2):
+        m0, m1, m2, m3 = _keeps(seed, stream, task, first + g, bar, dtype)
+        i = 4 * g
+        sums[i] += (theta[i] - origin[i]) * m0
+        sums[i + 1] += (theta[i + 1] - origin[i + 1]) * m1
+        sums[i + 2] += (theta[i + 2] - origin[i + 2]) * m2
+        sums[i + 3] += (theta[i + 3] - origin[i + 3]) * m3
+    if n & 3:
+        m = _keeps(seed, stream, task, first + (n >> 2), bar, dtype)
+        for lane in range(n & 3):
+            i = 4 * (n >> 2) + lane
+            sums[i] += (theta[i] - origin[i]) * m[lane]
+
+
+@numba.njit(inline="always", cache=True)
+def _dropped(theta, origin, seed, stream, task, start, bar, divisor, row, gamma):  # type: ignore[no-untyped-def]
+    """row[i] = (theta[i] - origin[i]) * m_i / divisor and gamma[i] += row[i] over one block, as ``_add_kept``."""
+    dtype, n, first = row.dtype.type, row.shape[0], start >> 2
+    for g in range(n >> 2):
+        m0, m1, m2, m3 = _keeps(seed, stream, task, first + g, bar, dtype)
+        i = 4 * g
+        row[i] = (theta[i] - origin[i]) * m0 / divisor
+        row[i + 1] = (theta[i + 1] - origin[i + 1]) * m1 / divisor
+        row[i + 2] = (theta[i + 2] - origin[i + 2]) * m2 / divisor
+        row[i + 3] = (theta[i + 3] - origin[i + 3]) * m3 / divisor
+        gamma[i] += row[i]
+        gamma[i + 1] += row[i + 1]
+        gamma[i + 2] += row[i + 2]
+        gamma[i + 3] += row[i + 3]
+    if n & 3:
+        m = _keeps(seed, stream, task, first + (n >> 2), bar, dtype)
+        for lane in range(n & 3):
+            i = 4 * (n >> 2) + lane
+            row[i] = (theta[i] - origin[i]) * m[lane] / divisor
+            gamma[i] += row[i]
+
+
+@numba.njit(cache=True)
+def _dare_ties(base, origin, thetas, seed, stream, bar, keep_scale, mean, scale, out, taus, sums):  # type: ignore[no-untyped-def]
+    """``dare.dare_ties_tensor`` of one flat tensor: (theta_t - origin) * (u > bar) / (1 - p), elect, disjoint merge,
+    offset by ``base``."""
+    dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
+    divisor, factor = dtype(keep_scale), dtype(scale)
+    for start in range(0, base.shape[0], width):
+        stop = min(start + width, base.shape[0])
+        n = stop - start
+        gamma = sums[:n]
+        gamma[:] = 0.0
+        for t in range(len(thetas)):
+            _dropped(thetas[t][start:stop], origin[start:stop], seed, stream, t, start, bar, divisor, taus[t * n : (t + 1) * n], gamma)
+        _disjoint_merge_block(
+            taus[: len(thetas) * n], gamma, sums[width : width + n], sums[2 * width : 2 * width + n], mean, factor, base[start:stop],
+            out[start:stop],
+        )
+
+
+@numba.njit(cache=True)
+def _dare_sum(base, origin, thetas, seed, stream, bar, factor, out, total):  # type: ignore[no-untyped-def]
+    """``dare.dare_sum_tensor`` of one flat tensor: base + factor * sum_t (theta_t - origin) * (u > bar)."""
+    dtype, width = total.dtype.type, total.shape[0]
+    scale = dtype(factor)
+    for start in range(0, base.shape[0], width):
+        stop = min(start + width, base.shape[0])
+        sums, block = total[: stop - start], base[start:stop]
+        sums[:] = 0.0
+        for t in range(len(thetas)):
+            _add_kept(thetas[t][start:stop], origin[start:stop], seed, stream, t, start, bar, sums)
+        merged = out[start:stop]
+        for i in range(sums.shape[0]):
+            merged[i] = sums[i] * scale + block[i]
+
+
+@numba.njit(cache=True)
+def _combine(tensors, origin, differences, scale, offset, offsets, out, total):  # type: ignore[no-untyped-def]
+    """``elementwise.combine`` of one flat tensor: out = scale * sum_t (tensors[t] - origin) + offset, the sum from the
+    first tensor to the last, each step rounded to the dtype (no difference without ``differences``, no offset
+    without ``offsets``: adding a zero would turn -0.0 into 0.0)."""
+    dtype, width = total.dtype.type, total.shape[0]
+    factor = dtype(scale)
+    for start in range(0, out.shape[0], width):
+        stop = min(start + width, out.shape[0])
+        sums, block = total[: stop - start], origin[start:stop]
+        first = tensors[0][start:stop]
+        for i in range(sums.shape[0]):
+            sums[i] = first[i] - block[i] if differences else first[i]
+        for t in range(1, len(tensors)):
+            tensor = tensors[t][start:stop]
+            if differences:
+                for i in range(sums.shape[0]):
+                    sums[i] += tensor[i] - block[i]
+            else:
+                for i in range(sums.shape[0]):
+                    sums[i] += tensor[i]
+        merged, shift = out[start:stop], offset[start:stop]
+        for i in range(sums.shape[0]):
+            merged[i] = sums[i] * factor + shift[i] if offsets else sums[i] * factor
+
+
+@numba.njit(cache=True)
+def _bracket_pass(origin, thetas, lo, lo_bits, spans, below, inside, filled, magnitudes, bits, flags):  # type: ignore[no-untyped-def]
+    """For each task t over one flat tensor: below[t] += #{|theta_t - origin| < lo[t]}; the magnitudes in
+    [lo[t], hi[t]] (NaN in neither) go to inside[t, filled[t]:] and filled[t] counts them, until a block could
+    overflow the row: then filled[t] becomes the row's length + 1 and that task collects no more.
+
+    Block by block, so that a block of ``origin`` is read once for every task, in three loops: the magnitudes
+    and the count below; a flag a magnitude in the bracket (a non-negative float lies in [lo, hi] exactly when
+    its bit pattern, ``bits``, minus lo's, wrapping, is at most hi's minus lo's); the flagged magnitudes, eight
+    flags read as one word and a word of zeros (about nine in ten) skipped."""
+    width, room = magnitudes.shape[0], inside.shape[1]
+    words = flags.view(np.uint64)
+    for start in range(0, origin.shape[0], width):
+        stop = min(start + width, origin.shape[0])
+        n = stop - start
+        block = origin[start:stop]
+        for t in range(len(thetas)):
+            theta, low, row, k = thetas[t][start:stop], lo[t], inside[t], filled[t]
+            if k + n > room:
+                filled[t] = room + 1
+                continue
+            first, span, count = np.uint64(lo_bits[t]), np.uint64(spans[t]), 0
+            for i in range(n):
+                magnitude = abs(theta[i] - block[i])
+                magnitudes[i] = magnitude
+                count += magnitude < low
+            for i in range(n):
+                flags[i] = np.uint64(bits[i]) - first <= span
+            for w in range(n >> 3):
+                if words[w]:
+                    for i in range(8 * w, 8 * w + 8):
+                        if flags[i]:
+                            row[k] = magnitudes[i]
+                            k += 1
+            for i in range(n & ~7, n):
+                if flags[i]:
+                    row[k] = magnitudes[i]
+                    k += 1
+            below[t] += count
+            filled[t] = k
+
+
+class BracketCounts:
+    """What one joint pass over every task's magnitudes finds for each task's bracket [lo, hi]: how many fall below
+    it (``below``), how many inside (``filled``: more than the room when they overflowed) and the first of those
+    (``inside``, one row a task). ``add`` takes the tensors one at a time (``_bracket_pass``)."""
+
+    def __init__(self, lo: Sequence[float], hi: Sequence[float], room: int, dtype: np.dtype) -> None:
+        bits_dtype = np.uint32 if dtype == np.float32 else np.uint64
+        self.lo, hi_array = np.array(lo, dtype=dtype), np.array(hi, dtype=dtype)
+        self.lo_bits = self.lo.view(bits_dtype).astype(np.uint64)
+        self.spans = hi_array.view(bits_dtype).astype(np.uint64) - self.lo_bits
+        self.below, self.filled = np.zeros(len(lo), dtype=np.int64), np.zeros(len(lo), dtype=np.int64)
+        self.inside = np.empty((len(lo), room), dtype=dtype)
+        self.magnitudes = np.empty(BLOCK, dtype=dtype)
+        self.bits, self.flags = self.magnitudes.view(bits_dtype), np.zeros(BLOCK, dtype=np.uint8)
+
+    def add(self, origin: torch.Tensor | None, vectors: Sequence[torch.Tensor]) -> None:
+        """Count one tensor of every task (``origin`` None: the vectors are task vectors)."""
+        flat = _flat(vectors[0])
+        _bracket_pass(
+            np.zeros_like(flat) if origin is None else _flat(origin), tuple(_flat(v) for v in vectors), self.lo, self.lo_bits,
+            self.spans, self.below, self.inside, self.filled, self.magnitudes, self.bits, self.flags,
+        )
+
+
+def compiled(base: torch.Tensor, vectors: Sequence[torch.Tensor]) -> bool:
+    """Whether the kernels take these tensors: float32 or float64 on the CPU, all of one dtype."""
+    return base.device.type == "cpu" and base.dtype in (torch.float32, torch.float64) and all(
+        v.dtype == base.dtype and v.device.type == "cpu" for v in vectors
+    )
+
+
+def _flat(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().reshape(-1).numpy()
+
+
+def _origin(base: torch.Tensor, finetuned: bool) -> np.ndarray:
+    """What the vectors are taken from: the base for fine-tuned parameters, zeros for task vectors (x - 0 = x)."""
+    return _flat(base) if finetuned else np.zeros(base.numel(), dtype=_flat(base).dtype)
+
+
+def _scratch(base: torch.Tensor, rows: int, block: int = BLOCK) -> np.ndarray:
+    """``rows`` rows of a block in the tensor's dtype, one after another in one 1-D array."""
+    return np.empty(rows * min(block, max(base.numel(), 1)), dtype=_flat(base).dtype)
+
+
+def combine(
+    tensors: Sequence[torch.Tensor], base: torch.Tensor | None, scale: float, offset: torch.Tensor | None
+) -> torch.Tensor:
+    """scale * sum_t (tensors[t] - base) + offset of one tensor (``elementwise.combine``'s arithmetic)."""
+    out = torch.empty(tensors[0].shape, dtype=tensors[0].dtype)
+    flat = _flat(tensors[0])
+    _combine(
+        tuple(_flat(t) for t in tensors), flat if base is None else _flat(base), base is not None, scale,
+        flat if offset is None else _flat(offset), offset is not None, _flat(out), _scratch(tensors[0], 1, SUM_BLOCK),
+    )
+    return out
+
+
+def ties(base: torch.Tensor, vectors: Sequence[torch.Tensor], below: Sequence[float], mean: bool, scale: float, finetuned: bool) -> torch.Tensor:
+    """TIES of one tensor (``ties.ties_tensor``'s arithmetic); ``below`` is each task's largest trimmed magnitude."""
+    out = torch.empty(base.shape, dtype=base.dtype)
+    _ties(
+        _flat(base), tuple(_flat(v) for v in vectors), finetuned, np.asarray(below, dtype=np.float64), mean, scale, _flat(out),
+        _scratch(base, len(vectors)), _scratch(base, 3),
+    )
+    return out
+
+
+def dare_ties(
+    base: torch.Tensor, vectors: Sequence[torch.Tensor], seed: int, stream: int, bar: float, p: float, mean: bool, scale: float,
+    finetuned: bool,
+) -> torch.Tensor:
+    """DARE + TIES of one tensor, the draws of tensor ``stream`` (``dare.dare_ties_tensor``'s arithmetic)."""
+    out = torch.empty(base.shape, dtype=base.dtype)
+    _dare_ties(
+        _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), seed, stream, np.float32(bar), 1.0 - p, mean, scale, _flat(out),
+        _scratch(base, len(vectors)), _scratch(base, 3),
+    )
+    return out
+
+
+def dare_sum(
+    base: torch.Tensor, vectors: Sequence[torch.Tensor], seed: int, stream: int, bar: float, factor: float, finetuned: bool
+) -> torch.Tensor:
+    """base + factor * sum_t m_t tau_t of one tensor, the draws of tensor ``stream`` (``dare.dare_task_arithmetic``'s)."""
+    out = torch.empty(base.shape, dtype=base.dtype)
+    _dare_sum(
+        _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), seed, stream, np.float32(bar), factor, _flat(out),
+        _scratch(base, 1, SUM_BLOCK),
+    )
+    return out
