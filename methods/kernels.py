@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 BLOCK = 2048  # entries of every task per step of TIES: T blocks of float32 stay in the L2 cache
-SUM_BLOCK = 1 << 20  # entries per step of a sum: long runs of each input, the sum's block held in the L2 / L3 cache
+SUM_BLOCK = 1 << 18  # entries per step of a sum, accumulated in the output: long runs of each input, the block in L2
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multipliers
 _W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # and key increments (Random123)
@@ -213,32 +213,29 @@ def _dare_ties(base, origin, thetas, seed, stream, bar, keep_scale, mean, scale,
 
 
 @numba.njit(cache=True)
-def _dare_sum(base, origin, thetas, seed, stream, bar, factor, out, total):  # type: ignore[no-untyped-def]
-    """``dare.dare_sum_tensor`` of one flat tensor: base + factor * sum_t (theta_t - origin) * (u > bar)."""
-    dtype, width = total.dtype.type, total.shape[0]
-    scale = dtype(factor)
+def _dare_sum(base, origin, thetas, seed, stream, bar, factor, out, width):  # type: ignore[no-untyped-def]
+    """``dare.dare_sum_tensor`` of one flat tensor: base + factor * sum_t (theta_t - origin) * (u > bar), the sum
+    accumulated in ``out`` ``width`` entries at a time."""
+    scale = out.dtype.type(factor)
     for start in range(0, base.shape[0], width):
         stop = min(start + width, base.shape[0])
-        sums, block = total[: stop - start], base[start:stop]
+        sums, block = out[start:stop], base[start:stop]
         sums[:] = 0.0
         for t in range(len(thetas)):
             _add_kept(thetas[t][start:stop], origin[start:stop], seed, stream, t, start, bar, sums)
-        merged = out[start:stop]
         for i in range(sums.shape[0]):
-            merged[i] = sums[i] * scale + block[i]
+            sums[i] = sums[i] * scale + block[i]
 
 
 @numba.njit(cache=True)
-def _combine(tensors, origin, differences, scale, offset, offsets, out, total):  # type: ignore[no-untyped-def]
+def _combine(tensors, origin, differences, scale, offset, offsets, out, width):  # type: ignore[no-untyped-def]
     """``elementwise.combine`` of one flat tensor: out = scale * sum_t (tensors[t] - origin) + offset, the sum from the
-    first tensor to the last, each step rounded to the dtype (no difference without ``differences``, no offset
-    without ``offsets``: adding a zero would turn -0.0 into 0.0)."""
-    dtype, width = total.dtype.type, total.shape[0]
-    factor = dtype(scale)
+    first tensor to the last accumulated in ``out`` ``width`` entries at a time, each step rounded to the dtype (no
+    difference without ``differences``, no offset without ``offsets``: adding a zero would turn -0.0 into 0.0)."""
+    factor = out.dtype.type(scale)
     for start in range(0, out.shape[0], width):
         stop = min(start + width, out.shape[0])
-        sums, block = total[: stop - start], origin[start:stop]
-        first = tensors[0][start:stop]
+        sums, block, first = out[start:stop], origin[start:stop], tensors[0][start:stop]
         for i in range(sums.shape[0]):
             sums[i] = first[i] - block[i] if differences else first[i]
         for t in range(1, len(tensors)):
@@ -249,9 +246,9 @@ def _combine(tensors, origin, differences, scale, offset, offsets, out, total): 
             else:
                 for i in range(sums.shape[0]):
                     sums[i] += tensor[i]
-        merged, shift = out[start:stop], offset[start:stop]
+        shift = offset[start:stop]
         for i in range(sums.shape[0]):
-            merged[i] = sums[i] * factor + shift[i] if offsets else sums[i] * factor
+            sums[i] = sums[i] * factor + shift[i] if offsets else sums[i] * factor
 
 
 @numba.njit(cache=True)
@@ -336,9 +333,9 @@ def _origin(base: torch.Tensor, finetuned: bool) -> np.ndarray:
     return _flat(base) if finetuned else np.zeros(base.numel(), dtype=_flat(base).dtype)
 
 
-def _scratch(base: torch.Tensor, rows: int, block: int = BLOCK) -> np.ndarray:
+def _scratch(base: torch.Tensor, rows: int) -> np.ndarray:
     """``rows`` rows of a block in the tensor's dtype, one after another in one 1-D array."""
-    return np.empty(rows * min(block, max(base.numel(), 1)), dtype=_flat(base).dtype)
+    return np.empty(rows * min(BLOCK, max(base.numel(), 1)), dtype=_flat(base).dtype)
 
 
 def combine(
@@ -349,7 +346,7 @@ def combine(
     flat = _flat(tensors[0])
     _combine(
         tuple(_flat(t) for t in tensors), flat if base is None else _flat(base), base is not None, scale,
-        flat if offset is None else _flat(offset), offset is not None, _flat(out), _scratch(tensors[0], 1, SUM_BLOCK),
+        flat if offset is None else _flat(offset), offset is not None, _flat(out), SUM_BLOCK,
     )
     return out
 
@@ -384,6 +381,6 @@ def dare_sum(
     out = torch.empty(base.shape, dtype=base.dtype)
     _dare_sum(
         _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), seed, stream, np.float32(bar), factor, _flat(out),
-        _scratch(base, 1, SUM_BLOCK),
+        SUM_BLOCK,
     )
     return out
