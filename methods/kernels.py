@@ -113,29 +113,27 @@ def _disjoint_merge_block(taus, gamma, total, count, mean, factor, base, out):  
 
 
 @numba.njit(cache=True)
-def _ties(base, thetas, finetuned, below, mean, scale, out, taus, sums):  # type: ignore[no-untyped-def]
-    """``ties.ties_tensor`` of one flat tensor: trim (|tau| > below[t], a NaN kept), elect, disjoint merge, offset."""
+def _ties(base, origin, thetas, below, mean, scale, out, taus, sums):  # type: ignore[no-untyped-def]
+    """``ties.ties_tensor`` of one flat tensor: trim theta_t - origin (|tau| > below[t], a NaN kept), elect, disjoint
+    merge, offset by ``base``."""
     dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
     factor = dtype(scale)
     for start in range(0, base.shape[0], width):
         stop = min(start + width, base.shape[0])
         n = stop - start
-        block, gamma = base[start:stop], sums[:n]
+        block, gamma = origin[start:stop], sums[:n]
         gamma[:] = 0.0
         for t in range(len(thetas)):
             row, theta, bar = taus[t * n : (t + 1) * n], thetas[t][start:stop], dtype(below[t])
-            if finetuned:
-                for i in range(n):
-                    tau = theta[i] - block[i]
-                    tau = dtype(0.0) if -bar <= tau <= bar else tau  # hardshrink: a NaN stays
-                    row[i] = tau
-                    gamma[i] += tau
-            else:
-                for i in range(n):
-                    tau = dtype(0.0) if -bar <= theta[i] <= bar else theta[i]
-                    row[i] = tau
-                    gamma[i] += tau
-        _disjoint_merge_block(taus[: len(thetas) * n], gamma, sums[width : width + n], sums[2 * width : 2 * width + n], mean, factor, block, out[start:stop])
+            for i in range(n):
+                tau = theta[i] - block[i]
+                tau = dtype(0.0) if (tau >= -bar) & (tau <= bar) else tau  # hardshrink: a NaN stays
+                row[i] = tau
+                gamma[i] += tau
+        _disjoint_merge_block(
+            taus[: len(thetas) * n], gamma, sums[width : width + n], sums[2 * width : 2 * width + n], mean, factor, base[start:stop],
+            out[start:stop],
+        )
 
 
 @numba.njit(inline="always", cache=True)
@@ -355,8 +353,8 @@ def ties(base: torch.Tensor, vectors: Sequence[torch.Tensor], below: Sequence[fl
     """TIES of one tensor (``ties.ties_tensor``'s arithmetic); ``below`` is each task's largest trimmed magnitude."""
     out = torch.empty(base.shape, dtype=base.dtype)
     _ties(
-        _flat(base), tuple(_flat(v) for v in vectors), finetuned, np.asarray(below, dtype=np.float64), mean, scale, _flat(out),
-        _scratch(base, len(vectors)), _scratch(base, 3),
+        _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), np.asarray(below, dtype=np.float64), mean, scale,
+        _flat(out), _scratch(base, len(vectors)), _scratch(base, 3),
     )
     return out
 

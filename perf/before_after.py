@@ -1,8 +1,8 @@
 """DARE and TIES of an earlier revision against the working tree's, side by side with the bandwidth floor.
 
-``python perf/before_after.py REV [block|tower] [ROUNDS]`` loads ``methods/elementwise.py``,
+``python perf/before_after.py REV [block|tower] [ROUNDS]`` loads ``methods/elementwise.py``, ``methods/selection.py``,
 ``methods/ties.py`` and ``methods/dare.py`` as they were at git revision REV (each module's
-imports of the other two redirected to the old copies), builds ``merge_workload``'s eight
+imports of one another redirected to the old copies), builds ``merge_workload``'s eight
 ViT-B/16-shaped tasks and times, interleaved and fastest of ROUNDS (default 5): the floor, and
 TIES (k = 0.2), DARE (p = 0.5, task arithmetic) and DARE + TIES of both revisions with their
 defaults on the fine-tuned parameters (the merge functions ``Method.merge`` calls, without its
@@ -26,7 +26,7 @@ from merge_workload import bandwidth_floor, random_vit_pool
 from fusionbench.methods import dare, ties
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("elementwise", "ties", "dare")
+MODULES = ("elementwise", "selection", "ties", "dare")
 
 
 def load_revision(revision: str) -> dict[str, types.ModuleType]:
