@@ -34,11 +34,13 @@ SUM_BLOCK = 1 << 18  # entries per step of a sum, accumulated in the output: lon
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multipliers
 _W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # and key increments (Random123)
 _LOW = np.uint64(0xFFFFFFFF)
+Words = tuple[np.uint32, np.uint32, np.uint32, np.uint32]  # Philox's four output words
+Arrays = tuple[np.ndarray, ...]  # one flat array a task (a tuple: Numba compiles a version per task count)
 _UNIT = np.float32(1.0 / (1 << 24))  # a draw is its top 24 bits times 2^-24: U[0, 1) on the float32 grid
 
 
 @numba.njit(inline="always", cache=True)
-def _philox(c0, c1, c2, c3, k0, k1):  # type: ignore[no-untyped-def]
+def _philox(c0: np.uint32, c1: np.uint32, c2: np.uint32, c3: np.uint32, k0: np.uint32, k1: np.uint32) -> Words:
     """Philox4x32-10: four 32-bit words of counter (c0..c3) and two of key (k0, k1) to four random words."""
     for _ in range(10):
         p0, p1 = np.uint64(c0) * _M0, np.uint64(c2) * _M1
@@ -87,7 +89,10 @@ def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch
 
 
 @numba.njit(inline="always", cache=True)
-def _disjoint_merge_block(taus, gamma, total, count, mean, factor, base, out):  # type: ignore[no-untyped-def]
+def _disjoint_merge_block(
+    taus: np.ndarray, gamma: np.ndarray, total: np.ndarray, count: np.ndarray, mean: bool, factor: np.floating, base: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """out = base + factor * disjoint_merge(taus) over one block (``taus``: the tasks' rows of n entries one after
     another, 1-D so that every row is contiguous to the compiler), as ``ties.disjoint_merge`` computes it, from
     ``gamma`` = sum_t tau_t (the caller's): gamma = sign(gamma); sum_t max(tau_t gamma, 0) times gamma, divided
@@ -113,7 +118,10 @@ def _disjoint_merge_block(taus, gamma, total, count, mean, factor, base, out):  
 
 
 @numba.njit(cache=True)
-def _ties(base, origin, thetas, below, mean, scale, out, taus, sums):  # type: ignore[no-untyped-def]
+def _ties(
+    base: np.ndarray, origin: np.ndarray, thetas: Arrays, below: np.ndarray, mean: bool, scale: float, out: np.ndarray, taus: np.ndarray,
+    sums: np.ndarray,
+) -> None:
     """``ties.ties_tensor`` of one flat tensor: trim theta_t - origin (|tau| > below[t], a NaN kept), elect, disjoint
     merge, offset by ``base``."""
     dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
@@ -137,7 +145,7 @@ def _ties(base, origin, thetas, below, mean, scale, out, taus, sums):  # type: i
 
 
 @numba.njit(inline="always", cache=True)
-def _keeps(seed, stream, task, j, bar, dtype):  # type: ignore[no-untyped-def]
+def _keeps(seed: int, stream: int, task: int, j: int, bar: np.float32, dtype: type) -> tuple[float, float, float, float]:
     """1.0 or 0.0 (u > bar) for the four entries of counter j of (task, stream): the draws of ``_uniforms``."""
     k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
     r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), np.uint32(stream), np.uint32(task), k0, k1)
@@ -150,7 +158,7 @@ def _keeps(seed, stream, task, j, bar, dtype):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(inline="always", cache=True)
-def _add_kept(theta, origin, seed, stream, task, start, bar, sums):  # type: ignore[no-untyped-def]
+def _add_kept(theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, start: int, bar: np.float32, sums: np.ndarray) -> None:
     """sums[i] += (theta[i] - origin[i]) * m_i over one block (start a multiple of 4), each draw made where it is
     used, four entries a counter written out lane by lane so that the loop vectorises."""
     dtype, n, first = sums.dtype.type, sums.shape[0], start >> 2
@@ -169,7 +177,10 @@ def _add_kept(theta, origin, seed, stream, task, start, bar, sums):  # type: ign
 
 
 @numba.njit(inline="always", cache=True)
-def _dropped(theta, origin, seed, stream, task, start, bar, divisor, row, gamma):  # type: ignore[no-untyped-def]
+def _dropped(
+    theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, start: int, bar: np.float32, divisor: np.floating,
+    row: np.ndarray, gamma: np.ndarray,
+) -> None:
     """row[i] = (theta[i] - origin[i]) * m_i / divisor and gamma[i] += row[i] over one block, as ``_add_kept``."""
     dtype, n, first = row.dtype.type, row.shape[0], start >> 2
     for g in range(n >> 2):
@@ -192,7 +203,10 @@ def _dropped(theta, origin, seed, stream, task, start, bar, divisor, row, gamma)
 
 
 @numba.njit(cache=True)
-def _dare_ties(base, origin, thetas, seed, stream, bar, keep_scale, mean, scale, out, taus, sums):  # type: ignore[no-untyped-def]
+def _dare_ties(
+    base: np.ndarray, origin: np.ndarray, thetas: Arrays, seed: int, stream: int, bar: np.float32, keep_scale: float, mean: bool,
+    scale: float, out: np.ndarray, taus: np.ndarray, sums: np.ndarray,
+) -> None:
     """``dare.dare_ties_tensor`` of one flat tensor: (theta_t - origin) * (u > bar) / (1 - p), elect, disjoint merge,
     offset by ``base``."""
     dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
@@ -211,7 +225,9 @@ def _dare_ties(base, origin, thetas, seed, stream, bar, keep_scale, mean, scale,
 
 
 @numba.njit(cache=True)
-def _dare_sum(base, origin, thetas, seed, stream, bar, factor, out, width):  # type: ignore[no-untyped-def]
+def _dare_sum(
+    base: np.ndarray, origin: np.ndarray, thetas: Arrays, seed: int, stream: int, bar: np.float32, factor: float, out: np.ndarray, width: int
+) -> None:
     """``dare.dare_sum_tensor`` of one flat tensor: base + factor * sum_t (theta_t - origin) * (u > bar), the sum
     accumulated in ``out`` ``width`` entries at a time."""
     scale = out.dtype.type(factor)
@@ -226,7 +242,9 @@ def _dare_sum(base, origin, thetas, seed, stream, bar, factor, out, width):  # t
 
 
 @numba.njit(cache=True)
-def _combine(tensors, origin, differences, scale, offset, offsets, out, width):  # type: ignore[no-untyped-def]
+def _combine(
+    tensors: Arrays, origin: np.ndarray, differences: bool, scale: float, offset: np.ndarray, offsets: bool, out: np.ndarray, width: int
+) -> None:
     """``elementwise.combine`` of one flat tensor: out = scale * sum_t (tensors[t] - origin) + offset, the sum from the
     first tensor to the last accumulated in ``out`` ``width`` entries at a time, each step rounded to the dtype (no
     difference without ``differences``, no offset without ``offsets``: adding a zero would turn -0.0 into 0.0)."""
@@ -250,7 +268,10 @@ def _combine(tensors, origin, differences, scale, offset, offsets, out, width): 
 
 
 @numba.njit(cache=True)
-def _bracket_pass(origin, thetas, lo, lo_bits, spans, below, inside, filled, magnitudes, bits, flags):  # type: ignore[no-untyped-def]
+def _bracket_pass(
+    origin: np.ndarray, thetas: Arrays, lo: np.ndarray, lo_bits: np.ndarray, spans: np.ndarray, below: np.ndarray, inside: np.ndarray,
+    filled: np.ndarray, magnitudes: np.ndarray, bits: np.ndarray, flags: np.ndarray,
+) -> None:
     """For each task t over one flat tensor: below[t] += #{|theta_t - origin| < lo[t]}; the magnitudes in
     [lo[t], hi[t]] (NaN in neither) go to inside[t, filled[t]:] and filled[t] counts them, until a block could
     overflow the row: then filled[t] becomes the row's length + 1 and that task collects no more.
