@@ -7,7 +7,7 @@ tau'_t = m_t * tau_t / (1 - p), m_t ~ Bernoulli(1 - p). The tau'_t are then merg
 election and disjoint merge of the tau'_t; DARE replaces TIES's magnitude trim, as in
 peft's ``dare_ties``).
 
-Each draw u ~ U[0, 1) is a float32 from Philox4x32-10 keyed by ``seed`` (``fusionbench.methods.kernels``,
+Each draw u ~ U[0, 1) is a float32 from Philox4x32-10 keyed by ``seed`` (``fusionbench.methods.philox``,
 version 3): the draw of an entry is a function of (seed, task's place in the pool, tensor's place
 in key order, entry's place in the tensor), made where it is used and never stored. Results are
 reproducible per seed whatever the dtype, device or chunking, and the global RNG is never
@@ -38,7 +38,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods import kernels
+from fusionbench.methods import kernels, philox
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, Workspace, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
 from fusionbench.methods.ties import BASE_METHODS, MERGE_FUNCS, base_scaling, disjoint_merge
@@ -49,7 +49,7 @@ def keep_mask(
 ) -> torch.Tensor:
     """Entries start .. start + count - 1 of tensor ``stream`` of task ``task``: 1.0 where the draw u > p (``strict``)
     or u >= p, else 0.0, in float32 on the CPU (u >= p is u > the float below p); ``start`` a multiple of 4."""
-    draws = kernels.uniforms(seed, task, stream, start, count)
+    draws = philox.uniforms(seed, task, stream, start, count)
     return draws.gt_(_bar(p, strict)) if out is None else torch.gt(draws, _bar(p, strict), out=out)
 
 

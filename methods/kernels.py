@@ -14,10 +14,7 @@ the torch path gives (``tests/test_merge_engine_identity.py`` against naive whol
 entries of a chunk by the CPU's vector width, where the two can differ in the last bit. Kernels
 take float32 and float64 tensors on the CPU; other dtypes and devices take the torch path.
 
-DARE's draws come from Philox4x32-10 (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2,
-3", SC 2011), a counter-based generator: the draw of an entry is a function of (seed, task,
-tensor, position), made where it is used, in any order, at a fraction of a Mersenne Twister's
-cost.
+DARE's draws come from Philox4x32-10 (``fusionbench.methods.philox``), made where each is used.
 """
 
 from __future__ import annotations
@@ -28,65 +25,11 @@ import numba
 import numpy as np
 import torch
 
+from fusionbench.methods.philox import keeps
+
 BLOCK = 2048  # entries of every task per step of TIES: T blocks of float32 stay in the L2 cache
 SUM_BLOCK = 1 << 18  # entries per step of a sum, accumulated in the output: long runs of each input, the block in L2
-
-_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multipliers
-_W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # and key increments (Random123)
-_LOW = np.uint64(0xFFFFFFFF)
-Words = tuple[np.uint32, np.uint32, np.uint32, np.uint32]  # Philox's four output words
 Arrays = tuple[np.ndarray, ...]  # one flat array a task (a tuple: Numba compiles a version per task count)
-_UNIT = np.float32(1.0 / (1 << 24))  # a draw is its top 24 bits times 2^-24: U[0, 1) on the float32 grid
-
-
-@numba.njit(inline="always", cache=True)
-def _philox(c0: np.uint32, c1: np.uint32, c2: np.uint32, c3: np.uint32, k0: np.uint32, k1: np.uint32) -> Words:
-    """Philox4x32-10: four 32-bit words of counter (c0..c3) and two of key (k0, k1) to four random words."""
-    for _ in range(10):
-        p0, p1 = np.uint64(c0) * _M0, np.uint64(c2) * _M1
-        c0, c1, c2, c3 = (
-            np.uint32(np.uint32(p1 >> np.uint64(32)) ^ c1 ^ k0), np.uint32(p1 & _LOW),
-            np.uint32(np.uint32(p0 >> np.uint64(32)) ^ c3 ^ k1), np.uint32(p0 & _LOW),
-        )
-        k0, k1 = np.uint32(k0 + _W0), np.uint32(k1 + _W1)
-    return c0, c1, c2, c3
-
-
-@numba.njit(cache=True)
-def philox4x32(counter: np.ndarray, key: np.ndarray) -> tuple[int, int, int, int]:
-    """The four words Philox4x32-10 makes of ``counter`` (4 uint32) under ``key`` (2 uint32)."""
-    return _philox(counter[0], counter[1], counter[2], counter[3], key[0], key[1])
-
-
-@numba.njit(cache=True)
-def _uniforms(seed: int, task: int, stream: int, start: int, out: np.ndarray) -> None:
-    """out[i] = the draw of entry start + i (start a multiple of 4): entry j of (task, stream) is word j % 4 of the
-    counter (j // 4 low word, j // 4 high word, stream, task) under the key (seed low word, seed high word)."""
-    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
-    s, t, n = np.uint32(stream), np.uint32(task), out.shape[0]
-    first, whole = start >> 2, n >> 2
-    for g in range(whole):  # four entries a counter, no branch: vectorised
-        j = first + g
-        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
-        out[4 * g] = np.float32(r[0] >> np.uint32(8)) * _UNIT
-        out[4 * g + 1] = np.float32(r[1] >> np.uint32(8)) * _UNIT
-        out[4 * g + 2] = np.float32(r[2] >> np.uint32(8)) * _UNIT
-        out[4 * g + 3] = np.float32(r[3] >> np.uint32(8)) * _UNIT
-    if n > 4 * whole:
-        j = first + whole
-        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
-        for lane in range(n - 4 * whole):
-            out[4 * whole + lane] = np.float32(r[lane] >> np.uint32(8)) * _UNIT
-
-
-def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch.Tensor:
-    """The float32 draws U[0, 1) of entries start .. start + count - 1 of (seed, task, stream); ``start`` a multiple of 4."""
-    if start % 4:
-        raise ValueError(f"start {start} is not a multiple of 4")
-    out = np.empty(count, dtype=np.float32)
-    _uniforms(seed, task, stream, start, out)
-    return torch.from_numpy(out)
-
 
 @numba.njit(inline="always", cache=True)
 def _disjoint_merge_block(
@@ -145,32 +88,19 @@ def _ties(
 
 
 @numba.njit(inline="always", cache=True)
-def _keeps(seed: int, stream: int, task: int, j: int, bar: np.float32, dtype: type) -> tuple[float, float, float, float]:
-    """1.0 or 0.0 (u > bar) for the four entries of counter j of (task, stream): the draws of ``_uniforms``."""
-    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
-    r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), np.uint32(stream), np.uint32(task), k0, k1)
-    return (
-        dtype(1.0) if np.float32(r[0] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-        dtype(1.0) if np.float32(r[1] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-        dtype(1.0) if np.float32(r[2] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-        dtype(1.0) if np.float32(r[3] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-    )
-
-
-@numba.njit(inline="always", cache=True)
 def _add_kept(theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, start: int, bar: np.float32, sums: np.ndarray) -> None:
     """sums[i] += (theta[i] - origin[i]) * m_i over one block (start a multiple of 4), each draw made where it is
     used, four entries a counter written out lane by lane so that the loop vectorises."""
     dtype, n, first = sums.dtype.type, sums.shape[0], start >> 2
     for g in range(n >> 2):
-        m0, m1, m2, m3 = _keeps(seed, stream, task, first + g, bar, dtype)
+        m0, m1, m2, m3 = keeps(seed, stream, task, first + g, bar, dtype)
         i = 4 * g
         sums[i] += (theta[i] - origin[i]) * m0
         sums[i + 1] += (theta[i + 1] - origin[i + 1]) * m1
         sums[i + 2] += (theta[i + 2] - origin[i + 2]) * m2
         sums[i + 3] += (theta[i + 3] - origin[i + 3]) * m3
     if n & 3:
-        m = _keeps(seed, stream, task, first + (n >> 2), bar, dtype)
+        m = keeps(seed, stream, task, first + (n >> 2), bar, dtype)
         for lane in range(n & 3):
             i = 4 * (n >> 2) + lane
             sums[i] += (theta[i] - origin[i]) * m[lane]
@@ -184,7 +114,7 @@ def _dropped(
     """row[i] = (theta[i] - origin[i]) * m_i / divisor and gamma[i] += row[i] over one block, as ``_add_kept``."""
     dtype, n, first = row.dtype.type, row.shape[0], start >> 2
     for g in range(n >> 2):
-        m0, m1, m2, m3 = _keeps(seed, stream, task, first + g, bar, dtype)
+        m0, m1, m2, m3 = keeps(seed, stream, task, first + g, bar, dtype)
         i = 4 * g
         row[i] = (theta[i] - origin[i]) * m0 / divisor
         row[i + 1] = (theta[i + 1] - origin[i + 1]) * m1 / divisor
@@ -195,7 +125,7 @@ def _dropped(
         gamma[i + 2] += row[i + 2]
         gamma[i + 3] += row[i + 3]
     if n & 3:
-        m = _keeps(seed, stream, task, first + (n >> 2), bar, dtype)
+        m = keeps(seed, stream, task, first + (n >> 2), bar, dtype)
         for lane in range(n & 3):
             i = 4 * (n >> 2) + lane
             row[i] = (theta[i] - origin[i]) * m[lane] / divisor

@@ -31,7 +31,7 @@ from method_helpers import StaticPool  # noqa: E402
 from fusionbench.api.method import Method  # noqa: E402
 from fusionbench.api.modelpool import ModelPool  # noqa: E402
 from fusionbench.api.params import ParamDict  # noqa: E402
-from fusionbench.methods import kernels  # noqa: E402
+from fusionbench.methods import philox  # noqa: E402
 from fusionbench.methods.dare import Dare, DareParams  # noqa: E402
 from fusionbench.methods.simple_average import SimpleAverage  # noqa: E402
 from fusionbench.methods.task_arithmetic import TaskArithmetic  # noqa: E402
@@ -86,7 +86,7 @@ def dare_draws(pool: ModelPool) -> None:
     for task in range(len(pool.tasks)):
         for stream, tensor in enumerate(pool.base().values()):
             for start in range(0, tensor.numel(), FLOOR_CHUNK):
-                kernels._uniforms(0, task, stream, start, draws[: min(FLOOR_CHUNK, tensor.numel() - start)])
+                philox.fill_uniforms(0, task, stream, start, draws[: min(FLOOR_CHUNK, tensor.numel() - start)])
 
 
 def ties_thresholds(pool: ModelPool) -> list[float]:

@@ -1,5 +1,5 @@
-"""The compiled kernels (``fusionbench.methods.kernels``): Philox against its known answers and a NumPy
-transcription, and the kernels against the torch path they replace (kernels switched off)."""
+"""Philox (``fusionbench.methods.philox``) against its known answers and a NumPy transcription, and the compiled
+kernels (``fusionbench.methods.kernels``) against the torch path they replace (kernels switched off)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from philox_reference import dare_draws, philox4x32
 from test_merge_engine_identity import assert_equal_or_close, in_task_order, inputs, naive_dare_task_arithmetic, naive_dare_ties, naive_ties
 
-from fusionbench.methods import kernels
+from fusionbench.methods import kernels, philox
 from fusionbench.methods.dare import dare_merge, keep_mask
 from fusionbench.methods.task_arithmetic import task_arithmetic_merge
 from fusionbench.methods.ties import ties_merge
@@ -24,19 +24,19 @@ KNOWN_ANSWERS = [
 
 @pytest.mark.parametrize("counter, key, words", KNOWN_ANSWERS)
 def test_philox_gives_the_known_answers(counter: tuple[int, ...], key: tuple[int, int], words: tuple[int, ...]) -> None:
-    assert tuple(int(w) for w in kernels.philox4x32(np.array(counter, dtype=np.uint32), np.array(key, dtype=np.uint32))) == words
+    assert tuple(int(w) for w in philox.philox4x32(np.array(counter, dtype=np.uint32), np.array(key, dtype=np.uint32))) == words
     assert tuple(int(w) for w in philox4x32(np.array([counter], dtype=np.uint32), key)[0]) == words
 
 
 @pytest.mark.parametrize("seed", [0, 7, 2**40 + 3])
 def test_draws_equal_the_numpy_transcription_from_any_start(seed: int) -> None:
     whole = dare_draws(seed, 2, 5, 1003)
-    assert torch.equal(kernels.uniforms(seed, 2, 5, 0, 1003), torch.from_numpy(whole))
-    assert torch.equal(kernels.uniforms(seed, 2, 5, 500, 503), torch.from_numpy(whole[500:]))
-    assert not torch.equal(kernels.uniforms(seed, 3, 5, 0, 1003), torch.from_numpy(whole))  # another task, other draws
-    assert not torch.equal(kernels.uniforms(seed, 2, 6, 0, 1003), torch.from_numpy(whole))  # another tensor
+    assert torch.equal(philox.uniforms(seed, 2, 5, 0, 1003), torch.from_numpy(whole))
+    assert torch.equal(philox.uniforms(seed, 2, 5, 500, 503), torch.from_numpy(whole[500:]))
+    assert not torch.equal(philox.uniforms(seed, 3, 5, 0, 1003), torch.from_numpy(whole))  # another task, other draws
+    assert not torch.equal(philox.uniforms(seed, 2, 6, 0, 1003), torch.from_numpy(whole))  # another tensor
     with pytest.raises(ValueError):
-        kernels.uniforms(seed, 2, 5, 3, 10)
+        philox.uniforms(seed, 2, 5, 3, 10)
 
 
 def test_a_keep_mask_keeps_each_entry_with_probability_one_minus_p() -> None:

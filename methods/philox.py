@@ -1,0 +1,82 @@
+"""Philox4x32-10 (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2, 3", SC 2011), compiled (Numba): the
+counter-based generator of DARE's drop masks.
+
+The draw of an entry is a function of (seed, task, stream, position): entry j of (task, stream) is word j % 4 of
+the counter (j // 4 low word, j // 4 high word, stream, task) under the key (seed low word, seed high word), its top
+24 bits times 2^-24, a float32 in [0, 1) as ``torch.rand`` makes. Draws are made where they are used, in any order,
+at a fraction of a Mersenne Twister's cost; ``tests/test_merge_kernels.py`` checks Random123's known answers and an
+independent NumPy transcription.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multipliers
+_W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # and key increments (Random123)
+_LOW = np.uint64(0xFFFFFFFF)
+Words = tuple[np.uint32, np.uint32, np.uint32, np.uint32]  # Philox's four output words
+_UNIT = np.float32(1.0 / (1 << 24))  # a draw is its top 24 bits times 2^-24: U[0, 1) on the float32 grid
+
+
+@numba.njit(inline="always", cache=True)
+def _philox(c0: np.uint32, c1: np.uint32, c2: np.uint32, c3: np.uint32, k0: np.uint32, k1: np.uint32) -> Words:
+    """Philox4x32-10: four 32-bit words of counter (c0..c3) and two of key (k0, k1) to four random words."""
+    for _ in range(10):
+        p0, p1 = np.uint64(c0) * _M0, np.uint64(c2) * _M1
+        c0, c1, c2, c3 = (
+            np.uint32(np.uint32(p1 >> np.uint64(32)) ^ c1 ^ k0), np.uint32(p1 & _LOW),
+            np.uint32(np.uint32(p0 >> np.uint64(32)) ^ c3 ^ k1), np.uint32(p0 & _LOW),
+        )
+        k0, k1 = np.uint32(k0 + _W0), np.uint32(k1 + _W1)
+    return c0, c1, c2, c3
+
+
+@numba.njit(cache=True)
+def philox4x32(counter: np.ndarray, key: np.ndarray) -> tuple[int, int, int, int]:
+    """The four words Philox4x32-10 makes of ``counter`` (4 uint32) under ``key`` (2 uint32)."""
+    return _philox(counter[0], counter[1], counter[2], counter[3], key[0], key[1])
+
+
+@numba.njit(cache=True)
+def fill_uniforms(seed: int, task: int, stream: int, start: int, out: np.ndarray) -> None:
+    """out[i] = the draw of entry start + i of (seed, task, stream); start a multiple of 4."""
+    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    s, t, n = np.uint32(stream), np.uint32(task), out.shape[0]
+    first, whole = start >> 2, n >> 2
+    for g in range(whole):  # four entries a counter, no branch: vectorised
+        j = first + g
+        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
+        out[4 * g] = np.float32(r[0] >> np.uint32(8)) * _UNIT
+        out[4 * g + 1] = np.float32(r[1] >> np.uint32(8)) * _UNIT
+        out[4 * g + 2] = np.float32(r[2] >> np.uint32(8)) * _UNIT
+        out[4 * g + 3] = np.float32(r[3] >> np.uint32(8)) * _UNIT
+    if n > 4 * whole:
+        j = first + whole
+        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
+        for lane in range(n - 4 * whole):
+            out[4 * whole + lane] = np.float32(r[lane] >> np.uint32(8)) * _UNIT
+
+
+def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch.Tensor:
+    """The float32 draws U[0, 1) of entries start .. start + count - 1 of (seed, task, stream); ``start`` a multiple of 4."""
+    if start % 4:
+        raise ValueError(f"start {start} is not a multiple of 4")
+    out = np.empty(count, dtype=np.float32)
+    fill_uniforms(seed, task, stream, start, out)
+    return torch.from_numpy(out)
+
+
+@numba.njit(inline="always", cache=True)
+def keeps(seed: int, stream: int, task: int, j: int, bar: np.float32, dtype: type) -> tuple[float, float, float, float]:
+    """1.0 or 0.0 (u > bar) in ``dtype`` for the four entries of counter j of (task, stream): the draws of ``uniforms``."""
+    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), np.uint32(stream), np.uint32(task), k0, k1)
+    return (
+        dtype(1.0) if np.float32(r[0] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        dtype(1.0) if np.float32(r[1] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        dtype(1.0) if np.float32(r[2] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        dtype(1.0) if np.float32(r[3] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+    )
