@@ -44,13 +44,10 @@ from fusionbench.methods.elementwise import CHUNK, Workspace, accumulation_dtype
 from fusionbench.methods.ties import BASE_METHODS, MERGE_FUNCS, base_scaling, disjoint_merge
 
 
-def keep_mask(
-    seed: int, task: int, stream: int, start: int, count: int, p: float, strict: bool = True, out: Optional[torch.Tensor] = None
-) -> torch.Tensor:
+def keep_mask(seed: int, task: int, stream: int, start: int, count: int, p: float, strict: bool = True) -> torch.Tensor:
     """Entries start .. start + count - 1 of tensor ``stream`` of task ``task``: 1.0 where the draw u > p (``strict``)
     or u >= p, else 0.0, in float32 on the CPU (u >= p is u > the float below p); ``start`` a multiple of 4."""
-    draws = philox.uniforms(seed, task, stream, start, count)
-    return draws.gt_(_bar(p, strict)) if out is None else torch.gt(draws, _bar(p, strict), out=out)
+    return philox.uniforms(seed, task, stream, start, count).gt_(_bar(p, strict))
 
 
 @functools.lru_cache(maxsize=8)
