@@ -40,24 +40,30 @@ def philox4x32(counter: np.ndarray, key: np.ndarray) -> tuple[int, int, int, int
     return _philox(counter[0], counter[1], counter[2], counter[3], key[0], key[1])
 
 
+@numba.njit(inline="always", cache=True)
+def _words(seed: int, stream: int, task: int, j: int) -> Words:
+    """The four words of counter j of (task, stream) under the key ``seed``: entries 4j .. 4j + 3's draws."""
+    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    return _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), np.uint32(stream), np.uint32(task), k0, k1)
+
+
+@numba.njit(inline="always", cache=True)
+def _draw(word: np.uint32) -> np.float32:
+    """A word's top 24 bits times 2^-24."""
+    return np.float32(word >> np.uint32(8)) * _UNIT
+
+
 @numba.njit(cache=True)
 def fill_uniforms(seed: int, task: int, stream: int, start: int, out: np.ndarray) -> None:
     """out[i] = the draw of entry start + i of (seed, task, stream); start a multiple of 4."""
-    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
-    s, t, n = np.uint32(stream), np.uint32(task), out.shape[0]
-    first, whole = start >> 2, n >> 2
-    for g in range(whole):  # four entries a counter, no branch: vectorised
-        j = first + g
-        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
-        out[4 * g] = np.float32(r[0] >> np.uint32(8)) * _UNIT
-        out[4 * g + 1] = np.float32(r[1] >> np.uint32(8)) * _UNIT
-        out[4 * g + 2] = np.float32(r[2] >> np.uint32(8)) * _UNIT
-        out[4 * g + 3] = np.float32(r[3] >> np.uint32(8)) * _UNIT
-    if n > 4 * whole:
-        j = first + whole
-        r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), s, t, k0, k1)
-        for lane in range(n - 4 * whole):
-            out[4 * whole + lane] = np.float32(r[lane] >> np.uint32(8)) * _UNIT
+    n, first = out.shape[0], start >> 2
+    for g in range(n >> 2):  # four entries a counter, no branch: vectorised
+        r = _words(seed, stream, task, first + g)
+        out[4 * g], out[4 * g + 1], out[4 * g + 2], out[4 * g + 3] = _draw(r[0]), _draw(r[1]), _draw(r[2]), _draw(r[3])
+    if n & 3:
+        r = _words(seed, stream, task, first + (n >> 2))
+        for lane in range(n & 3):
+            out[4 * (n >> 2) + lane] = _draw(r[lane])
 
 
 def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch.Tensor:
@@ -72,11 +78,9 @@ def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch
 @numba.njit(inline="always", cache=True)
 def keeps(seed: int, stream: int, task: int, j: int, bar: np.float32, dtype: type) -> tuple[float, float, float, float]:
     """1.0 or 0.0 (u > bar) in ``dtype`` for the four entries of counter j of (task, stream): the draws of ``uniforms``."""
-    k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
-    r = _philox(np.uint32(j & 0xFFFFFFFF), np.uint32(j >> 32), np.uint32(stream), np.uint32(task), k0, k1)
+    r = _words(seed, stream, task, j)
+    one, zero = dtype(1.0), dtype(0.0)
     return (
-        dtype(1.0) if np.float32(r[0] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-        dtype(1.0) if np.float32(r[1] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-        dtype(1.0) if np.float32(r[2] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
-        dtype(1.0) if np.float32(r[3] >> np.uint32(8)) * _UNIT > bar else dtype(0.0),
+        one if _draw(r[0]) > bar else zero, one if _draw(r[1]) > bar else zero,
+        one if _draw(r[2]) > bar else zero, one if _draw(r[3]) > bar else zero,
     )
