@@ -1,8 +1,8 @@
 """Compiled element-wise kernels (Numba) for the merges whose torch form costs several passes over memory.
 
-Task arithmetic and simple average (``combine``), TIES's trim, sign election and disjoint merge
-(``ties``), its threshold's counting pass (``BracketCounts``) and DARE's drop-and-rescale
-(``dare_sum``, ``dare_ties``) are a few operations per entry and task; as torch calls each is a
+Task arithmetic and simple average (``combine``) and DARE's drop-and-rescale (``dare_sum``,
+``dare_ties``) are a few operations per entry and task (TIES's are in ``ties_kernels``, which
+shares the disjoint merge's steps and the helpers below); as torch calls each is a
 pass over a chunk, and DARE's draws alone cost four times the bandwidth floor with torch's
 Mersenne Twister. Here a tensor is merged in blocks, every step of a block done while it is in
 the cache, in loops the compiler vectorises (measured in docs/performance.md).
@@ -27,9 +27,31 @@ import torch
 
 from fusionbench.methods.philox import keeps
 
-BLOCK = 2048  # entries of every task per step of TIES: T blocks of float32 stay in the L2 cache
+BLOCK = 2048  # entries of every task per step of TIES and DARE + TIES: T blocks of float32 stay in the L2 cache
 SUM_BLOCK = 1 << 18  # entries per step of a sum, accumulated in the output: long runs of each input, the block in L2
 Arrays = tuple[np.ndarray, ...]  # one flat array a task (a tuple: Numba compiles a version per task count)
+
+@numba.njit(inline="always", cache=True)
+def agreeing(
+    tau: np.floating, gamma: np.floating, total: np.floating, count: np.floating, zero: np.floating, one: np.floating
+) -> tuple[np.floating, np.floating]:
+    """(total, count) after one task: its product with the elected sign clamped at 0 (a NaN stays NaN) added, and
+    counted when positive."""
+    product = tau * gamma
+    product = zero if product < 0 else product
+    return total + product, count + (one if product > 0 else zero)
+
+
+@numba.njit(inline="always", cache=True)
+def scaled(totals: np.ndarray, gamma: np.ndarray, counts: np.ndarray, mean: bool, factor: np.floating, base: np.ndarray, out: np.ndarray) -> None:
+    """out = base + factor * gamma * totals, divided by the count of agreeing entries (at least 1) when ``mean``."""
+    if mean:
+        for i in range(out.shape[0]):
+            out[i] = totals[i] * gamma[i] / max(counts[i], counts.dtype.type(1.0)) * factor + base[i]
+    else:
+        for i in range(out.shape[0]):
+            out[i] = totals[i] * gamma[i] * factor + base[i]
+
 
 @numba.njit(inline="always", cache=True)
 def _disjoint_merge_block(
@@ -48,43 +70,8 @@ def _disjoint_merge_block(
     for t in range(taus.shape[0] // n):
         row = taus[t * n : (t + 1) * n]
         for i in range(n):
-            product = row[i] * gamma[i]
-            product = dtype(0.0) if product < 0 else product  # clamp(min=0): a NaN stays NaN
-            total[i] += product
-            count[i] += dtype(1.0) if product > 0 else dtype(0.0)
-    if mean:
-        for i in range(n):
-            out[i] = total[i] * gamma[i] / max(count[i], dtype(1.0)) * factor + base[i]
-    else:
-        for i in range(n):
-            out[i] = total[i] * gamma[i] * factor + base[i]
-
-
-@numba.njit(cache=True)
-def _ties(
-    base: np.ndarray, origin: np.ndarray, thetas: Arrays, below: np.ndarray, mean: bool, scale: float, out: np.ndarray, taus: np.ndarray,
-    sums: np.ndarray,
-) -> None:
-    """``ties.ties_tensor`` of one flat tensor: trim theta_t - origin (|tau| > below[t], a NaN kept), elect, disjoint
-    merge, offset by ``base``."""
-    dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
-    factor = dtype(scale)
-    for start in range(0, base.shape[0], width):
-        stop = min(start + width, base.shape[0])
-        n = stop - start
-        block, gamma = origin[start:stop], sums[:n]
-        gamma[:] = 0.0
-        for t in range(len(thetas)):
-            row, theta, bar = taus[t * n : (t + 1) * n], thetas[t][start:stop], dtype(below[t])
-            for i in range(n):
-                tau = theta[i] - block[i]
-                tau = dtype(0.0) if (tau >= -bar) & (tau <= bar) else tau  # hardshrink: a NaN stays
-                row[i] = tau
-                gamma[i] += tau
-        _disjoint_merge_block(
-            taus[: len(thetas) * n], gamma, sums[width : width + n], sums[2 * width : 2 * width + n], mean, factor, base[start:stop],
-            out[start:stop],
-        )
+            total[i], count[i] = agreeing(row[i], gamma[i], total[i], count[i], dtype(0.0), dtype(1.0))
+    scaled(total, gamma, count, mean, factor, base, out)
 
 
 @numba.njit(inline="always", cache=True)
@@ -197,75 +184,6 @@ def _combine(
             sums[i] = sums[i] * factor + shift[i] if offsets else sums[i] * factor
 
 
-@numba.njit(cache=True)
-def _bracket_pass(
-    origin: np.ndarray, thetas: Arrays, lo: np.ndarray, lo_bits: np.ndarray, spans: np.ndarray, below: np.ndarray, inside: np.ndarray,
-    filled: np.ndarray, magnitudes: np.ndarray, bits: np.ndarray, flags: np.ndarray,
-) -> None:
-    """For each task t over one flat tensor: below[t] += #{|theta_t - origin| < lo[t]}; the magnitudes in
-    [lo[t], hi[t]] (NaN in neither) go to inside[t, filled[t]:] and filled[t] counts them, until a block could
-    overflow the row: then filled[t] becomes the row's length + 1 and that task collects no more.
-
-    Block by block, so that a block of ``origin`` is read once for every task, in three loops: the magnitudes
-    and the count below; a flag a magnitude in the bracket (a non-negative float lies in [lo, hi] exactly when
-    its bit pattern, ``bits``, minus lo's, wrapping, is at most hi's minus lo's); the flagged magnitudes, eight
-    flags read as one word and a word of zeros (about nine in ten) skipped."""
-    width, room = magnitudes.shape[0], inside.shape[1]
-    words = flags.view(np.uint64)
-    for start in range(0, origin.shape[0], width):
-        stop = min(start + width, origin.shape[0])
-        n = stop - start
-        block = origin[start:stop]
-        for t in range(len(thetas)):
-            theta, low, row, k = thetas[t][start:stop], lo[t], inside[t], filled[t]
-            if k + n > room:
-                filled[t] = room + 1
-                continue
-            first, span, count = np.uint64(lo_bits[t]), np.uint64(spans[t]), 0
-            for i in range(n):
-                magnitude = abs(theta[i] - block[i])
-                magnitudes[i] = magnitude
-                count += magnitude < low
-            for i in range(n):
-                flags[i] = np.uint64(bits[i]) - first <= span
-            for w in range(n >> 3):
-                if words[w]:
-                    for i in range(8 * w, 8 * w + 8):
-                        if flags[i]:
-                            row[k] = magnitudes[i]
-                            k += 1
-            for i in range(n & ~7, n):
-                if flags[i]:
-                    row[k] = magnitudes[i]
-                    k += 1
-            below[t] += count
-            filled[t] = k
-
-
-class BracketCounts:
-    """What one joint pass over every task's magnitudes finds for each task's bracket [lo, hi]: how many fall below
-    it (``below``), how many inside (``filled``: more than the room when they overflowed) and the first of those
-    (``inside``, one row a task). ``add`` takes the tensors one at a time (``_bracket_pass``)."""
-
-    def __init__(self, lo: Sequence[float], hi: Sequence[float], room: int, dtype: np.dtype) -> None:
-        bits_dtype = np.uint32 if dtype == np.float32 else np.uint64
-        self.lo, hi_array = np.array(lo, dtype=dtype), np.array(hi, dtype=dtype)
-        self.lo_bits = self.lo.view(bits_dtype).astype(np.uint64)
-        self.spans = hi_array.view(bits_dtype).astype(np.uint64) - self.lo_bits
-        self.below, self.filled = np.zeros(len(lo), dtype=np.int64), np.zeros(len(lo), dtype=np.int64)
-        self.inside = np.empty((len(lo), room), dtype=dtype)
-        self.magnitudes = np.empty(BLOCK, dtype=dtype)
-        self.bits, self.flags = self.magnitudes.view(bits_dtype), np.zeros(BLOCK, dtype=np.uint8)
-
-    def add(self, origin: torch.Tensor | None, vectors: Sequence[torch.Tensor]) -> None:
-        """Count one tensor of every task (``origin`` None: the vectors are task vectors)."""
-        flat = _flat(vectors[0])
-        _bracket_pass(
-            np.zeros_like(flat) if origin is None else _flat(origin), tuple(_flat(v) for v in vectors), self.lo, self.lo_bits,
-            self.spans, self.below, self.inside, self.filled, self.magnitudes, self.bits, self.flags,
-        )
-
-
 def compiled(base: torch.Tensor, vectors: Sequence[torch.Tensor]) -> bool:
     """Whether the kernels take these tensors: float32 or float64 on the CPU, all of one dtype."""
     return base.device.type == "cpu" and base.dtype in (torch.float32, torch.float64) and all(
@@ -273,18 +191,18 @@ def compiled(base: torch.Tensor, vectors: Sequence[torch.Tensor]) -> bool:
     )
 
 
-def _flat(tensor: torch.Tensor) -> np.ndarray:
+def flat(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().reshape(-1).numpy()
 
 
-def _origin(base: torch.Tensor, finetuned: bool) -> np.ndarray:
+def origin_of(base: torch.Tensor, finetuned: bool) -> np.ndarray:
     """What the vectors are taken from: the base for fine-tuned parameters, zeros for task vectors (x - 0 = x)."""
-    return _flat(base) if finetuned else np.zeros(base.numel(), dtype=_flat(base).dtype)
+    return flat(base) if finetuned else np.zeros(base.numel(), dtype=flat(base).dtype)
 
 
-def _scratch(base: torch.Tensor, rows: int) -> np.ndarray:
+def scratch(base: torch.Tensor, rows: int) -> np.ndarray:
     """``rows`` rows of a block in the tensor's dtype, one after another in one 1-D array."""
-    return np.empty(rows * min(BLOCK, max(base.numel(), 1)), dtype=_flat(base).dtype)
+    return np.empty(rows * min(BLOCK, max(base.numel(), 1)), dtype=flat(base).dtype)
 
 
 def combine(
@@ -292,20 +210,10 @@ def combine(
 ) -> torch.Tensor:
     """scale * sum_t (tensors[t] - base) + offset of one tensor (``elementwise.combine``'s arithmetic)."""
     out = torch.empty(tensors[0].shape, dtype=tensors[0].dtype)
-    flat = _flat(tensors[0])
+    first = flat(tensors[0])
     _combine(
-        tuple(_flat(t) for t in tensors), flat if base is None else _flat(base), base is not None, scale,
-        flat if offset is None else _flat(offset), offset is not None, _flat(out), SUM_BLOCK,
-    )
-    return out
-
-
-def ties(base: torch.Tensor, vectors: Sequence[torch.Tensor], below: Sequence[float], mean: bool, scale: float, finetuned: bool) -> torch.Tensor:
-    """TIES of one tensor (``ties.ties_tensor``'s arithmetic); ``below`` is each task's largest trimmed magnitude."""
-    out = torch.empty(base.shape, dtype=base.dtype)
-    _ties(
-        _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), np.asarray(below, dtype=np.float64), mean, scale,
-        _flat(out), _scratch(base, len(vectors)), _scratch(base, 3),
+        tuple(flat(t) for t in tensors), first if base is None else flat(base), base is not None, scale,
+        first if offset is None else flat(offset), offset is not None, flat(out), SUM_BLOCK,
     )
     return out
 
@@ -317,8 +225,8 @@ def dare_ties(
     """DARE + TIES of one tensor, the draws of tensor ``stream`` (``dare.dare_ties_tensor``'s arithmetic)."""
     out = torch.empty(base.shape, dtype=base.dtype)
     _dare_ties(
-        _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), seed, stream, np.float32(bar), 1.0 - p, mean, scale, _flat(out),
-        _scratch(base, len(vectors)), _scratch(base, 3),
+        flat(base), origin_of(base, finetuned), tuple(flat(v) for v in vectors), seed, stream, np.float32(bar), 1.0 - p, mean, scale, flat(out),
+        scratch(base, len(vectors)), scratch(base, 3),
     )
     return out
 
@@ -329,7 +237,7 @@ def dare_sum(
     """base + factor * sum_t m_t tau_t of one tensor, the draws of tensor ``stream`` (``dare.dare_task_arithmetic``'s)."""
     out = torch.empty(base.shape, dtype=base.dtype)
     _dare_sum(
-        _flat(base), _origin(base, finetuned), tuple(_flat(v) for v in vectors), seed, stream, np.float32(bar), factor, _flat(out),
+        flat(base), origin_of(base, finetuned), tuple(flat(v) for v in vectors), seed, stream, np.float32(bar), factor, flat(out),
         SUM_BLOCK,
     )
     return out

@@ -5,7 +5,7 @@ entries (the official code flattens the whole model), so the threshold is a sele
 tens of millions of magnitudes that must not be stored. :func:`kth_smallest_magnitude` makes it
 in one pass: a strided sample of the magnitudes brackets the k-th one, the pass counts the
 entries below the bracket and collects the few inside it (compiled code for float32 / float64 on
-the CPU, ``kernels.BracketCounts``; NumPy comparisons into boolean masks, counts and compaction
+the CPU, ``ties_kernels.BracketCounts``; NumPy comparisons into boolean masks, counts and compaction
 otherwise), and the answer is the right order statistic of those few. The counts prove the
 bracket held; when it did not (an unlucky sample, NaN, a bracket crowded with ties) the radix
 select answers instead, exactly as well, in two passes of 16-bit histograms.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fusionbench.api.params import ParamDict
-from fusionbench.methods import kernels
+from fusionbench.methods import kernels, ties_kernels
 from fusionbench.methods.elementwise import chunks, task_vector_chunk
 
 DIGIT = 16  # bits of the magnitudes' patterns resolved per radix-select pass
@@ -118,10 +118,10 @@ def _bracketed_select(
 def _compiled_pass(
     vectors: Sequence[ParamDict], brackets: Sequence[tuple[float, float]], room: int, origin: Optional[ParamDict]
 ) -> tuple[list[int], list[int], list[np.ndarray]]:
-    """The joint pass in compiled code (``kernels.BracketCounts``), tensor by tensor: the count below each bracket,
+    """The joint pass in compiled code (``ties_kernels.BracketCounts``), tensor by tensor: the count below each bracket,
     how many magnitudes fell inside, and the first ``room`` of them."""
     dtype = next(iter(vectors[0].values())).detach().numpy().dtype
-    counts = kernels.BracketCounts([lo for lo, _ in brackets], [hi for _, hi in brackets], room, dtype)
+    counts = ties_kernels.BracketCounts([lo for lo, _ in brackets], [hi for _, hi in brackets], room, dtype)
     for name in vectors[0]:
         counts.add(None if origin is None else origin[name], [vector[name] for vector in vectors])
     return [int(count) for count in counts.below], [int(size) for size in counts.filled], list(counts.inside)

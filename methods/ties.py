@@ -20,7 +20,7 @@ Defaults: k = 0.2 and lambda = 1.0 (the paper's settings without validation data
 kthvalue. Grid: k, lambda in {0.25, 0.5, 0.75, 1.0} (L-LoRA paper). Every task's threshold is
 found exactly in one joint pass over the task vectors, none of them stored
 (``fusionbench.methods.selection``); steps 1-4 then run in one compiled pass a tensor for float32 /
-float64 on the CPU (``fusionbench.methods.kernels``), chunk by chunk with torch otherwise, all tasks
+float64 on the CPU (``fusionbench.methods.ties_kernels``), chunk by chunk with torch otherwise, all tasks
 at once, with the same arithmetic.
 """
 
@@ -35,7 +35,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods import kernels
+from fusionbench.methods import kernels, ties_kernels
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, Workspace, chunks, finite_or_blame, task_vector_chunk
 from fusionbench.methods.selection import kth_smallest_magnitude  # noqa: F401 (re-exported: the threshold's select)
@@ -83,7 +83,7 @@ def ties_tensor(
     merge_func: str, finetuned: bool, workspace: Optional[Workspace] = None,
 ) -> torch.Tensor:
     """theta_0 + lambda * disjoint_merge(trim(tau_t)) of one tensor: one compiled pass for float32 / float64 on the CPU
-    (``kernels.ties``, the same arithmetic), else CHUNK columns of all tasks at a time, in buffers reused from
+    (``ties_kernels.ties``, the same arithmetic), else CHUNK columns of all tasks at a time, in buffers reused from
     ``workspace``, every step of a chunk while it is in the cache.
 
     ``thresholds`` holds one trim threshold per task, shape (T, 1), in the magnitude dtype. The trim
@@ -94,7 +94,7 @@ def ties_tensor(
     thresholds = thresholds.to(base.device)
     below = torch.nextafter(thresholds, torch.full_like(thresholds, -float("inf")))
     if kernels.compiled(base, vectors) and thresholds.dtype == base.dtype:
-        return kernels.ties(base, vectors, [float(value) for value in below[:, 0]], merge_func == "mean", scaling_factor, finetuned)
+        return ties_kernels.ties(base, vectors, [float(value) for value in below[:, 0]], merge_func == "mean", scaling_factor, finetuned)
     workspace = Workspace() if workspace is None else workspace
     shrink = [float(value) for value in below[:, 0]] if thresholds.dtype == base.dtype else None
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
