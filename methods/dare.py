@@ -8,8 +8,10 @@ election and disjoint merge of the tau'_t; DARE replaces TIES's magnitude trim, 
 peft's ``dare_ties``).
 
 Each draw u ~ U[0, 1) is a float32 from Philox4x32-10 keyed by ``seed`` (``fusionbench.methods.philox``,
-version 3): the draw of an entry is a function of (seed, task's place in the pool, tensor's place
-in key order, entry's place in the tensor), made where it is used and never stored. Results are
+version 4): the draw of an entry is a function of (seed, task's place in the pool, tensor's place
+in key order, entry's place in the tensor and the tensor's size), made where it is used and never
+stored. Version 3 gave a counter's four words to four neighbouring entries, version 4 to four runs of
+a block (the same draws' distribution, other masks). Results are
 reproducible per seed whatever the dtype, device or chunking, and the global RNG is never
 touched. Versions 1-2 drew from
 one ``torch.Generator`` in the order (task, tensor, entry): four times the bandwidth floor for
@@ -44,10 +46,11 @@ from fusionbench.methods.elementwise import CHUNK, Workspace, accumulation_dtype
 from fusionbench.methods.ties import BASE_METHODS, MERGE_FUNCS, base_scaling, disjoint_merge
 
 
-def keep_mask(seed: int, task: int, stream: int, start: int, count: int, p: float, strict: bool = True) -> torch.Tensor:
-    """Entries start .. start + count - 1 of tensor ``stream`` of task ``task``: 1.0 where the draw u > p (``strict``)
-    or u >= p, else 0.0, in float32 on the CPU (u >= p is u > the float below p); ``start`` a multiple of 4."""
-    return philox.uniforms(seed, task, stream, start, count).gt_(_bar(p, strict))
+def keep_mask(seed: int, task: int, stream: int, start: int, count: int, size: int, p: float, strict: bool = True) -> torch.Tensor:
+    """Entries start .. start + count - 1 of tensor ``stream`` (``size`` entries) of task ``task``: 1.0 where the draw
+    u > p (``strict``) or u >= p, else 0.0, in float32 on the CPU (u >= p is u > the float below p); ``start`` a
+    multiple of 4 ``philox.LANES``."""
+    return philox.uniforms(seed, task, stream, start, count, size).gt_(_bar(p, strict))
 
 
 @functools.lru_cache(maxsize=8)
@@ -82,7 +85,7 @@ def dare_sum_tensor(
         total[:n].zero_()
         for task, flat in enumerate(flats):
             tau = task_vector_chunk(scratch[:n], flat, flat_base if finetuned else None, part)
-            total[:n].add_(tau.mul_(keep_mask(seed, task, stream, part.start, n, p, strict).to(tau.device)))
+            total[:n].add_(tau.mul_(keep_mask(seed, task, stream, part.start, n, merged.numel(), p, strict).to(tau.device)))
         merged[part].copy_(total[:n]).mul_(factor).add_(flat_base[part])
     return merged.view(base.shape)
 
@@ -105,7 +108,7 @@ def dare_ties_tensor(
         taus = stack[:, :n]
         for task, (tau, flat) in enumerate(zip(taus, flats)):
             task_vector_chunk(tau, flat, flat_base if finetuned else None, part)
-            drop_and_rescale_(tau, keep_mask(seed, task, stream, part.start, n, p, strict), p)
+            drop_and_rescale_(tau, keep_mask(seed, task, stream, part.start, n, merged.numel(), p, strict), p)
         disjoint_merge(taus, merge_func, merged[part], scratch[:, :n]).mul_(scaling_factor).add_(flat_base[part])
     return merged.view(base.shape)
 
@@ -149,7 +152,7 @@ class Dare(Method):
     name = "dare"
     description = "DARE: drop task-vector entries with prob. p, rescale by 1/(1-p), then TA or TIES"
     reference = "Yu et al., Language Models are Super Mario, ICML 2024 (arXiv 2311.03099)"
-    version = "3"
+    version = "4"
     Params = DareParams
     grid = {"p": [0.1, 0.5, 0.9], "scaling_factor": [0.1, 0.3, 0.5, 0.7, 1.0]}
 

@@ -25,9 +25,9 @@ import numba
 import numpy as np
 import torch
 
-from fusionbench.methods.philox import keeps
+from fusionbench.methods.philox import LANES, keeps, lanes, runs_present
 
-BLOCK = 2048  # entries of every task per step of TIES and DARE + TIES: T blocks of float32 stay in the L2 cache
+BLOCK = 2048  # entries of every task per step of TIES and DARE + TIES (four runs of 512 of a block of draws): T blocks of float32 stay in the L2 cache
 SUM_BLOCK = 1 << 18  # entries per step of a sum, accumulated in the output: long runs of each input, the block in L2
 Arrays = tuple[np.ndarray, ...]  # one flat array a task (a tuple: Numba compiles a version per task count)
 
@@ -75,48 +75,51 @@ def _disjoint_merge_block(
 
 
 @numba.njit(inline="always", cache=True)
-def _add_kept(theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, start: int, bar: np.float32, sums: np.ndarray) -> None:
-    """sums[i] += (theta[i] - origin[i]) * m_i over one block (start a multiple of 4), each draw made where it is
-    used, four entries a counter written out lane by lane so that the loop vectorises."""
-    dtype, n, first = sums.dtype.type, sums.shape[0], start >> 2
-    for g in range(n >> 2):
-        m0, m1, m2, m3 = keeps(seed, stream, task, first + g, bar, dtype)
-        i = 4 * g
-        sums[i] += (theta[i] - origin[i]) * m0
-        sums[i + 1] += (theta[i + 1] - origin[i + 1]) * m1
-        sums[i + 2] += (theta[i + 2] - origin[i + 2]) * m2
-        sums[i + 3] += (theta[i + 3] - origin[i + 3]) * m3
-    if n & 3:
-        m = keeps(seed, stream, task, first + (n >> 2), bar, dtype)
-        for lane in range(n & 3):
-            i = 4 * (n >> 2) + lane
-            sums[i] += (theta[i] - origin[i]) * m[lane]
+def _kept_run(theta: np.ndarray, origin: np.ndarray, sums: np.ndarray, start: int, j: int, m: np.floating) -> None:
+    """sums[start + j] += (theta - origin)[start + j] * m."""
+    sums[start + j] += (theta[start + j] - origin[start + j]) * m
 
 
 @numba.njit(inline="always", cache=True)
-def _dropped(
-    theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, start: int, bar: np.float32, divisor: np.floating,
-    row: np.ndarray, gamma: np.ndarray,
-) -> None:
-    """row[i] = (theta[i] - origin[i]) * m_i / divisor and gamma[i] += row[i] over one block, as ``_add_kept``."""
-    dtype, n, first = row.dtype.type, row.shape[0], start >> 2
-    for g in range(n >> 2):
-        m0, m1, m2, m3 = keeps(seed, stream, task, first + g, bar, dtype)
-        i = 4 * g
-        row[i] = (theta[i] - origin[i]) * m0 / divisor
-        row[i + 1] = (theta[i + 1] - origin[i + 1]) * m1 / divisor
-        row[i + 2] = (theta[i + 2] - origin[i + 2]) * m2 / divisor
-        row[i + 3] = (theta[i + 3] - origin[i + 3]) * m3 / divisor
+def _add_kept(theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, first: int, bar: np.float32, sums: np.ndarray) -> None:
+    """sums[i] += (theta[i] - origin[i]) * m_i over one block of draws (``philox``: its counters from ``first``, the
+    entries of counter j at j, w + j, 2 w + j, 3 w + j), each draw made where it is used, a loop a run count."""
+    dtype = sums.dtype.type
+    w, c4, c3, c2, c1 = runs_present(sums.shape[0], sums.shape[0])
+    for j in range(c4):
+        m0, m1, m2, m3 = keeps(seed, stream, task, first + j, bar, dtype)
+        _kept_run(theta, origin, sums, 0, j, m0)
+        _kept_run(theta, origin, sums, w, j, m1)
+        _kept_run(theta, origin, sums, 2 * w, j, m2)
+        _kept_run(theta, origin, sums, 3 * w, j, m3)
+    for j in range(c4, c3):
+        m0, m1, m2, _ = keeps(seed, stream, task, first + j, bar, dtype)
+        _kept_run(theta, origin, sums, 0, j, m0)
+        _kept_run(theta, origin, sums, w, j, m1)
+        _kept_run(theta, origin, sums, 2 * w, j, m2)
+    for j in range(c3, c2):
+        m0, m1, _, _ = keeps(seed, stream, task, first + j, bar, dtype)
+        _kept_run(theta, origin, sums, 0, j, m0)
+        _kept_run(theta, origin, sums, w, j, m1)
+    for j in range(c2, c1):
+        _kept_run(theta, origin, sums, 0, j, keeps(seed, stream, task, first + j, bar, dtype)[0])
+
+
+@numba.njit(inline="always", cache=True)
+def _stretch_keeps(seed: int, stream: int, task: int, first: int, counters: int, bar: np.float32, masks: np.ndarray) -> None:
+    """masks[lane * counters + j] = m of word ``lane`` of counter first + j: a stretch of one block of draws."""
+    dtype = masks.dtype.type
+    for j in range(counters):
+        m0, m1, m2, m3 = keeps(seed, stream, task, first + j, bar, dtype)
+        masks[j], masks[counters + j], masks[2 * counters + j], masks[3 * counters + j] = m0, m1, m2, m3
+
+
+@numba.njit(inline="always", cache=True)
+def _dropped(theta: np.ndarray, origin: np.ndarray, masks: np.ndarray, divisor: np.floating, row: np.ndarray, gamma: np.ndarray) -> None:
+    """row[i] = (theta[i] - origin[i]) * masks[i] / divisor and gamma[i] += row[i] over one run of a stretch."""
+    for i in range(row.shape[0]):
+        row[i] = (theta[i] - origin[i]) * masks[i] / divisor
         gamma[i] += row[i]
-        gamma[i + 1] += row[i + 1]
-        gamma[i + 2] += row[i + 2]
-        gamma[i + 3] += row[i + 3]
-    if n & 3:
-        m = keeps(seed, stream, task, first + (n >> 2), bar, dtype)
-        for lane in range(n & 3):
-            i = 4 * (n >> 2) + lane
-            row[i] = (theta[i] - origin[i]) * m[lane] / divisor
-            gamma[i] += row[i]
 
 
 @numba.njit(cache=True)
@@ -125,35 +128,53 @@ def _dare_ties(
     scale: float, out: np.ndarray, taus: np.ndarray, sums: np.ndarray,
 ) -> None:
     """``dare.dare_ties_tensor`` of one flat tensor: (theta_t - origin) * (u > bar) / (1 - p), elect, disjoint merge,
-    offset by ``base``."""
+    offset by ``base``; BLOCK // 4 counters of a block of draws at a time (four runs of entries, gathered into one
+    row a task and the merged values put back)."""
     dtype, width = taus.dtype.type, taus.shape[0] // len(thetas)
-    divisor, factor = dtype(keep_scale), dtype(scale)
-    for start in range(0, base.shape[0], width):
-        stop = min(start + width, base.shape[0])
-        n = stop - start
-        gamma = sums[:n]
-        gamma[:] = 0.0
-        for t in range(len(thetas)):
-            _dropped(thetas[t][start:stop], origin[start:stop], seed, stream, t, start, bar, divisor, taus[t * n : (t + 1) * n], gamma)
-        _disjoint_merge_block(
-            taus[: len(thetas) * n], gamma, sums[width : width + n], sums[2 * width : 2 * width + n], mean, factor, base[start:stop],
-            out[start:stop],
-        )
+    divisor, factor, stretch = dtype(keep_scale), dtype(scale), width // 4
+    runs = np.zeros(8, dtype=np.int64)  # where each run of the stretch starts, then how many of its entries exist
+    shifted, merged, masks = np.empty(width, dtype=out.dtype), np.empty(width, dtype=out.dtype), np.empty(width, dtype=out.dtype)
+    for start in range(0, base.shape[0], 4 * LANES):
+        n = min(4 * LANES, base.shape[0] - start)
+        w = lanes(n)
+        for j0 in range(0, w, stretch):
+            counters = min(stretch, w - j0)
+            for lane in range(4):
+                runs[lane] = start + lane * w + j0
+                runs[4 + lane] = max(0, min(counters, n - lane * w - j0))
+            gamma = sums[: 4 * counters]
+            gamma[:] = 0.0
+            for t in range(len(thetas)):
+                row, theta = taus[t * 4 * counters : (t + 1) * 4 * counters], thetas[t]
+                _stretch_keeps(seed, stream, t, (start >> 2) + j0, counters, bar, masks)
+                for lane in range(4):
+                    at, size = runs[lane], runs[4 + lane]
+                    part = slice(lane * counters, lane * counters + size)
+                    _dropped(theta[at : at + size], origin[at : at + size], masks[part], divisor, row[part], gamma[part])
+                    row[lane * counters + size : (lane + 1) * counters] = 0.0  # past the tensor's end: nothing to merge
+            for lane in range(4):
+                for j in range(runs[4 + lane]):
+                    shifted[lane * counters + j] = base[runs[lane] + j]
+            _disjoint_merge_block(
+                taus[: len(thetas) * 4 * counters], gamma, sums[width : width + 4 * counters], sums[2 * width : 2 * width + 4 * counters],
+                mean, factor, shifted[: 4 * counters], merged[: 4 * counters],
+            )
+            for lane in range(4):
+                for j in range(runs[4 + lane]):
+                    out[runs[lane] + j] = merged[lane * counters + j]
 
 
 @numba.njit(cache=True)
-def _dare_sum(
-    base: np.ndarray, origin: np.ndarray, thetas: Arrays, seed: int, stream: int, bar: np.float32, factor: float, out: np.ndarray, width: int
-) -> None:
+def _dare_sum(base: np.ndarray, origin: np.ndarray, thetas: Arrays, seed: int, stream: int, bar: np.float32, factor: float, out: np.ndarray) -> None:
     """``dare.dare_sum_tensor`` of one flat tensor: base + factor * sum_t (theta_t - origin) * (u > bar), the sum
-    accumulated in ``out`` ``width`` entries at a time."""
+    accumulated in ``out`` a block of draws at a time."""
     scale = out.dtype.type(factor)
-    for start in range(0, base.shape[0], width):
-        stop = min(start + width, base.shape[0])
+    for start in range(0, base.shape[0], 4 * LANES):
+        stop = min(start + 4 * LANES, base.shape[0])
         sums, block = out[start:stop], base[start:stop]
         sums[:] = 0.0
         for t in range(len(thetas)):
-            _add_kept(thetas[t][start:stop], origin[start:stop], seed, stream, t, start, bar, sums)
+            _add_kept(thetas[t][start:stop], origin[start:stop], seed, stream, t, start >> 2, bar, sums)
         for i in range(sums.shape[0]):
             sums[i] = sums[i] * scale + block[i]
 
@@ -226,7 +247,7 @@ def dare_ties(
     out = torch.empty(base.shape, dtype=base.dtype)
     _dare_ties(
         flat(base), origin_of(base, finetuned), tuple(flat(v) for v in vectors), seed, stream, np.float32(bar), 1.0 - p, mean, scale, flat(out),
-        scratch(base, len(vectors)), scratch(base, 3),
+        np.empty(len(vectors) * BLOCK, dtype=flat(base).dtype), np.empty(3 * BLOCK, dtype=flat(base).dtype),
     )
     return out
 
@@ -238,6 +259,5 @@ def dare_sum(
     out = torch.empty(base.shape, dtype=base.dtype)
     _dare_sum(
         flat(base), origin_of(base, finetuned), tuple(flat(v) for v in vectors), seed, stream, np.float32(bar), factor, flat(out),
-        SUM_BLOCK,
     )
     return out

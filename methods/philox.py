@@ -1,11 +1,15 @@
 """Philox4x32-10 (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2, 3", SC 2011), compiled (Numba): the
 counter-based generator of DARE's drop masks.
 
-The draw of an entry is a function of (seed, task, stream, position): entry j of (task, stream) is word j % 4 of
-the counter (j // 4 low word, j // 4 high word, stream, task) under the key (seed low word, seed high word), its top
-24 bits times 2^-24, a float32 in [0, 1) as ``torch.rand`` makes. Draws are made where they are used, in any order,
-at a fraction of a Mersenne Twister's cost; ``tests/test_merge_kernels.py`` checks Random123's known answers and an
-independent NumPy transcription.
+The draw of an entry is a function of (seed, task, stream, position, the tensor's size). A tensor's entries fall in
+blocks of 4 LANES, its last block holding the rest; a block of n entries has w = ``lanes(n)`` counters (LANES for a
+whole block, ceil(n / 4) for the last), and its entry k w + j (k < 4, j < w) is word k of the counter (c + j low
+word, high word, stream, task), c = the block's first entry / 4, under the key (seed low word, seed high word), its
+top 24 bits times 2^-24, a float32 in [0, 1) as ``torch.rand`` makes. The four words of a counter thus feed four
+contiguous runs of a block, so a loop over a block's counters reads and writes contiguous memory and vectorises
+without shuffles (DARE version 4; version 3 gave word k of counter j to entry 4j + k). Draws are made where they are used, in any order, at a fraction of a Mersenne
+Twister's cost; ``tests/test_merge_kernels.py`` checks Random123's known answers and an independent NumPy
+transcription.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multiplier
 _W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # and key increments (Random123)
 _LOW = np.uint64(0xFFFFFFFF)
 Words = tuple[np.uint32, np.uint32, np.uint32, np.uint32]  # Philox's four output words
+LANES = 8192  # counters a block of draws: its 4 LANES entries are four runs of LANES, one a word of the counters
 _UNIT = np.float32(1.0 / (1 << 24))  # a draw is its top 24 bits times 2^-24: U[0, 1) on the float32 grid
 
 
@@ -53,31 +58,57 @@ def _draw(word: np.uint32) -> np.float32:
     return np.float32(word >> np.uint32(8)) * _UNIT
 
 
+@numba.njit(inline="always", cache=True)
+def lanes(n: int) -> int:
+    """Counters of a block of n entries: LANES for a whole block (4 LANES entries), ceil(n / 4) for a tensor's last."""
+    return LANES if n == 4 * LANES else (n + 3) >> 2
+
+
+@numba.njit(inline="always", cache=True)
+def runs_present(n: int, present: int) -> tuple[int, int, int, int, int]:
+    """(w, c4, c3, c2, c1) of a block of n entries of which the first ``present`` are wanted: w = lanes(n), and the
+    counters j < c_k feed k runs (run k holds entries k w .. (k + 1) w - 1): a loop a count, each vectorised."""
+    w = lanes(n)
+    return w, max(0, min(w, present - 3 * w)), max(0, min(w, present - 2 * w)), max(0, min(w, present - w)), min(w, present)
+
+
 @numba.njit(cache=True)
-def fill_uniforms(seed: int, task: int, stream: int, start: int, out: np.ndarray) -> None:
-    """out[i] = the draw of entry start + i of (seed, task, stream); start a multiple of 4."""
-    n, first = out.shape[0], start >> 2
-    for g in range(n >> 2):  # four entries a counter, no branch: vectorised
-        r = _words(seed, stream, task, first + g)
-        out[4 * g], out[4 * g + 1], out[4 * g + 2], out[4 * g + 3] = _draw(r[0]), _draw(r[1]), _draw(r[2]), _draw(r[3])
-    if n & 3:
-        r = _words(seed, stream, task, first + (n >> 2))
-        for lane in range(n & 3):
-            out[4 * (n >> 2) + lane] = _draw(r[lane])
+def fill_uniforms(seed: int, task: int, stream: int, start: int, size: int, out: np.ndarray) -> None:
+    """out[i] = the draw of entry start + i of (seed, task, stream) of a tensor of ``size`` entries; ``start`` a
+    multiple of 4 LANES."""
+    n = out.shape[0]
+    for offset in range(0, n, 4 * LANES):
+        first = (start + offset) >> 2
+        w, c4, c3, c2, c1 = runs_present(min(4 * LANES, size - start - offset), min(4 * LANES, n - offset))
+        r0, r1 = out[offset : offset + w], out[offset + w : offset + 2 * w]  # the runs, one view each: vectorised
+        r2, r3 = out[offset + 2 * w : offset + 3 * w], out[offset + 3 * w : offset + 4 * w]
+        for j in range(c4):
+            r = _words(seed, stream, task, first + j)
+            r0[j], r1[j], r2[j], r3[j] = _draw(r[0]), _draw(r[1]), _draw(r[2]), _draw(r[3])
+        for j in range(c4, c3):
+            r = _words(seed, stream, task, first + j)
+            r0[j], r1[j], r2[j] = _draw(r[0]), _draw(r[1]), _draw(r[2])
+        for j in range(c3, c2):
+            r = _words(seed, stream, task, first + j)
+            r0[j], r1[j] = _draw(r[0]), _draw(r[1])
+        for j in range(c2, c1):
+            r0[j] = _draw(_words(seed, stream, task, first + j)[0])
 
 
-def uniforms(seed: int, task: int, stream: int, start: int, count: int) -> torch.Tensor:
-    """The float32 draws U[0, 1) of entries start .. start + count - 1 of (seed, task, stream); ``start`` a multiple of 4."""
-    if start % 4:
-        raise ValueError(f"start {start} is not a multiple of 4")
+def uniforms(seed: int, task: int, stream: int, start: int, count: int, size: int) -> torch.Tensor:
+    """The float32 draws U[0, 1) of entries start .. start + count - 1 of (seed, task, stream) of a tensor of ``size``
+    entries; ``start`` a multiple of 4 LANES (a block's first entry)."""
+    if start % (4 * LANES):
+        raise ValueError(f"start {start} is not a multiple of {4 * LANES}, the first entry of a block of draws")
     out = np.empty(count, dtype=np.float32)
-    fill_uniforms(seed, task, stream, start, out)
+    fill_uniforms(seed, task, stream, start, size, out)
     return torch.from_numpy(out)
 
 
 @numba.njit(inline="always", cache=True)
 def keeps(seed: int, stream: int, task: int, j: int, bar: np.float32, dtype: type) -> tuple[float, float, float, float]:
-    """1.0 or 0.0 (u > bar) in ``dtype`` for the four entries of counter j of (task, stream): the draws of ``uniforms``."""
+    """1.0 or 0.0 (u > bar) in ``dtype`` for the four entries of counter j of (task, stream), one in each run of its
+    block (the draws of ``uniforms``)."""
     r = _words(seed, stream, task, j)
     one, zero = dtype(1.0), dtype(0.0)
     return (

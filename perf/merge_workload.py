@@ -86,7 +86,7 @@ def dare_draws(pool: ModelPool) -> None:
     for task in range(len(pool.tasks)):
         for stream, tensor in enumerate(pool.base().values()):
             for start in range(0, tensor.numel(), FLOOR_CHUNK):
-                philox.fill_uniforms(0, task, stream, start, draws[: min(FLOOR_CHUNK, tensor.numel() - start)])
+                philox.fill_uniforms(0, task, stream, start, tensor.numel(), draws[: min(FLOOR_CHUNK, tensor.numel() - start)])
 
 
 def ties_thresholds(pool: ModelPool) -> list[float]:

@@ -21,10 +21,16 @@ def philox4x32(counters: np.ndarray, key: tuple[int, int]) -> np.ndarray:
     return np.stack(c, axis=1).astype(np.uint32)
 
 
-def dare_draws(seed: int, task: int, stream: int, count: int) -> np.ndarray:
-    """The float32 draws of entries 0 .. count - 1 of (task, tensor ``stream``): entry j is word j % 4 of the counter
-    (j // 4, 0, stream, task) under the key (seed low word, seed high word), its top 24 bits times 2^-24."""
-    blocks = np.arange((count + 3) // 4, dtype=np.uint64)
-    counters = np.stack([blocks & LOW, blocks >> np.uint64(32), np.full_like(blocks, stream), np.full_like(blocks, task)], axis=1)
-    words = philox4x32(counters, (seed & 0xFFFFFFFF, seed >> 32)).reshape(-1)[:count]
+def dare_draws(seed: int, task: int, stream: int, count: int, lanes: int = 8192) -> np.ndarray:
+    """The float32 draws of the ``count`` entries of (task, tensor ``stream``): entry e of block b = e // (4 lanes), at
+    offset r = e % (4 lanes) in it, is word r // w of the counter (b lanes + r % w, 0, stream, task) under the key (seed
+    low word, seed high word), its top 24 bits times 2^-24; w = lanes for a whole block, ceil(n / 4) for a last block
+    of n entries."""
+    entries = np.arange(count, dtype=np.int64)
+    block, offset = entries // (4 * lanes), entries % (4 * lanes)
+    size = np.minimum(4 * lanes, count - block * 4 * lanes)
+    w = np.where(size == 4 * lanes, lanes, (size + 3) // 4)
+    counter = (block * lanes + offset % w).astype(np.uint64)
+    counters = np.stack([counter & LOW, counter >> np.uint64(32), np.full_like(counter, stream), np.full_like(counter, task)], axis=1)
+    words = philox4x32(counters, (seed & 0xFFFFFFFF, seed >> 32))[np.arange(count), offset // w]
     return ((words >> np.uint32(8)).astype(np.float64) / (1 << 24)).astype(np.float32)

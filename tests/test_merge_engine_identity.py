@@ -26,7 +26,9 @@ from fusionbench.methods.task_arithmetic import task_arithmetic_merge
 from fusionbench.methods.ties import ties_merge
 
 # a tensor over two chunks with a ragged end (not a multiple of 8 or 16), small ones and a scalar
-SHAPES = {"a.weight": (3, CHUNK // 2 + 5), "a.bias": (13,), "b": (CHUNK + 3,), "c": ()}
+SHAPES = {"a.weight": (3, CHUNK // 2 + 5), "a.bias": (13,), "b": (CHUNK + 3,), "c": (), "d": (CHUNK // 2 + 20_000,)}
+# DARE draws in blocks of 4 x 8192 entries (four runs of 8192): every tensor ends in a partial block, "d" in one whose
+# first two runs are whole, its third partial and its fourth empty
 HALF = (torch.float16, torch.bfloat16)
 
 

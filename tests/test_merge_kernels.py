@@ -29,18 +29,32 @@ def test_philox_gives_the_known_answers(counter: tuple[int, ...], key: tuple[int
 
 
 @pytest.mark.parametrize("seed", [0, 7, 2**40 + 3])
-def test_draws_equal_the_numpy_transcription_from_any_start(seed: int) -> None:
-    whole = dare_draws(seed, 2, 5, 1003)
-    assert torch.equal(philox.uniforms(seed, 2, 5, 0, 1003), torch.from_numpy(whole))
-    assert torch.equal(philox.uniforms(seed, 2, 5, 500, 503), torch.from_numpy(whole[500:]))
-    assert not torch.equal(philox.uniforms(seed, 3, 5, 0, 1003), torch.from_numpy(whole))  # another task, other draws
-    assert not torch.equal(philox.uniforms(seed, 2, 6, 0, 1003), torch.from_numpy(whole))  # another tensor
-    with pytest.raises(ValueError):
-        philox.uniforms(seed, 2, 5, 3, 10)
+def test_draws_equal_the_numpy_transcription_from_any_block(seed: int) -> None:
+    block = 4 * philox.LANES
+    for size in (2 * block + 1003, 1003, 1, 6):  # whole blocks and a last one of 1003 entries (four runs of 251, the fourth 250)
+        whole = dare_draws(seed, 2, 5, size)
+        assert torch.equal(philox.uniforms(seed, 2, 5, 0, size, size), torch.from_numpy(whole)), size
+    whole = dare_draws(seed, 2, 5, 2 * block + 1003)
+    assert torch.equal(philox.uniforms(seed, 2, 5, block, block + 1003, 2 * block + 1003), torch.from_numpy(whole[block:]))
+    assert torch.equal(philox.uniforms(seed, 2, 5, 0, 1000, 2 * block + 1003), torch.from_numpy(whole[:1000]))  # part of a block
+    assert not torch.equal(philox.uniforms(seed, 3, 5, 0, 1003, 1003), torch.from_numpy(dare_draws(seed, 2, 5, 1003)))  # another task
+    assert not torch.equal(philox.uniforms(seed, 2, 6, 0, 1003, 1003), torch.from_numpy(dare_draws(seed, 2, 5, 1003)))  # another tensor
+    for start in (3, 500, philox.LANES):
+        with pytest.raises(ValueError):
+            philox.uniforms(seed, 2, 5, start, 10, 2 * block)
+
+
+def test_a_counters_four_words_feed_four_runs_of_its_block() -> None:
+    lanes = philox.LANES
+    words = philox4x32(np.array([[lanes + 7, 0, 5, 2], [2 * lanes + 1, 0, 5, 2]], dtype=np.uint32), (3, 0))
+    expected = ((words >> np.uint32(8)).astype(np.float64) / (1 << 24)).astype(np.float32)
+    draws = philox.uniforms(3, 2, 5, 0, 8 * lanes + 10, 8 * lanes + 10).numpy()
+    assert [draws[4 * lanes + k * lanes + 7] for k in range(4)] == list(expected[0])  # counter 7 of the second, whole block
+    assert [draws[8 * lanes + k * 3 + 1] for k in range(3)] == list(expected[1][:3])  # counter 1 of the last block: 10 entries, w = 3
 
 
 def test_a_keep_mask_keeps_each_entry_with_probability_one_minus_p() -> None:
-    kept = keep_mask(0, 1, 2, 0, 400_000, 0.3).double()
+    kept = keep_mask(0, 1, 2, 0, 400_000, 400_000, 0.3).double()
     assert abs(kept.mean().item() - 0.7) < 5 * (0.3 * 0.7 / 400_000) ** 0.5
     assert abs(kept[1:].mul(kept[:-1]).mean().item() - 0.49) < 0.01  # neighbours independent
 

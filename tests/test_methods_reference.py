@@ -167,7 +167,7 @@ def test_dare_is_reproducible_per_seed_and_leaves_the_global_rng_alone() -> None
 
 def test_dare_statistics_drop_rate_and_unbiased_rescaling() -> None:
     tensor = torch.ones(200_000, dtype=torch.float64)
-    keep = keep_mask(0, 0, 0, 0, tensor.numel(), 0.3)
+    keep = keep_mask(0, 0, 0, 0, tensor.numel(), tensor.numel(), 0.3)
     sigma = math.sqrt(0.3 * 0.7 / tensor.numel())
     assert abs(keep.double().mean().item() - 0.7) < 5 * sigma
     assert abs(drop_and_rescale_(tensor.clone(), keep, 0.3).mean().item() - 1.0) < 5 * sigma / 0.7
