@@ -7,9 +7,9 @@ whole block, ceil(n / 4) for the last), and its entry k w + j (k < 4, j < w) is 
 word, high word, stream, task), c = the block's first entry / 4, under the key (seed low word, seed high word), its
 top 24 bits times 2^-24, a float32 in [0, 1) as ``torch.rand`` makes. The four words of a counter thus feed four
 contiguous runs of a block, so a loop over a block's counters reads and writes contiguous memory and vectorises
-without shuffles (DARE version 4; version 3 gave word k of counter j to entry 4j + k). Draws are made where they are used, in any order, at a fraction of a Mersenne
-Twister's cost; ``tests/test_merge_kernels.py`` checks Random123's known answers and an independent NumPy
-transcription.
+without shuffles (DARE version 4; version 3 gave word k of counter j to entry 4j + k). Draws are made where they
+are used, in any order, at a fraction of a Mersenne Twister's cost; ``tests/test_merge_kernels.py`` checks
+Random123's known answers and an independent NumPy transcription.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ def lanes(n: int) -> int:
 
 @numba.njit(inline="always", cache=True)
 def runs_present(n: int, present: int) -> tuple[int, int, int, int, int]:
-    """(w, c4, c3, c2, c1) of a block of n entries of which the first ``present`` are wanted: w = lanes(n), and the
-    counters j < c_k feed k runs (run k holds entries k w .. (k + 1) w - 1): a loop a count, each vectorised."""
+    """(w, c4, c3, c2, c1) of a block of n entries of which the first ``present`` are wanted: w = lanes(n); counter j
+    feeds runs 0-3 below c4, runs 0-2 from c4 to c3, runs 0-1 from c3 to c2 and run 0 from c2 to c1 (run k holds
+    entries k w .. (k + 1) w - 1): one loop a stretch, each vectorised."""
     w = lanes(n)
     return w, max(0, min(w, present - 3 * w)), max(0, min(w, present - 2 * w)), max(0, min(w, present - w)), min(w, present)
 
