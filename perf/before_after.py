@@ -1,8 +1,8 @@
 """DARE and TIES of an earlier revision against the working tree's, side by side with the bandwidth floor.
 
-``python perf/before_after.py REV [block|tower] [ROUNDS]`` loads ``methods/elementwise.py``, ``methods/selection.py``,
-``methods/ties.py`` and ``methods/dare.py`` as they were at git revision REV (each module's
-imports of one another redirected to the old copies), builds ``merge_workload``'s eight
+``python perf/before_after.py REV [block|tower] [ROUNDS]`` loads the engine's modules (``methods/philox.py``,
+``kernels.py``, ``ties_kernels.py``, ``elementwise.py``, ``selection.py``, ``ties.py``, ``dare.py``: those the
+revision has) as they were at git revision REV (each module's imports of one another redirected to the old copies), builds ``merge_workload``'s eight
 ViT-B/16-shaped tasks and times, interleaved and fastest of ROUNDS (default 5): the floor, and
 TIES (k = 0.2), DARE (p = 0.5, task arithmetic) and DARE + TIES of both revisions with their
 defaults on the fine-tuned parameters (the merge functions ``Method.merge`` calls, without its
@@ -26,16 +26,33 @@ from merge_workload import bandwidth_floor, random_vit_pool
 from fusionbench.methods import dare, ties
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("elementwise", "selection", "ties", "dare")
+MODULES = ("philox", "kernels", "ties_kernels", "elementwise", "selection", "ties", "dare")  # in import order
+
+
+def redirect(source: str, loaded: dict[str, types.ModuleType]) -> str:
+    """``source`` with its imports of the ``loaded`` engine modules pointed at their old copies (``before_<name>``)."""
+    lines = []
+    for line in source.splitlines():
+        if line.startswith("from fusionbench.methods import "):
+            names = [n.strip() for n in line.removeprefix("from fusionbench.methods import ").split(",")]
+            lines += [f"import before_{n} as {n}" for n in names if n in loaded]
+            rest = [n for n in names if n not in loaded]
+            line = f"from fusionbench.methods import {', '.join(rest)}" if rest else ""
+        for name in loaded:
+            line = line.replace(f"from fusionbench.methods.{name} import", f"from before_{name} import")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def load_revision(revision: str) -> dict[str, types.ModuleType]:
-    """The three engine modules at ``revision``, as modules named ``before_<name>`` importing one another."""
-    loaded = {}
+    """The engine modules ``revision`` has, as modules named ``before_<name>`` importing one another (their compiled
+    kernels compiled afresh, not cached: exec'd code has no file for Numba's cache)."""
+    loaded: dict[str, types.ModuleType] = {}
     for name in MODULES:
-        source = subprocess.run(["git", "show", f"{revision}:methods/{name}.py"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        for other in MODULES:
-            source = source.replace(f"fusionbench.methods.{other} import", f"before_{other} import")
+        shown = subprocess.run(["git", "show", f"{revision}:methods/{name}.py"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode:
+            continue  # not at that revision
+        source = redirect(shown.stdout.replace("cache=True", "cache=False"), loaded)
         module = sys.modules[f"before_{name}"] = types.ModuleType(f"before_{name}")
         exec(compile(source, f"{revision}:methods/{name}.py", "exec"), module.__dict__)
         loaded[name] = module
