@@ -25,9 +25,9 @@ import numba
 import numpy as np
 import torch
 
-from fusionbench.methods.philox import LANES, keeps, lanes, runs_present
+from fusionbench.methods.philox import LANES, keeps, lanes, whole_runs
 
-BLOCK = 2048  # entries of every task per step of TIES and DARE + TIES (four runs of 512 of a block of draws): T blocks of float32 stay in the L2 cache
+BLOCK = 2048  # entries of every task per step of TIES and DARE + TIES (four runs of 512 draws): T blocks stay in L2
 SUM_BLOCK = 1 << 18  # entries per step of a sum, accumulated in the output: long runs of each input, the block in L2
 Arrays = tuple[np.ndarray, ...]  # one flat array a task (a tuple: Numba compiles a version per task count)
 
@@ -83,26 +83,20 @@ def _kept_run(theta: np.ndarray, origin: np.ndarray, sums: np.ndarray, start: in
 @numba.njit(inline="always", cache=True)
 def _add_kept(theta: np.ndarray, origin: np.ndarray, seed: int, stream: int, task: int, first: int, bar: np.float32, sums: np.ndarray) -> None:
     """sums[i] += (theta[i] - origin[i]) * m_i over one block of draws (``philox``: its counters from ``first``, the
-    entries of counter j at j, w + j, 2 w + j, 3 w + j), each draw made where it is used, a loop a run count."""
-    dtype = sums.dtype.type
-    w, c4, c3, c2, c1 = runs_present(sums.shape[0], sums.shape[0])
-    for j in range(c4):
+    entries of counter j at j, w + j, 2 w + j, 3 w + j), each draw made where it is used."""
+    dtype, n = sums.dtype.type, sums.shape[0]
+    w, whole, reached = whole_runs(n, n)
+    for j in range(whole):  # four runs: vectorised
         m0, m1, m2, m3 = keeps(seed, stream, task, first + j, bar, dtype)
         _kept_run(theta, origin, sums, 0, j, m0)
         _kept_run(theta, origin, sums, w, j, m1)
         _kept_run(theta, origin, sums, 2 * w, j, m2)
         _kept_run(theta, origin, sums, 3 * w, j, m3)
-    for j in range(c4, c3):
-        m0, m1, m2, _ = keeps(seed, stream, task, first + j, bar, dtype)
-        _kept_run(theta, origin, sums, 0, j, m0)
-        _kept_run(theta, origin, sums, w, j, m1)
-        _kept_run(theta, origin, sums, 2 * w, j, m2)
-    for j in range(c3, c2):
-        m0, m1, _, _ = keeps(seed, stream, task, first + j, bar, dtype)
-        _kept_run(theta, origin, sums, 0, j, m0)
-        _kept_run(theta, origin, sums, w, j, m1)
-    for j in range(c2, c1):
-        _kept_run(theta, origin, sums, 0, j, keeps(seed, stream, task, first + j, bar, dtype)[0])
+    for j in range(whole, reached):  # a tensor's last block: at most three counters whose last run ends early
+        m = keeps(seed, stream, task, first + j, bar, dtype)
+        for lane in range(4):
+            if lane * w + j < n:
+                _kept_run(theta, origin, sums, lane * w, j, m[lane])
 
 
 @numba.njit(inline="always", cache=True)

@@ -65,12 +65,12 @@ def lanes(n: int) -> int:
 
 
 @numba.njit(inline="always", cache=True)
-def runs_present(n: int, present: int) -> tuple[int, int, int, int, int]:
-    """(w, c4, c3, c2, c1) of a block of n entries of which the first ``present`` are wanted: w = lanes(n); counter j
-    feeds runs 0-3 below c4, runs 0-2 from c4 to c3, runs 0-1 from c3 to c2 and run 0 from c2 to c1 (run k holds
-    entries k w .. (k + 1) w - 1): one loop a stretch, each vectorised."""
+def whole_runs(n: int, present: int) -> tuple[int, int, int]:
+    """(w, whole, any) of a block of n entries of which the first ``present`` are wanted: w = lanes(n); counters
+    j < whole feed all four runs (run k holds entries k w .. (k + 1) w - 1), counters whole <= j < any feed the runs
+    that reach them (at most three counters of a tensor's last block when every entry is wanted)."""
     w = lanes(n)
-    return w, max(0, min(w, present - 3 * w)), max(0, min(w, present - 2 * w)), max(0, min(w, present - w)), min(w, present)
+    return w, max(0, min(w, present - 3 * w)), min(w, present)
 
 
 @numba.njit(cache=True)
@@ -79,21 +79,18 @@ def fill_uniforms(seed: int, task: int, stream: int, start: int, size: int, out:
     multiple of 4 LANES."""
     n = out.shape[0]
     for offset in range(0, n, 4 * LANES):
-        first = (start + offset) >> 2
-        w, c4, c3, c2, c1 = runs_present(min(4 * LANES, size - start - offset), min(4 * LANES, n - offset))
+        first, present = (start + offset) >> 2, min(4 * LANES, n - offset)
+        w, whole, reached = whole_runs(min(4 * LANES, size - start - offset), present)
         r0, r1 = out[offset : offset + w], out[offset + w : offset + 2 * w]  # the runs, one view each: vectorised
         r2, r3 = out[offset + 2 * w : offset + 3 * w], out[offset + 3 * w : offset + 4 * w]
-        for j in range(c4):
+        for j in range(whole):
             r = _words(seed, stream, task, first + j)
             r0[j], r1[j], r2[j], r3[j] = _draw(r[0]), _draw(r[1]), _draw(r[2]), _draw(r[3])
-        for j in range(c4, c3):
+        for j in range(whole, reached):
             r = _words(seed, stream, task, first + j)
-            r0[j], r1[j], r2[j] = _draw(r[0]), _draw(r[1]), _draw(r[2])
-        for j in range(c3, c2):
-            r = _words(seed, stream, task, first + j)
-            r0[j], r1[j] = _draw(r[0]), _draw(r[1])
-        for j in range(c2, c1):
-            r0[j] = _draw(_words(seed, stream, task, first + j)[0])
+            for lane in range(4):
+                if lane * w + j < present:
+                    out[offset + lane * w + j] = _draw(r[lane])
 
 
 def uniforms(seed: int, task: int, stream: int, start: int, count: int, size: int) -> torch.Tensor:
