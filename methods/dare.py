@@ -40,7 +40,7 @@ from fusionbench.api.method import Method, check_range, param
 from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.params import ParamDict
 from fusionbench.api.taskpool import TaskPool
-from fusionbench.methods import kernels, philox
+from fusionbench.methods import kernels, philox, ties_kernels
 from fusionbench.methods.common import check_choice, load_inputs
 from fusionbench.methods.elementwise import CHUNK, Workspace, accumulation_dtype, chunks, finite_or_blame, task_vector_chunk
 from fusionbench.methods.ties import BASE_METHODS, MERGE_FUNCS, base_scaling, disjoint_merge
@@ -97,7 +97,7 @@ def dare_ties_tensor(
     """theta_0 + lambda * disjoint_merge(drop_and_rescale(tau_t)) of tensor ``stream``: one compiled pass, or chunk by
     chunk with torch."""
     if kernels.compiled(base, vectors):
-        return kernels.dare_ties(base, vectors, seed, stream, float(_bar(p, strict)), p, merge_func == "mean", scaling_factor, finetuned)
+        return ties_kernels.dare_ties(base, vectors, seed, stream, float(_bar(p, strict)), p, merge_func == "mean", scaling_factor, finetuned)
     workspace = Workspace() if workspace is None else workspace
     flat_base, flats = base.reshape(-1), [vector.reshape(-1) for vector in vectors]
     merged = torch.empty(base.numel(), dtype=base.dtype, device=base.device)

@@ -1,14 +1,20 @@
-"""TIES's compiled kernels (Numba): the trim, sign election and disjoint merge, and the threshold's counting pass.
+"""TIES's compiled kernels (Numba): the trim, sign election and disjoint merge, the threshold's counting pass, and
+DARE + TIES (the election and disjoint merge of the dropped and rescaled task vectors).
 
-Both hold eight tasks' values of an entry in registers at once: a loop over entries whose body
+Each holds eight tasks' values of an entry in registers at once: a loop over entries whose body
 names each task's array (``_group``) is one the compiler vectorises, where a loop over a run-time
 task index is not, and the sums over tasks then cost no trip through memory. Tasks come in groups
 of GROUP, a task list padded to whole groups with the origin itself (tau = 0: trimmed, never in a
 bracket, adding nothing), so a block of a tensor is read by one sweep a group: about the bandwidth
 floor for eight tasks (docs/performance.md).
 
-The arithmetic is ``ties.ties_tensor``'s and ``selection``'s, operation for operation and in task
-order (``tests/test_merge_engine_identity.py``, ``tests/test_merge_kernels.py``).
+DARE + TIES draws a stretch of every task's masks first (STRETCH counters of a block of draws:
+four runs of a tensor's entries, ``philox``), then elects and merges each run in one sweep a group
+as TIES does, each dropped value made again from its input and mask (no faster when kept in a
+buffer instead: docs/performance.md).
+
+The arithmetic is ``ties.ties_tensor``'s, ``selection``'s and ``dare.dare_ties_tensor``'s, operation
+for operation and in task order (``tests/test_merge_engine_identity.py``, ``tests/test_merge_kernels.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ import numba
 import numpy as np
 import torch
 
-from fusionbench.methods.kernels import BLOCK, Arrays, agreeing, flat, origin_of, scaled, scratch
+from fusionbench.methods.kernels import Arrays, flat, origin_of
+from fusionbench.methods.philox import LANES, keeps, lanes
 
+BLOCK = 2048  # entries of every task per step of TIES: T blocks stay in L2
+STRETCH = 2048  # counters per step of DARE + TIES: each task's masks of four runs of STRETCH entries stay in L2
 GROUP = 8  # tasks a sweep over a block; _group, _bounds and the loops below name each of them
 
 
@@ -45,6 +54,36 @@ def _trimmed(theta: np.floating, origin: np.floating, bar: np.floating, zero: np
     """tau = theta - origin, or 0 where |tau| <= bar (``torch.hardshrink``: a NaN stays)."""
     tau = theta - origin
     return zero if (tau >= -bar) & (tau <= bar) else tau
+
+
+@numba.njit(inline="always", cache=True)
+def agreeing(
+    tau: np.floating, gamma: np.floating, total: np.floating, count: np.floating, zero: np.floating, one: np.floating
+) -> tuple[np.floating, np.floating]:
+    """(total, count) after one task: its product with the elected sign clamped at 0 (a NaN stays NaN) added, and
+    counted when positive."""
+    product = tau * gamma
+    product = zero if product < 0 else product
+    return total + product, count + (one if product > 0 else zero)
+
+
+@numba.njit(inline="always", cache=True)
+def scaled(totals: np.ndarray, gamma: np.ndarray, counts: np.ndarray, mean: bool, factor: np.floating, base: np.ndarray, out: np.ndarray) -> None:
+    """out = base + factor * gamma * totals, divided by the count of agreeing entries (at least 1) when ``mean``."""
+    if mean:
+        for i in range(out.shape[0]):
+            out[i] = totals[i] * gamma[i] / max(counts[i], counts.dtype.type(1.0)) * factor + base[i]
+    else:
+        for i in range(out.shape[0]):
+            out[i] = totals[i] * gamma[i] * factor + base[i]
+
+
+@numba.njit(inline="always", cache=True)
+def _signs(gamma: np.ndarray) -> None:
+    """gamma = torch.sign(gamma): 0 for a zero or NaN sum."""
+    one, zero = gamma.dtype.type(1.0), gamma.dtype.type(0.0)
+    for i in range(gamma.shape[0]):
+        gamma[i] = one if gamma[i] > 0 else (-one if gamma[i] < 0 else zero)
 
 
 @numba.njit(inline="always", cache=True)
@@ -87,7 +126,7 @@ def _ties(base: np.ndarray, origin: np.ndarray, thetas: Arrays, bars: np.ndarray
     bars[t], a NaN kept), elect gamma = sign(sum_t tau_t) (0 for a zero or NaN sum), sum the products with gamma
     clamped at 0 and count the positive ones, offset by ``base`` (``kernels.scaled``)."""
     dtype, width = out.dtype.type, sums.shape[0] // 3
-    zero, one = dtype(0.0), dtype(1.0)
+    zero = dtype(0.0)
     for start in range(0, base.shape[0], width):
         stop = min(start + width, base.shape[0])
         n = stop - start
@@ -95,11 +134,91 @@ def _ties(base: np.ndarray, origin: np.ndarray, thetas: Arrays, bars: np.ndarray
         gamma[:], totals[:], counts[:] = zero, zero, zero
         for first in range(0, len(thetas), GROUP):
             _elect_group(_group(thetas, first, start, stop), _bounds(bars, first, dtype), block, gamma)
-        for i in range(n):
-            gamma[i] = one if gamma[i] > 0 else (-one if gamma[i] < 0 else zero)
+        _signs(gamma)
         for first in range(0, len(thetas), GROUP):
             _agree_group(_group(thetas, first, start, stop), _bounds(bars, first, dtype), block, gamma, totals, counts)
         scaled(totals, gamma, counts, mean, dtype(scale), base[start:stop], out[start:stop])
+
+
+@numba.njit(inline="always", cache=True)
+def _dropped(theta: np.floating, origin: np.floating, mask: np.floating, divisor: np.floating) -> np.floating:
+    """DARE's tau: (theta - origin) * mask / (1 - p)."""
+    return (theta - origin) * mask / divisor
+
+
+@numba.njit(inline="always", cache=True)
+def _elect_dropped_group(xs: Arrays, ms: Arrays, divisor: np.floating, origin: np.ndarray, gamma: np.ndarray) -> None:
+    """gamma[i] += the group's dropped tau, task after task."""
+    for i in range(gamma.shape[0]):
+        o, g = origin[i], gamma[i]
+        g += _dropped(xs[0][i], o, ms[0][i], divisor)
+        g += _dropped(xs[1][i], o, ms[1][i], divisor)
+        g += _dropped(xs[2][i], o, ms[2][i], divisor)
+        g += _dropped(xs[3][i], o, ms[3][i], divisor)
+        g += _dropped(xs[4][i], o, ms[4][i], divisor)
+        g += _dropped(xs[5][i], o, ms[5][i], divisor)
+        g += _dropped(xs[6][i], o, ms[6][i], divisor)
+        g += _dropped(xs[7][i], o, ms[7][i], divisor)
+        gamma[i] = g
+
+
+@numba.njit(inline="always", cache=True)
+def _agree_dropped_group(
+    xs: Arrays, ms: Arrays, divisor: np.floating, origin: np.ndarray, gamma: np.ndarray, totals: np.ndarray, counts: np.ndarray
+) -> None:
+    """(totals, counts) after the group's tasks (``agreeing``), the dropped tau made again from the inputs."""
+    zero, one = gamma.dtype.type(0.0), gamma.dtype.type(1.0)
+    for i in range(gamma.shape[0]):
+        o, g, total, count = origin[i], gamma[i], totals[i], counts[i]
+        total, count = agreeing(_dropped(xs[0][i], o, ms[0][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[1][i], o, ms[1][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[2][i], o, ms[2][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[3][i], o, ms[3][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[4][i], o, ms[4][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[5][i], o, ms[5][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[6][i], o, ms[6][i], divisor), g, total, count, zero, one)
+        total, count = agreeing(_dropped(xs[7][i], o, ms[7][i], divisor), g, total, count, zero, one)
+        totals[i], counts[i] = total, count
+
+
+@numba.njit(inline="always", cache=True)
+def _stretch_masks(seed: int, stream: int, task: int, first: int, counters: int, bar: np.float32, masks: np.ndarray) -> None:
+    """masks[k * counters + j] = (u > bar) of word k of counter first + j: the four runs of a stretch of draws."""
+    dtype = masks.dtype.type
+    for j in range(counters):
+        masks[j], masks[counters + j], masks[2 * counters + j], masks[3 * counters + j] = keeps(seed, stream, task, first + j, bar, dtype)
+
+
+@numba.njit(cache=True)
+def _dare_ties(
+    base: np.ndarray, origin: np.ndarray, thetas: Arrays, tasks: int, seed: int, stream: int, bar: np.float32, keep_scale: float,
+    mean: bool, scale: float, out: np.ndarray, masks: Arrays, sums: np.ndarray,
+) -> None:
+    """``dare.dare_ties_tensor`` of one flat tensor: tau_t = (theta_t - origin) * (u > bar) / (1 - p) for the first
+    ``tasks`` of ``thetas`` (the rest are padding: origin, with masks of zeros), elect, disjoint merge, offset by
+    ``base``; a stretch of every task's masks at a time (``_stretch_masks``), each of its four runs merged in one
+    sweep a group."""
+    dtype, width = out.dtype.type, sums.shape[0] // 3
+    divisor, factor, stretch, zero = dtype(keep_scale), dtype(scale), masks[0].shape[0] // 4, dtype(0.0)
+    for start in range(0, base.shape[0], 4 * LANES):
+        n = min(4 * LANES, base.shape[0] - start)
+        w = lanes(n)
+        for j0 in range(0, w, stretch):
+            counters = min(stretch, w - j0)
+            for t in range(tasks):
+                _stretch_masks(seed, stream, t, (start >> 2) + j0, counters, bar, masks[t])
+            for lane in range(4):
+                at, size, row = start + lane * w + j0, max(0, min(counters, n - lane * w - j0)), lane * counters
+                gamma, totals, counts = sums[:size], sums[width : width + size], sums[2 * width : 2 * width + size]
+                gamma[:], totals[:], counts[:] = zero, zero, zero
+                for first in range(0, len(thetas), GROUP):
+                    xs, ms = _group(thetas, first, at, at + size), _group(masks, first, row, row + size)
+                    _elect_dropped_group(xs, ms, divisor, origin[at : at + size], gamma)
+                _signs(gamma)
+                for first in range(0, len(thetas), GROUP):
+                    xs, ms = _group(thetas, first, at, at + size), _group(masks, first, row, row + size)
+                    _agree_dropped_group(xs, ms, divisor, origin[at : at + size], gamma, totals, counts)
+                scaled(totals, gamma, counts, mean, factor, base[at : at + size], out[at : at + size])
 
 
 @numba.njit(inline="always", cache=True)
@@ -219,5 +338,22 @@ def ties(base: torch.Tensor, vectors: Sequence[torch.Tensor], below: Sequence[fl
     out, origin = torch.empty(base.shape, dtype=base.dtype), origin_of(base, finetuned)
     pad = -len(vectors) % GROUP
     bars = np.array([*below, *[0.0] * pad], dtype=np.float64)
-    _ties(flat(base), origin, tuple(flat(v) for v in vectors) + (origin,) * pad, bars, mean, scale, flat(out), scratch(base, 3))
+    sums = np.empty(3 * min(BLOCK, max(base.numel(), 1)), dtype=origin.dtype)
+    _ties(flat(base), origin, tuple(flat(v) for v in vectors) + (origin,) * pad, bars, mean, scale, flat(out), sums)
+    return out
+
+
+def dare_ties(
+    base: torch.Tensor, vectors: Sequence[torch.Tensor], seed: int, stream: int, bar: float, p: float, mean: bool, scale: float,
+    finetuned: bool,
+) -> torch.Tensor:
+    """DARE + TIES of one tensor, the draws of tensor ``stream`` (``dare.dare_ties_tensor``'s arithmetic)."""
+    out, origin, dtype = torch.empty(base.shape, dtype=base.dtype), origin_of(base, finetuned), flat(base).dtype
+    pad = -len(vectors) % GROUP
+    counters = max(1, min(STRETCH, (base.numel() + 3) // 4))  # a stretch: at most a block's counters
+    masks = tuple(np.zeros(4 * counters, dtype=dtype) for _ in range(len(vectors) + pad))  # a padded task's stay 0
+    _dare_ties(
+        flat(base), origin, tuple(flat(v) for v in vectors) + (origin,) * pad, len(vectors), seed, stream, np.float32(bar), 1.0 - p, mean,
+        scale, flat(out), masks, np.empty(3 * counters, dtype=dtype),
+    )
     return out

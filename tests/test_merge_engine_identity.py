@@ -157,8 +157,9 @@ def test_ties_equals_the_naive_form(dtype: torch.dtype, tasks: int) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("merge_func", ["mean", "sum"])
-def test_dare_ties_equals_the_naive_form(dtype: torch.dtype, merge_func: str) -> None:
-    base, thetas = inputs(3, dtype, tasks=4)
+@pytest.mark.parametrize("tasks", [4, 11])  # eight tasks a sweep: one padded group; a whole group and a padded one
+def test_dare_ties_equals_the_naive_form(dtype: torch.dtype, merge_func: str, tasks: int) -> None:
+    base, thetas = inputs(3, dtype, tasks)
     for p, strict in [(0.5, True), (0.2, False)]:
         ours = dare_merge(base, thetas, p, 11, "ties", 0.9, merge_func, strict, finetuned=True)
         assert_equal_or_close(ours, naive_dare_ties(base, thetas, p, 11, strict, 0.9, merge_func), exact=dtype != torch.float16)
