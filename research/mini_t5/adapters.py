@@ -5,7 +5,7 @@
 
 Reuses the built world of ``kind`` (default text) in ``$FUSIONBENCH_HOME`` (its data, base and
 full fine-tunes), fine-tunes the seven adapters of ``mode`` with the recipe's changes (``lr``,
-``steps``, ``targets``; ``methods`` to sweep) through the product's pool fine-tuning job in two pinned workers, into a
+``steps``, ``targets``, ``init_seed``; ``methods`` to sweep) through the product's pool fine-tuning job in two pinned workers, into a
 world under ``/tmp/t5r/<name>`` that links everything else; then runs ``fusionbench sweep`` of
 ``methods`` (default task arithmetic and the simple average) on all seven tasks there and prints
 their gain recovered.
@@ -54,7 +54,7 @@ def main(cfg: dict[str, Any]) -> None:
             (world / "pools" / entry.name).symlink_to(entry)
     base = pools.mini_recipe(kind, cfg["mode"])
     lora = LoraSpec(base.lora.r, base.lora.alpha, base.lora.dropout, cfg.get("targets", base.lora.targets))
-    recipe = replace(base, lr=cfg.get("lr", base.lr), steps=cfg.get("steps", base.steps), lora=lora)
+    recipe = replace(base, lr=cfg.get("lr", base.lr), steps=cfg.get("steps", base.steps), init_seed=cfg.get("init_seed", base.init_seed), lora=lora)
     out = world / "pools" / cfg["mode"]
     todo = [t for t in pools.definitions(kind, world) if not (out / t).is_dir()]
     with pinned_pool(2) as pool:
