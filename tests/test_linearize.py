@@ -7,6 +7,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import Linear as LoraLinear
 from torch import nn
+from transformers import T5Config, T5ForConditionalGeneration
 
 from fusionbench.api.errors import CheckpointError
 from fusionbench.models.linearize import (
@@ -132,6 +133,21 @@ def test_linearize_lora_matches_per_layer_jvp_wrappers_and_round_trips() -> None
     unlinearize_lora_(closed)
     assert not any(isinstance(m, LinearizedLoraLinear) for m in closed.modules())
     assert sum(isinstance(m, LoraLinear) for m in closed.modules()) == 2
+
+
+def test_linearized_layers_stand_in_where_a_model_reads_the_weight() -> None:
+    """Flan-T5's gated feed-forward reads ``wo.weight.dtype``: every linear layer of a T5 block can be linearised."""
+    config = T5Config(vocab_size=32, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=4, feed_forward_proj="gated-gelu")
+    torch.manual_seed(0)
+    model = get_peft_model(T5ForConditionalGeneration(config).eval(), LoraConfig(r=R, target_modules=["q", "v", "wi_0", "wi_1", "wo"]))
+    ids = torch.randint(0, 32, (2, 5))
+    with torch.no_grad():
+        before = model(input_ids=ids, decoder_input_ids=ids).logits
+    paths = linearize_lora_(model)
+    wo = model.get_submodule(next(p for p in paths if p.endswith("wo")))
+    assert wo.weight is wo.model.base_layer.weight
+    with torch.no_grad():  # at phi_0 the linearised model is the LoRA model
+        assert rel_err(model(input_ids=ids, decoder_input_ids=ids).logits, before) < 1e-6
 
 
 def test_linearize_uses_stored_init_and_rejects_incomplete_init() -> None:

@@ -97,6 +97,12 @@ class LinearizedLoraLinear(nn.Module):
     def scaling(self) -> float:
         return float(self.model.scaling[self.adapter])
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The frozen base weight, as peft's layer gives it: code around a ``Linear`` reads it (Flan-T5's gated
+        feed-forward casts its input to ``wo.weight.dtype``)."""
+        return self.model.weight
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         layer = self.model
         result = layer.base_layer(x, *args, **kwargs)
