@@ -105,7 +105,7 @@ def _elect_group(xs: Arrays, bars: tuple, origin: np.ndarray, gamma: np.ndarray)
 
 @numba.njit(inline="always", cache=True)
 def _agree_group(xs: Arrays, bars: tuple, origin: np.ndarray, gamma: np.ndarray, totals: np.ndarray, counts: np.ndarray) -> None:
-    """(totals, counts) after the group's tasks (``kernels.agreeing``), the trimmed tau made again from the inputs."""
+    """(totals, counts) after the group's tasks (``agreeing``), the trimmed tau made again from the inputs."""
     zero, one = gamma.dtype.type(0.0), gamma.dtype.type(1.0)
     for i in range(gamma.shape[0]):
         o, g, total, count = origin[i], gamma[i], totals[i], counts[i]
@@ -124,7 +124,7 @@ def _agree_group(xs: Arrays, bars: tuple, origin: np.ndarray, gamma: np.ndarray,
 def _ties(base: np.ndarray, origin: np.ndarray, thetas: Arrays, bars: np.ndarray, mean: bool, scale: float, out: np.ndarray, sums: np.ndarray) -> None:
     """``ties.ties_tensor`` of one flat tensor, BLOCK entries of every task at a time: trim theta_t - origin (|tau| >
     bars[t], a NaN kept), elect gamma = sign(sum_t tau_t) (0 for a zero or NaN sum), sum the products with gamma
-    clamped at 0 and count the positive ones, offset by ``base`` (``kernels.scaled``)."""
+    clamped at 0 and count the positive ones, offset by ``base`` (``scaled``)."""
     dtype, width = out.dtype.type, sums.shape[0] // 3
     zero = dtype(0.0)
     for start in range(0, base.shape[0], width):
@@ -197,9 +197,9 @@ def _dare_ties(
     """``dare.dare_ties_tensor`` of one flat tensor: tau_t = (theta_t - origin) * (u > bar) / (1 - p) for the first
     ``tasks`` of ``thetas`` (the rest are padding: origin, with masks of zeros), elect, disjoint merge, offset by
     ``base``; a stretch of every task's masks at a time (``_stretch_masks``), each of its four runs merged in one
-    sweep a group."""
-    dtype, width = out.dtype.type, sums.shape[0] // 3
-    divisor, factor, stretch, zero = dtype(keep_scale), dtype(scale), masks[0].shape[0] // 4, dtype(0.0)
+    sweep a group (``sums``: three rows of a stretch's counters)."""
+    dtype, stretch = out.dtype.type, masks[0].shape[0] // 4
+    divisor, factor, zero = dtype(keep_scale), dtype(scale), dtype(0.0)
     for start in range(0, base.shape[0], 4 * LANES):
         n = min(4 * LANES, base.shape[0] - start)
         w = lanes(n)
@@ -209,7 +209,7 @@ def _dare_ties(
                 _stretch_masks(seed, stream, t, (start >> 2) + j0, counters, bar, masks[t])
             for lane in range(4):
                 at, size, row = start + lane * w + j0, max(0, min(counters, n - lane * w - j0)), lane * counters
-                gamma, totals, counts = sums[:size], sums[width : width + size], sums[2 * width : 2 * width + size]
+                gamma, totals, counts = sums[:size], sums[stretch : stretch + size], sums[2 * stretch : 2 * stretch + size]
                 gamma[:], totals[:], counts[:] = zero, zero, zero
                 for first in range(0, len(thetas), GROUP):
                     xs, ms = _group(thetas, first, at, at + size), _group(masks, first, row, row + size)
