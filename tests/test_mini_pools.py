@@ -78,6 +78,26 @@ def test_mini_recipes_take_the_mode_learning_rate() -> None:
     assert MINI_LR["vision"]["full"] < MINI_LR["vision"]["lora"] < MINI_LR["vision"]["llora"]
 
 
+@pytest.mark.parametrize("kind", ["vision", "text"])
+def test_adapters_sit_on_every_linear_layer_full_fine_tuning_trains(kind: str) -> None:
+    """The shipped base's architecture: LoRA's targets (peft's suffix rule) are exactly the trained linear layers."""
+    import transformers
+    from torch import nn
+
+    config_dir = Path(__file__).parents[1] / "benchmark" / "mini" / f"base_{kind}"
+    if kind == "vision":
+        root: nn.Module = transformers.CLIPModel(transformers.CLIPConfig.from_pretrained(config_dir)).vision_model
+    else:
+        root = transformers.T5ForConditionalGeneration(transformers.T5Config.from_pretrained(config_dir))
+    frozen = MINI_RECIPES[kind].frozen
+    trained = {n for n, _ in root.named_parameters() if not n.startswith(tuple(frozen))}
+    trained_linear = {n for n, m in root.named_modules() if isinstance(m, nn.Linear) and f"{n}.weight" in trained}
+    targets = MINI_RECIPES[kind].lora.targets
+    adapted = {n for n, m in root.named_modules() if isinstance(m, nn.Linear) and any(n == t or n.endswith(f".{t}") for t in targets)}
+    assert adapted == trained_linear and len(adapted) == {"vision": 12, "text": 25}[kind]
+    assert all(mini_recipe(kind, mode).lora == MINI_RECIPES[kind].lora for mode in ("lora", "llora"))
+
+
 def test_unfinished_pools_are_not_ready(tmp_path: Path, isolated_home: Path) -> None:
     assert not pools_ready("vision", reduced=True)
     (isolated_home / "mini" / "vision-seed0-reduced" / "pools").mkdir(parents=True)

@@ -50,30 +50,52 @@ FROZEN_IN_FULL_FINETUNING: dict[str, tuple[str, ...]] = {
     "text": ("shared.", "decoder.block.0."),
 }
 
+# LoRA and L-LoRA adapt every linear layer that full fine-tuning trains, the same layers in both
+# modes (as the L-LoRA paper's Table 1 compares them): vision, all of blocks 1 and 2; text, all
+# but the first decoder block's. Adapters on every layer made the vision L-LoRA merges depend on
+# the adapters' init seed (seven-task task arithmetic 0.37 / 0.33 / 0.12 over seeds 42 / 1 / 2;
+# blocks 1-2: 0.54 / 0.56 / 0.55), and T5's q and v alone left both text modes under 0.4
+# (research/mini_v5/README.md and research/mini_t5/README.md, "Adapters where full fine-tuning
+# trains").
+_CLIP_LINEAR = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1", "mlp.fc2")
+_T5_LINEAR = {
+    "encoder": ("layer.0.SelfAttention.q", "layer.0.SelfAttention.k", "layer.0.SelfAttention.v", "layer.0.SelfAttention.o",
+                "layer.1.DenseReluDense.wi_0", "layer.1.DenseReluDense.wi_1", "layer.1.DenseReluDense.wo"),
+    "decoder": ("layer.0.SelfAttention.q", "layer.0.SelfAttention.k", "layer.0.SelfAttention.v", "layer.0.SelfAttention.o",
+                "layer.1.EncDecAttention.q", "layer.1.EncDecAttention.k", "layer.1.EncDecAttention.v", "layer.1.EncDecAttention.o",
+                "layer.2.DenseReluDense.wi_0", "layer.2.DenseReluDense.wi_1", "layer.2.DenseReluDense.wo"),
+}  # fmt: skip
+ADAPTER_TARGETS: dict[str, list[str]] = {
+    "vision": [f"layers.{block}.{layer}" for block in (1, 2) for layer in _CLIP_LINEAR],
+    "text": [f"encoder.block.{block}.{layer}" for block in (0, 1) for layer in _T5_LINEAR["encoder"]]
+    + [f"decoder.block.1.{layer}" for layer in _T5_LINEAR["decoder"]],
+}
+
 # Tiny-model recipes: the paper's shape (AdamW + warm-up cosine for CLIP, Adam + constant for
-# T5; LoRA r 16, alpha 32 on the attention query and value projections, one shared init seed)
-# at CPU scale. The learning rate depends on the mode (MINI_LR): at this scale LoRA needs a
-# larger one than full fine-tuning, and L-LoRA (LoRA with A held at A0) a larger one still.
-# Text, and vision LoRA: of the rates that leave every fine-tune +20 points over the base and
-# the fine-tunes within 2 points of their best mean, the one at which the seven-task merges
-# recover the most on average (research/mini_t5/README.md, "On the format-9 base" for the
-# text adapters, "Full fine-tuning's rate on the format-10 base" for text full;
-# research/mini_v5/README.md, "LoRA's rate on version 6" for vision LoRA).
+# T5; LoRA r 16, alpha 32, one shared init seed) at CPU scale, adapters on ADAPTER_TARGETS.
+# The learning rate depends on the mode (MINI_LR): at this scale LoRA needs a larger one than
+# full fine-tuning, and L-LoRA (LoRA with A held at A0) a larger one still. Of the rates that
+# leave every fine-tune +20 points over the base and the fine-tunes within 2 points of their
+# best mean, the one at which the seven-task merges recover the most (the eight data-free
+# merges on average; for the text adapters, task arithmetic)
+# (research/mini_t5/README.md, "Full fine-tuning's rate on the format-10 base" for text full,
+# "Adapters where full fine-tuning trains" for the text adapters; research/mini_v5/README.md,
+# "LoRA's rate on version 6" and "Adapters where full fine-tuning trains, on version 6").
 MINI_RECIPES: dict[str, Recipe] = {
     "vision": Recipe(
         family="clip", name="mini_clip", optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="cosine",
-        warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]),
+        warmup_ratio=0.1, steps=300, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ADAPTER_TARGETS["vision"]),
         frozen=list(FROZEN_IN_FULL_FINETUNING["vision"]),
     ),
     "text": Recipe(
         family="t5", name="mini_t5", optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant",
-        warmup_ratio=0.0, steps=450, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ["q", "v"]),
+        warmup_ratio=0.0, steps=450, batch_size=32, init_seed=42, lora=LoraSpec(16, 32.0, 0.0, ADAPTER_TARGETS["text"]),
         frozen=list(FROZEN_IN_FULL_FINETUNING["text"]),
     ),
 }
 MINI_LR: dict[str, dict[str, float]] = {
-    "vision": {"full": 1e-3, "lora": 1.5e-3, "llora": 1.5e-2},
-    "text": {"full": 1.5e-4, "lora": 5e-4, "llora": 2e-3},
+    "vision": {"full": 1e-3, "lora": 1.5e-3, "llora": 5e-3},
+    "text": {"full": 1.5e-4, "lora": 5e-4, "llora": 1e-3},
 }
 
 
