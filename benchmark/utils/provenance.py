@@ -25,14 +25,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def git_revision() -> str | None:
-    """The git commit of the installed source tree, when it is a checkout."""
-    here = Path(__file__).resolve().parent
+def git_revision(tree: Path | None = None) -> str | None:
+    """The git commit of the source tree (default: the installed package's), when it is a checkout.
+
+    ``<commit>-dirty`` when tracked files differ from that commit (``git describe --dirty``'s
+    convention), so a result made with uncommitted code does not name a commit that lacks it.
+    """
+    here = tree or Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    dirty = status.returncode == 0 and bool(status.stdout.strip())
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def device_name(device: str) -> str:

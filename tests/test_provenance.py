@@ -1,0 +1,39 @@
+"""Provenance's git revision: the commit of a checkout, marked when tracked files differ from it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fusionbench.utils.provenance import git_revision
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def _git(repo: Path, *args: str) -> str:
+    words = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false", *args]
+    return subprocess.run(words, cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_clean_checkout_gives_its_commit_and_a_changed_one_is_marked_dirty(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "pkg" / "code.py").write_text("x = 1\n")
+    _git(repo, "add", "pkg/code.py")
+    _git(repo, "commit", "-q", "-m", "one")
+    commit = _git(repo, "rev-parse", "HEAD")
+    assert git_revision(repo / "pkg") == commit
+    (repo / "notes.txt").write_text("untracked")
+    assert git_revision(repo / "pkg") == commit  # untracked files are not part of the code that ran
+    (repo / "pkg" / "code.py").write_text("x = 2\n")
+    assert git_revision(repo / "pkg") == f"{commit}-dirty"
+    _git(repo, "commit", "-q", "-am", "two")
+    assert git_revision(repo / "pkg") == _git(repo, "rev-parse", "HEAD") != commit
+
+
+def test_a_folder_outside_any_checkout_has_no_revision(tmp_path: Path) -> None:
+    assert git_revision(tmp_path) is None
