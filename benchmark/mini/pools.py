@@ -58,13 +58,12 @@ FROZEN_IN_FULL_FINETUNING: dict[str, tuple[str, ...]] = {
 # (research/mini_v5/README.md and research/mini_t5/README.md, "Adapters where full fine-tuning
 # trains").
 _CLIP_LINEAR = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1", "mlp.fc2")
+_T5_ATTENTION, _T5_FEED_FORWARD = ("q", "k", "v", "o"), ("wi_0", "wi_1", "wo")
 _T5_LINEAR = {
-    "encoder": ("layer.0.SelfAttention.q", "layer.0.SelfAttention.k", "layer.0.SelfAttention.v", "layer.0.SelfAttention.o",
-                "layer.1.DenseReluDense.wi_0", "layer.1.DenseReluDense.wi_1", "layer.1.DenseReluDense.wo"),
-    "decoder": ("layer.0.SelfAttention.q", "layer.0.SelfAttention.k", "layer.0.SelfAttention.v", "layer.0.SelfAttention.o",
-                "layer.1.EncDecAttention.q", "layer.1.EncDecAttention.k", "layer.1.EncDecAttention.v", "layer.1.EncDecAttention.o",
-                "layer.2.DenseReluDense.wi_0", "layer.2.DenseReluDense.wi_1", "layer.2.DenseReluDense.wo"),
-}  # fmt: skip
+    "encoder": [f"layer.0.SelfAttention.{p}" for p in _T5_ATTENTION] + [f"layer.1.DenseReluDense.{p}" for p in _T5_FEED_FORWARD],
+    "decoder": [f"layer.0.SelfAttention.{p}" for p in _T5_ATTENTION] + [f"layer.1.EncDecAttention.{p}" for p in _T5_ATTENTION]
+    + [f"layer.2.DenseReluDense.{p}" for p in _T5_FEED_FORWARD],
+}
 ADAPTER_TARGETS: dict[str, list[str]] = {
     "vision": [f"layers.{block}.{layer}" for block in (1, 2) for layer in _CLIP_LINEAR],
     "text": [f"encoder.block.{block}.{layer}" for block in (0, 1) for layer in _T5_LINEAR["encoder"]]
