@@ -79,12 +79,13 @@ def run(cfg: DictConfig) -> Report:
     method.check_pool(pool)
     save_format = pool.save_format(cfg.save_format) if save_to is not None else None
     tasks = pool.tasks
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    origin = provenance(device, cfg.seed, resolved, config_hash(cfg))  # the code and date the run starts with
 
     evaluation = merge_and_evaluate(method, pool, taskpool, cfg.split)
     references = reference_scores(pool, taskpool, tasks, cfg.split)
 
     rows = {task: TaskRow.of(score, references.finetuned[task], references.pretrained[task]) for task, score in evaluation.scores.items()}
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     use = method.data_use()
     report = Report(
         method=MethodInfo(method.name, method.version, method.reference, asdict(method.params), None if use is None else asdict(use)),
@@ -94,7 +95,7 @@ def run(cfg: DictConfig) -> Report:
         tasks=rows,
         average=Averages.of(rows),
         cost=Cost(evaluation.merge_seconds, evaluation.eval_seconds, peak_memory_bytes(device)),
-        provenance=Provenance.from_dict(provenance(device, cfg.seed, resolved, config_hash(cfg))),  # type: ignore[arg-type]
+        provenance=Provenance.from_dict(origin),  # type: ignore[arg-type]
         output_dir=str(out),
     )
     if save_to is not None and save_format is not None:

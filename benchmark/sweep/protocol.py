@@ -130,6 +130,8 @@ def sweep(cfg: DictConfig) -> Summary:
     plan = Plan(cfg, pool, taskpool, method)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["device"] = device  # type: ignore[index]
+    # the code and date the sweep starts with: a long sweep's results are those of the modules it loaded then
+    origin = Provenance.from_dict(provenance(device, int(cfg.seed), config, config_hash(cfg, exclude=_NOT_RESULTS)))  # type: ignore[arg-type]
 
     executor = _executor(cfg, config, Worker(pool, taskpool, method, int(cfg.seed)))  # type: ignore[arg-type]
     try:
@@ -141,7 +143,6 @@ def sweep(cfg: DictConfig) -> Summary:
                     store.close()
                     store.remove_created()
                 raise
-            origin = Provenance.from_dict(provenance(device, int(cfg.seed), config, config_hash(cfg, exclude=_NOT_RESULTS)))  # type: ignore[arg-type]
             counts = Counts(total, computed, total - computed)
             summary = summarize(plan, store, references, subsets, best, points, cfg, counts, time.perf_counter() - started, origin)
     finally:

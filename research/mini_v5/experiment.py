@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = dict(
     pretrain_hard=(0.0, 0.5), task_hard=(0.3, 1.0), shift=False, pretrain_novel=(0.0, 0.0), task_novel=(0.0, 0.0),
     p_name=0.7, p_name_novel=None, fine_share=1.0, held_out=0.0, task_name_rate=1.0, train_examples=2000,
     width=96, layers=3, text_width=64, projection=64,
-    finetune_lr=1e-3, finetune_steps=300, finetune_batch=32, finetune_frozen=(), unnamed_seed=None,
+    finetune_lr=1e-3, finetune_steps=300, finetune_batch=32, finetune_frozen=(), unnamed_seed=None, threads=2,
 )  # fmt: skip
 CAPTIONS, DOMAIN_ONLY = vision_world.CAPTION_FORMS, vision_world.DOMAIN_ONLY  # a caption names the class in one of these forms
 # or a template, or names only the domain
@@ -297,8 +297,8 @@ def measure(v: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     variant = {**DEFAULTS, **(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})}
+    torch.set_num_threads(variant["threads"])
     result = measure(variant)
     out = Path(__file__).parent / "results" / f"{variant['name']}.json"
     out.parent.mkdir(exist_ok=True)
