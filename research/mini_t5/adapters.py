@@ -5,7 +5,8 @@
 
 Reuses the built world of ``kind`` (default text) in ``$FUSIONBENCH_HOME`` (its data, base and
 full fine-tunes), fine-tunes the seven adapters of ``mode`` with the recipe's changes (``lr``,
-``steps``, ``targets``, ``init_seed``; ``methods`` to sweep) through the product's pool fine-tuning job in two pinned workers, into a
+``steps``, ``targets``, ``init_seed``, any other recipe field under ``recipe``; ``seed``, the
+fine-tunes' data-order seed, default the product's 0; ``methods`` to sweep) through the product's pool fine-tuning job in two pinned workers, into a
 world under ``/tmp/t5r/<name>`` that links everything else; then runs ``fusionbench sweep`` of
 ``methods`` (default task arithmetic and the simple average) on all seven tasks there and prints
 their gain recovered.
@@ -33,9 +34,9 @@ ROOT = Path("/tmp/t5r")
 PREFIX = {"text": "mini_t5", "vision": "mini_clip"}
 
 
-def finetune_job(kind: str, world: Path, task: str, mode: str, recipe: Any, out: Path) -> str:
-    """One fine-tune of the world's base, as the pools' workers run it (seed 0, one thread)."""
-    options = FinetuneOptions(seed=0, device="cpu", save_every=0, progress=False, threads=1)
+def finetune_job(kind: str, world: Path, task: str, mode: str, recipe: Any, out: Path, seed: int) -> str:
+    """One fine-tune of the world's base, as the pools' workers run it (one thread; the product's seed is 0)."""
+    options = FinetuneOptions(seed=seed, device="cpu", save_every=0, progress=False, threads=1)
     finetune(str(world / pools.BASE_DIR[kind]), task, mode, pools._taskpool(kind, world), recipe, out, options)
     return task
 
@@ -55,10 +56,11 @@ def main(cfg: dict[str, Any]) -> None:
     base = pools.mini_recipe(kind, cfg["mode"])
     lora = LoraSpec(base.lora.r, base.lora.alpha, base.lora.dropout, cfg.get("targets", base.lora.targets))
     recipe = replace(base, lr=cfg.get("lr", base.lr), steps=cfg.get("steps", base.steps), init_seed=cfg.get("init_seed", base.init_seed), lora=lora)
+    recipe = replace(recipe, **cfg.get("recipe", {}))
     out = world / "pools" / cfg["mode"]
     todo = [t for t in pools.definitions(kind, world) if not (out / t).is_dir()]
     with pinned_pool(2) as pool:
-        for done in as_completed([pool.submit(finetune_job, kind, world, t, cfg["mode"], recipe, out / t) for t in todo]):
+        for done in as_completed([pool.submit(finetune_job, kind, world, t, cfg["mode"], recipe, out / t, cfg.get("seed", 0)) for t in todo]):
             print("fine-tuned", done.result(), flush=True)
     env = {**os.environ, "FUSIONBENCH_HOME": str(home)}
     summaries = []
