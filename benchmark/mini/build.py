@@ -41,7 +41,7 @@ from fusionbench.mini.vision_tasks import VISION_TASKS
 from fusionbench.utils.cache import home
 from fusionbench.utils.numerics import numerics_record, run_pinned
 
-FORMAT = "fusionbench.mini/12"  # bump whenever a build would produce something different
+FORMAT = "fusionbench.mini/13"  # bump whenever a build would produce something different
 KINDS = ("vision", "text")
 
 
