@@ -174,6 +174,8 @@ def test_tasks_may_be_a_list(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "grid=[a]"], r"invalid value for grid"),
         (["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "split=dev"], r"split='dev' is not a split"),
         (["analyze", "scaling", "modelpool=dummy", "lambdas=[]"], r"lambdas must be a non-empty list"),
+        (["analyze", "scaling", "modelpool=dummy", "lambdas=[[1]]"], r"lambdas must be a non-empty list of finite numbers \(got lambdas=\[\[1\]\]\)"),
+        (["analyze", "disentanglement", "modelpool=dummy", "tasks=alpha,beta", "grid=[[0],[1]]"], r"grid must be a non-empty list of finite numbers"),
         (["analyze", "scaling", "modelpool=dummy", "split=dev"], r"split='dev' is not a split"),
         (["analyze", "scalng", "modelpool=dummy"], r"Did you mean 'scaling'\?"),
         (["analyze", "interferance", "modelpool=dummy"], r"Did you mean 'interference'\?"),

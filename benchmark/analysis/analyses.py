@@ -256,10 +256,14 @@ def _check_split(split: str) -> None:
 
 
 def _coefficients(values: Any, key: str, example: str) -> list[float]:
-    """The list of task-vector coefficients under ``key``, checked non-empty and finite."""
-    coefficients = [float(v) for v in values]
+    """The list of task-vector coefficients under ``key``, checked a non-empty list of finite numbers."""
+    problem = f"{key} must be a non-empty list of finite numbers (got {key}={values}), e.g. {key}={example}"
+    try:
+        coefficients = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ConfigError(problem) from None
     if not coefficients or not all(np.isfinite(coefficients)):
-        raise ConfigError(f"{key} must be a non-empty list of finite coefficients, e.g. {key}={example}")
+        raise ConfigError(problem)
     return coefficients
 
 
