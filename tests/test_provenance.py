@@ -40,7 +40,6 @@ def test_a_folder_outside_any_checkout_has_no_revision(tmp_path: Path) -> None:
     assert git_revision(tmp_path) is None
 
 
-
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_runs_and_sweeps_name_the_code_they_started_with(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long job's results are made by the modules it loaded at its start; an edit while it works must not relabel them."""
