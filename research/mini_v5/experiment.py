@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = dict(
     name="v0", seed=0,
     pretrain_examples=16000, pretrain_steps=700, pretrain_batch=128, pretrain_lr=2e-3, locked_text=0.3, position_std=0.2,
     pretrain_hard=(0.0, 0.5), task_hard=(0.3, 1.0), shift=False, pretrain_novel=(0.0, 0.0), task_novel=(0.0, 0.0),
-    p_name=0.7, p_name_novel=None, fine_share=1.0, held_out=0.0, task_name_rate=1.0, train_examples=2000,
+    p_name=0.7, p_name_novel=None, p_wrong_novel=None, fine_share=1.0, held_out=0.0, task_name_rate=1.0, train_examples=2000,
     width=96, layers=3, text_width=64, projection=64,
     finetune_lr=1e-3, finetune_steps=300, finetune_batch=32, finetune_frozen=(), unnamed_seed=None, threads=2,
 )  # fmt: skip
@@ -64,7 +64,7 @@ COARSE = {  # (group name, classes) per domain: what a caption names when it doe
 COARSE_FORMS = {"shape": "a picture of an {c}.", "colour": "a {c} coloured flower.", "texture": "a {c} texture.", "count": "{c} in the sky.",
                 "position": "a marker at the {c}.", "orientation": "{c} stripes.", "digit": "a house with a {c} number."}  # fmt: skip
 PRETRAINING = ("seed", "pretrain_examples", "pretrain_steps", "pretrain_batch", "pretrain_lr", "locked_text", "position_std", "pretrain_hard", "pretrain_novel",
-               "p_name", "p_name_novel", "fine_share", "held_out", "task_name_rate", "width", "layers", "text_width", "projection", "unnamed_seed")  # what the base depends on  # fmt: skip
+               "p_name", "p_name_novel", "p_wrong_novel", "fine_share", "held_out", "task_name_rate", "width", "layers", "text_width", "projection", "unnamed_seed")  # what the base depends on  # fmt: skip
 BASES = Path("/tmp/v5/bases")  # pretrained bases, reused by designs that change only the tasks or the fine-tuning
 SPLITS = {"train": None, "validation": 300, "test": 500}
 TASKS = list(domains.TASKS)
@@ -122,6 +122,8 @@ class World:
         if self.v["fine_share"] < 1 and rng.random() >= self.v["fine_share"]:
             group, members = next(g for g in COARSE[t] if k in g[1])
             return COARSE_FORMS[t].format(c=group), members
+        if self.v["p_wrong_novel"] is not None and rng.random() < self.v["p_wrong_novel"] * novel:  # annotators misname unusual images
+            k = int((k + rng.integers(1, len(domains.TASKS[t]))) % len(domains.TASKS[t]))  # another class of the task, uniformly
         forms = domains.TEMPLATES[t] + CAPTIONS[t]
         form = forms[int(rng.integers(len(forms)))]
         if rng.random() >= per_task(self.v["task_name_rate"], t):  # the class's common name, not the task's label
@@ -177,9 +179,10 @@ class World:
 
     @torch.no_grad()
     def diagnose(self) -> dict[str, dict[str, float]]:
-        """Per task, on the base: the largest cosine between two rows of the zero-shot head, and the test
+        """Per task, on the base: the largest cosine between two rows of the zero-shot head, the test
         accuracy of a ridge-regression probe on the base's image embeddings (how much of the task the
-        features already hold, whatever the head)."""
+        features already hold, whatever the head), and the mean top-class probability of the base's
+        zero-shot predictions on the test images it gets wrong (near-ties: close to 1 / classes)."""
         self.accuracy(self.theta0, TASKS[0])
         out: dict[str, dict[str, float]] = {}
         for t in TASKS:
@@ -190,7 +193,10 @@ class World:
             a = torch.cat([feats[0], torch.ones(len(x), 1)], 1)
             w = torch.linalg.solve(a.T @ a + 1e-3 * torch.eye(a.shape[1]), a.T @ F.one_hot(y).float())
             probe = float(((torch.cat([feats[1], torch.ones(len(xt), 1)], 1) @ w).argmax(-1) == yt).float().mean())
-            out[t] = {"head_max_cosine": float(cos.max()), "linear_probe": probe}
+            probs = (self.scale * feats[1] @ self.heads[t].T).softmax(-1)
+            wrong = probs.argmax(-1) != yt
+            confidence = float(probs.max(-1).values[wrong].mean()) if bool(wrong.any()) else float("nan")
+            out[t] = {"head_max_cosine": float(cos.max()), "linear_probe": probe, "top_probability_on_errors": confidence}
         for named in (True, False):  # mean cosine between head rows of classes of different tasks
             rows = [(t, self.heads[t][k]) for t in TASKS for k in range(len(domains.TASKS[t])) if (k not in self.unnamed[t]) == named]
             cosines = [float(a @ b) for i, (t, a) in enumerate(rows) for u, b in rows[i + 1 :] if t != u]
