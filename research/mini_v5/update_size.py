@@ -1,11 +1,12 @@
-"""How large the full vision pool's updates and merged updates are against the weights they move (issue 16).
+"""How large a full pool's updates and merged updates are against the weights they move (issue 16).
 
-    FUSIONBENCH_HOME=<a home with the built vision world> python research/mini_v5/update_size.py [lambda alpha]
+    FUSIONBENCH_HOME=<a home with the built world> python research/mini_v5/update_size.py [lambda alpha [pool]]
 
 Prints each task's ||tau_t|| / ||theta_0|| over the tensors full fine-tuning moves, and over the
 moved 2-D weights: one update's share (the range over tasks), task arithmetic's merged update
 lambda * sum_t tau_t, and Iso-C's alpha * sigma_bar U V^T per weight (Marczak et al., ICML 2025),
-each as a share of those weights' norm. Defaults: lambda 0.45, alpha 1.75 (format 13's picks).
+each as a share of those weights' norm. Defaults: lambda 0.45, alpha 1.75 (format 13's picks on
+its vision pool), pool mini_clip_full (mini_t5_full: the text world's).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def norm(tensors: list[torch.Tensor]) -> float:
     return float(torch.sqrt(sum(t.double().pow(2).sum() for t in tensors)))
 
 
-def main(scaling: float, alpha: float) -> None:
-    pool = fusionbench.load_pool("mini_clip_full")
+def main(scaling: float, alpha: float, pool_name: str) -> None:
+    pool = fusionbench.load_pool(pool_name)
     base = pool.base()
     vectors = [pool.task_vector(t) for t in pool.tasks]
     moved = [n for n in base if bool(vectors[0][n].any())]
@@ -39,4 +40,4 @@ def main(scaling: float, alpha: float) -> None:
 
 if __name__ == "__main__":
     scaling, alpha = (float(x) for x in sys.argv[1:3]) if len(sys.argv) > 2 else (0.45, 1.75)
-    main(scaling, alpha)
+    main(scaling, alpha, sys.argv[3] if len(sys.argv) > 3 else "mini_clip_full")
