@@ -6,9 +6,10 @@ Iso-C (Marczak et al., ICML 2025) flattens the spectrum of each summed 2-D task 
 sigma_bar U V^T and scales the mean of every other tensor's updates by the same alpha. Printed per
 task, test gain recovered, against task arithmetic at lambda (default 0.45, what validation picks
 on format 13's pool): Iso-C as published; its 2-D weights with every other tensor at task
-arithmetic's lambda times the sum; and the same with only the fewest top directions of D that
-hold 90% or 99% of its squared spectrum flattened (their mean singular value), the rest dropped.
-Each merge's alpha is picked on validation from ALPHAS.
+arithmetic's lambda times the sum; the same with only the fewest top directions of D that
+hold 90% or 99% of its squared spectrum flattened (their mean singular value), the rest dropped;
+and Iso-C on the attention weights only or the MLP weights only, every other tensor as task
+arithmetic. Each merge's alpha is picked on validation from ALPHAS.
 """
 
 from __future__ import annotations
@@ -54,20 +55,21 @@ def main(scaling: float) -> None:
     tuned = {t: scores(pool, taskpool, pool.finetuned(t), "test")[t] for t in tasks}
     heads = {e: {n: flat_head(total[n], e) for n in flat} for e in ENERGY_KEPT}
 
-    def merged(alpha: float, energy: float | None, rest_as_ta: bool) -> ParamDict:
-        """theta_0 + alpha * (flattened 2-D sums); every other tensor at alpha / T or lambda times its sum."""
+    def merged(alpha: float, energy: float | None, rest_as_ta: bool, only: str = "") -> ParamDict:
+        """theta_0 + alpha * (flattened 2-D sums whose names hold ``only``); every other tensor at alpha / T or lambda times its sum."""
         matrices = flat if energy is None else heads[energy]
         rest = scaling if rest_as_ta else alpha / len(tasks)
-        return ParamDict({n: w + alpha * matrices[n] if n in flat else w + rest * total[n] for n, w in base.items()})
+        return ParamDict({n: w + alpha * matrices[n] if n in flat and only in n else w + rest * total[n] for n, w in base.items()})
 
     print("| merge | alpha | " + " | ".join(tasks) + " | gain recovered |\n|---|---|" + "---|" * (len(tasks) + 1))
     ta = ParamDict({n: base[n] + scaling * total[n] for n in base})
     rows = [("task arithmetic", scaling, ta)]
-    variants = [("iso_c", None, False), ("iso_c, rest as TA", None, True)]
-    variants += [(f"iso_c on the top {e:.0%} of energy, rest as TA", e, True) for e in ENERGY_KEPT]
-    for label, energy, rest_as_ta in variants:
-        best = max(ALPHAS, key=lambda a: np.mean(list(scores(pool, taskpool, merged(a, energy, rest_as_ta), "validation").values())))
-        rows.append((label, best, merged(best, energy, rest_as_ta)))
+    variants = [("iso_c", None, False, ""), ("iso_c, rest as TA", None, True, "")]
+    variants += [(f"iso_c on the top {e:.0%} of energy, rest as TA", e, True, "") for e in ENERGY_KEPT]
+    variants += [(f"iso_c on the {part} weights only, rest as TA", None, True, f".{part}.") for part in ("self_attn", "mlp")]
+    for label, energy, rest_as_ta, only in variants:
+        best = max(ALPHAS, key=lambda a: np.mean(list(scores(pool, taskpool, merged(a, energy, rest_as_ta, only), "validation").values())))
+        rows.append((label, best, merged(best, energy, rest_as_ta, only)))
     for label, weight, params in rows:
         test = scores(pool, taskpool, params, "test")
         gains = [(test[t] - pre[t]) / max(tuned[t] - pre[t], 1e-9) for t in tasks]
