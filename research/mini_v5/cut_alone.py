@@ -23,16 +23,16 @@ import torch
 import fusionbench
 from fusionbench.api.params import ParamDict
 from fusionbench.methods.linalg import svd
+from fusionbench.methods.ties import trim_thresholds
 
 TASKPOOL = {"mini_clip": "mini_vision7", "mini_t5": "mini_text7"}
 
 
 def top_entries(tau: ParamDict, keep: float) -> tuple[ParamDict, float]:
-    """tau with all but its top-``keep`` entries by magnitude (over the whole vector) reset; the energy share kept."""
-    flat = torch.cat([t.flatten().abs() for t in tau.values()])
-    threshold = flat.kthvalue(flat.numel() - int(keep * flat.numel())).values
+    """tau trimmed as TIES trims it (``trim_thresholds``, the official convention); the energy share kept."""
+    threshold = trim_thresholds([tau], keep)[0]
     out = ParamDict({n: t * (t.abs() >= threshold) for n, t in tau.items()})
-    return out, float(sum(t.pow(2).sum() for t in out.values()) / flat.pow(2).sum())
+    return out, float(sum(t.pow(2).sum() for t in out.values()) / sum(t.pow(2).sum() for t in tau.values()))
 
 
 def top_components(tau: ParamDict, fraction: float) -> tuple[ParamDict, float]:
@@ -64,9 +64,9 @@ def main(cut_name: str, pool_name: str) -> None:
     for task in pool.tasks:
         pre = taskpool.evaluate(pool.model(base), [task])[task].value
         tuned = taskpool.evaluate(pool.model(pool.finetuned(task)), [task])[task].value
-        cells = []
+        vector, cells = pool.task_vector(task), []
         for fraction in fractions:
-            tau, energy = cut(pool.task_vector(task), fraction)
+            tau, energy = cut(vector, fraction)
             score = taskpool.evaluate(pool.model(base + tau), [task])[task].value
             cells.append(f"{(score - pre) / max(tuned - pre, 1e-9):.2f} ({energy:.2f})")
         print(f"| {task} | " + " | ".join(cells) + " |")

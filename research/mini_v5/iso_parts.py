@@ -30,11 +30,15 @@ ALPHAS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5]
 ENERGY_KEPT = [0.9, 0.99]
 
 
-def flat_head(total: torch.Tensor, energy: float) -> torch.Tensor:
-    """sigma_bar U_r V_r^T over the fewest top directions r of ``total`` holding ``energy`` of its squared spectrum."""
+def flat_heads(total: torch.Tensor) -> dict[float, torch.Tensor]:
+    """Per share e of ENERGY_KEPT: sigma_bar U_r V_r^T over the fewest top directions r of ``total`` holding e of its squared spectrum."""
     u, s, v = svd(total.double())
-    r = int(torch.searchsorted((s.pow(2).cumsum(0) / s.pow(2).sum()).contiguous(), torch.tensor([energy], dtype=s.dtype))) + 1
-    return (s[:r].mean() * (u[:, :r] @ v[:, :r].mT)).to(total.dtype)
+    cumulative = (s.pow(2).cumsum(0) / s.pow(2).sum()).contiguous()
+    out = {}
+    for energy in ENERGY_KEPT:
+        r = int(torch.searchsorted(cumulative, torch.tensor([energy], dtype=s.dtype))) + 1
+        out[energy] = (s[:r].mean() * (u[:, :r] @ v[:, :r].mT)).to(total.dtype)
+    return out
 
 
 def scores(pool: ModelPool, taskpool: TaskPool, params: ParamDict, split: str) -> dict[str, float]:
@@ -52,8 +56,9 @@ def main(scaling: float) -> None:
     total = {n: sum(v[n] for v in vectors) for n in base}
     flat = {n: iso_c_matrix([v[n] for v in vectors]) for n in base if base[n].ndim == 2 and bool(total[n].any())}
     pre = scores(pool, taskpool, base, "test")
-    tuned = {t: scores(pool, taskpool, pool.finetuned(t), "test")[t] for t in tasks}
-    heads = {e: {n: flat_head(total[n], e) for n in flat} for e in ENERGY_KEPT}
+    tuned = {t: taskpool.evaluate(pool.model(pool.finetuned(t)), [t])[t].value for t in tasks}
+    by_weight = {n: flat_heads(total[n]) for n in flat}
+    heads = {e: {n: by_weight[n][e] for n in flat} for e in ENERGY_KEPT}
 
     def merged(alpha: float, energy: float | None, rest_as_ta: bool, only: str = "") -> ParamDict:
         """theta_0 + alpha * (flattened 2-D sums whose names hold ``only``); every other tensor at alpha / T or lambda times its sum."""

@@ -16,7 +16,7 @@ import sys
 import torch
 
 import fusionbench
-from fusionbench.methods.linalg import svd
+from fusionbench.methods.iso_c import iso_c_matrix
 
 
 def main(scaling: float, alpha: float) -> None:
@@ -29,8 +29,7 @@ def main(scaling: float, alpha: float) -> None:
     for name in names:
         taus = [v[name].double() for v in vectors]
         total = torch.stack(taus).sum(0)
-        u, s, v = svd(total)
-        iso = alpha * s.mean() * (u @ v.mT)
+        iso = alpha * iso_c_matrix(taus)
         for t, tau in enumerate(taus):
             norm_sq[t] += float(tau.pow(2).sum())
             inner["task arithmetic"][t] += scaling * float((total * tau).sum())

@@ -14,8 +14,8 @@ inputs to the layer on 64 validation images of each task.
 
 from __future__ import annotations
 
-import math
 import sys
+from pathlib import Path
 
 import torch
 
@@ -24,11 +24,8 @@ from fusionbench.api.modelpool import ModelPool
 from fusionbench.api.taskpool import TaskPool
 from fusionbench.methods.linalg import svd
 
-
-def effective_rank(s: torch.Tensor) -> float:
-    """exp of the entropy of the normalised squared singular values."""
-    share = s.pow(2) / s.pow(2).sum()
-    return math.exp(float(-(share * share.clamp_min(1e-300).log()).sum()))
+sys.path.insert(0, str(Path(__file__).parent))
+from task_spectra import effective_rank  # noqa: E402
 
 
 def layer_inputs(pool: ModelPool, taskpool: TaskPool, names: list[str]) -> dict[str, torch.Tensor]:

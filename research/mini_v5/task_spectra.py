@@ -24,12 +24,16 @@ from fusionbench.methods.linalg import orthogonalise, svd
 from fusionbench.mini.vision_world import TASKS
 
 
+def effective_rank(s: torch.Tensor) -> float:
+    """exp of the entropy of the normalised squared singular values ``s``."""
+    share = s.pow(2) / s.pow(2).sum()
+    return math.exp(float(-(share * torch.log(share.clamp_min(1e-300))).sum()))
+
+
 def spectra(delta: torch.Tensor, keep: int) -> tuple[float, float]:
     """(share of energy in the top ``keep`` directions, effective rank) of one update."""
-    energy = torch.linalg.svdvals(delta.double()) ** 2
-    share = energy / energy.sum()
-    entropy = -(share * torch.log(share.clamp_min(1e-300))).sum()
-    return float(share[:keep].sum()), math.exp(float(entropy))
+    s = torch.linalg.svdvals(delta.double())
+    return float(s[:keep].pow(2).sum() / s.pow(2).sum()), effective_rank(s)
 
 
 def orthogonalisation_change(deltas: list[torch.Tensor], keep: int) -> list[float]:
